@@ -1,0 +1,48 @@
+"""mgdsl: a language and compiler for multigrid-style neural networks (MgNet, He & Xu 2019)."""
+from __future__ import annotations
+
+from .diagnostics import SpecError
+
+__version__ = "0.1.0"
+
+
+def parse_overrides(defines) -> dict:
+    """`-D name=value` strings (or a dict) to a dict of numbers."""
+    if isinstance(defines, dict):
+        return dict(defines)
+    out = {}
+    for d in defines or ():
+        name, _, value = d.partition("=")
+        try:
+            out[name.strip()] = int(value) if value.strip().lstrip("-").isdigit() else float(value)
+        except ValueError:
+            from .diagnostics import Diagnostic
+            raise SpecError([Diagnostic(f"-D {d}: expected name=number", None, "e.g. -D width=32")]) from None
+    return out
+
+
+def compile_ir(path: str, text: str | None = None, **params):
+    """Spec file (or text) to a checked IR; raises SpecError with located diagnostics."""
+    from .check import check
+    from .diagnostics import Source
+    from .elaborate import elaborate
+    from .syntax import parse, read_source
+
+    text = read_source(path) if text is None else text
+    source = Source(path, text)
+    ir = elaborate(parse(text, path), source, params)
+    check(ir, source)
+    return ir
+
+
+def lower(ir_or_path, **params):
+    """IR (or a spec path) to a torch.nn.Module whose parameter sharing is the spec's."""
+    from .lower import lower_ir
+
+    ir = compile_ir(ir_or_path, **params) if isinstance(ir_or_path, str) else ir_or_path
+    return lower_ir(ir)
+
+
+def load(path: str, **params):
+    """mgdsl.load("specs/mgnet.mg", width=32) -> nn.Module."""
+    return lower(compile_ir(path, **params))

@@ -1,0 +1,854 @@
+"""AST to IR: resolve params, create operator instances by sharing scope, unroll the scheme, type every value."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from . import syntax as S
+from .diagnostics import Diagnostic, Source, Span, SpecError, did_you_mean
+from .ir import IR, KLASS_ORDER, Instance, Layer, Node, Ty
+
+MAX_CHANNELS = 1 << 16
+MAX_SIZE = 1 << 15
+MAX_GRIDS = 24
+MAX_STEPS = 256
+
+# primitives usable inside expressions (no parameters, no configuration)
+INLINE_PRIMS = {"relu", "id", "avgpool", "maxpool2", "avgpool2", "maxpool3"}
+# primitives that only appear in operator definitions
+DEF_PRIMS = {"bn", "linear", "scale", "laplace", "restrict", "prolong", "transpose", "jacobi", "inverse", "split",
+             "delta"}
+CONV_KERNELS = {f"conv{k}": k for k in (1, 3, 5, 7)} | {f"deconv{k}": k for k in (2, 3, 4)}
+ALL_PRIMS = INLINE_PRIMS | DEF_PRIMS | set(CONV_KERNELS)
+CONV_OPTS = {"stride", "bias", "depthwise", "groups", "pad"}
+PADS = {"zero": "zeros", "periodic": "circular", "reflect": "reflect"}
+STENCILS = {"bilinear", "linear", "average"}
+LEVEL_VARS = {"l", "J"}
+
+
+class Fail(Exception):
+    """One located error inside elaboration; caught per equation so that all errors are reported."""
+
+    def __init__(self, message: str, span: Span | None, hint: str | None = None):
+        super().__init__(message)
+        self.diag = Diagnostic(message, span, hint)
+
+
+def _ceil_half(n: int) -> int:
+    return (n + 1) // 2
+
+
+@dataclass
+class Ctx:
+    """Where an expression is evaluated: which equation, which level and step, and what it may read."""
+    kind: str
+    level: int
+    env: dict
+    read: object  # callable(Var, level_index, step_index) -> node id
+    span: Span | None = None
+
+
+@dataclass
+class Elaborator:
+    model: S.Model
+    source: Source
+    overrides: dict
+    diags: list[Diagnostic] = field(default_factory=list)
+    nodes: list[Node] = field(default_factory=list)
+    instances: dict[str, Instance] = field(default_factory=dict)
+    states: dict = field(default_factory=dict)
+    _stack: list[str] = field(default_factory=list)
+    _zero: dict = field(default_factory=dict)
+
+    # ------------------------------------------------------------ errors
+    def error(self, message: str, span: Span | None, hint: str | None = None) -> None:
+        d = Diagnostic(message, span, hint)
+        if not any(x.message == d.message and x.span == d.span for x in self.diags):
+            self.diags.append(d)
+
+    def guard(self, fn, *args):
+        try:
+            return fn(*args)
+        except Fail as f:
+            self.error(f.diag.message, f.diag.span, f.diag.hint)
+            return None
+
+    # ------------------------------------------------------------ settings
+    def run(self) -> IR:
+        items = self.model.items
+        self.params = {}
+        for it in items:
+            if isinstance(it, S.Param):
+                if it.name in self.params:
+                    self.error(f"param '{it.name}' is defined twice", it.span)
+                self.params[it.name] = it.value
+        for name, value in self.overrides.items():
+            if name not in self.params:
+                hint = did_you_mean(name, self.params) or (
+                    f"this spec's params: {', '.join(sorted(self.params))}" if self.params else
+                    "this spec declares no `param`")
+                self.error(f"-D {name}: the spec has no param '{name}'", None, hint)
+            else:
+                self.params[name] = value
+        settings = {}
+        for it in items:
+            if isinstance(it, S.Setting):
+                if it.key in settings:
+                    self.error(f"'{it.key}' is given twice", it.span)
+                settings[it.key] = it
+        inputs = [it for it in items if isinstance(it, S.Input)]
+        spaces = [d for it in items if isinstance(it, S.Spaces) for d in it.decls]
+        if not inputs:
+            raise SpecError([Diagnostic("the model has no `input` line", self.model.span,
+                                        "add e.g. `input x : 3 x 32 x 32`")], self.source)
+        inp = inputs[0]
+        c, h, w = (self.guard(self.count, n, "input size", MAX_SIZE) for n in (inp.channels, inp.height, inp.width))
+        self.classes = self.guard(self.count, settings["classes"].values[0], "classes", 1 << 20) \
+            if "classes" in settings else None
+        self.cycle = settings["cycle"].values[0] if "cycle" in settings else "none"
+        if self.cycle not in ("none", "V", "W"):
+            self.error(f"unknown cycle '{self.cycle}'", settings["cycle"].span, "use `cycle V` or `cycle W`")
+            self.cycle = "none"
+        if None in (c, h, w):
+            raise SpecError(self.diags, self.source)
+        self.input_name = inp.name
+        # grids
+        g = settings.get("grids")
+        if g is None or g.values[0] == "auto":
+            J, n = 1, min(h, w)
+            while n > 3 and J < MAX_GRIDS:
+                n, J = _ceil_half(n), J + 1
+        else:
+            J = self.guard(self.count, g.values[0], "grids", MAX_GRIDS) or 1
+        self.J = J
+        self.sizes = {1: (h, w)}
+        for lvl in range(2, J + 1):
+            self.sizes[lvl] = tuple(map(_ceil_half, self.sizes[lvl - 1]))
+        if min(self.sizes[J]) < 1:
+            self.error("too many grids for the input size", g.span if g else inp.span)
+        self.nu = self.per_level(settings.get("smooth"), "smooth", J, default=0)
+        self.post = self.per_level(settings.get("postsmooth"), "postsmooth", J, default=0)
+        # spaces
+        self.spaces: dict[str, list[int]] = {}
+        for d in spaces:
+            vals = [self.guard(self.count, n, f"channels of {d.name}", MAX_CHANNELS) or 1 for n in d.channels]
+            if d.per_level and len(vals) != J:
+                self.error(f"space {d.name} lists {len(vals)} channel counts but the model has {J} grids",
+                           d.span, "give one count per grid, or a single number for all")
+                vals = (vals + vals[-1:] * J)[:J]
+            self.spaces[d.name] = vals if d.per_level else vals * J
+        in_is_space = inp.name in self.spaces
+        if in_is_space and self.spaces[inp.name][0] != c:
+            self.error(f"input {inp.name} has {c} channels but space {inp.name} has {self.spaces[inp.name][0]}",
+                       inp.span)
+        self.input_ty = Ty(inp.name, 1 if in_is_space else 0, c, h, w)
+        # operator definitions
+        self.defs: dict[str, list[S.OpDef]] = {}
+        for it in items:
+            if isinstance(it, S.OpDef):
+                if it.name in ALL_PRIMS or it.name in self.spaces or it.name == inp.name:
+                    self.error(f"'{it.name}' is a reserved name (a primitive, space or the input)", it.span)
+                    continue
+                same = [d for d in self.defs.get(it.name, []) if d.index == it.index]
+                if same:
+                    self.error(f"{it.name} is defined twice with the same index", it.span)
+                self.defs.setdefault(it.name, []).append(it)
+        for defs in self.defs.values():
+            for d in defs:
+                self.guard(self.check_def_names, d)
+        # equations
+        self.eqs: dict[str, dict] = {}
+        for it in items:
+            if isinstance(it, S.Equation):
+                slot = self.eqs.setdefault(it.kind, {})
+                if it.guard in slot:
+                    self.error(f"a second `{it.kind}` equation" + (f" for [{it.guard}]" if it.guard else ""), it.span)
+                slot[it.guard] = it
+        outputs = [it for it in items if isinstance(it, S.Output)]
+        if "init" not in self.eqs and not in_is_space:
+            self.error("the model has no `init` equation", self.model.span, "e.g. `init f = f_in(x); u = 0`")
+        if not outputs:
+            self.error("the model has no `output`", self.model.span, "e.g. `output fc(avgpool(u))`")
+        if self.diags:
+            raise SpecError(self.diags, self.source)
+        self.state_names = list(self.spaces)
+        self.iterated = {a.name for eq in self.eqs.get("step", {}).values() for a in eq.assigns}
+        self.iterated |= {a.name for eq in self.eqs.get("poststep", {}).values() for a in eq.assigns}
+        for lvl, n in enumerate(self.nu, 1):
+            if n and "step" not in self.eqs:
+                self.error(f"grid {lvl} smooths {n} times but there is no `step` equation", settings["smooth"].span)
+                break
+        if self.diags:
+            raise SpecError(self.diags, self.source)
+        final, out_level = self.schedule()
+        out = self.guard(self.ev, outputs[0].expr, Ctx("output", out_level, {"l": out_level, "J": J},
+                                                       self.reader_final(final), outputs[0].span))
+        if self.diags:
+            raise SpecError(self.diags, self.source)
+        for inst in self.instances.values():
+            inst.klass = max((lay.klass for lay in inst.layers), key=KLASS_ORDER.get, default="linear")
+            for lay in inst.layers:
+                if lay.ref:
+                    inst.klass = max(inst.klass, self.instances[lay.ref].klass, key=KLASS_ORDER.get)
+        self.count_uses(out)
+        warnings = []
+        used = {i.name for i in self.instances.values()}
+        for name, defs in self.defs.items():
+            if name not in used:
+                warnings.append(Diagnostic(f"{name} is defined but never used", defs[0].span, severity="warning"))
+        return IR(self.model.name, self.source.path, dict(self.params), inp.name, self.input_ty, self.classes, J,
+                  self.nu, self.post, self.cycle, self.spaces, self.sizes, self.instances, self.nodes, out,
+                  self.states, self.state_names, warnings)
+
+    def count_uses(self, out: int) -> None:
+        """Uses = applications that survive zero-folding and reach the output, plus references."""
+        live, stack = set(), [out]
+        while stack:
+            n = stack.pop()
+            if n not in live:
+                live.add(n)
+                stack.extend(self.nodes[n].args)
+        for inst in self.instances.values():
+            inst.uses = 0
+        for n in live:
+            if self.nodes[n].op == "apply":
+                self.instances[self.nodes[n].inst].uses += 1
+        for inst in self.instances.values():
+            for lay in inst.layers:
+                if lay.ref:
+                    self.instances[lay.ref].uses += 1
+
+    def count(self, n: S.Num, what: str, limit: int) -> int:
+        v = self.number(n)
+        if not float(v).is_integer():
+            raise Fail(f"{what} must be a whole number, got {v}", n.span)
+        v = int(v)
+        if v <= 0:
+            raise Fail(f"{what} must be positive, got {v}", n.span)
+        if v > limit:
+            raise Fail(f"{what} = {v} is absurdly large (limit {limit})", n.span)
+        return v
+
+    def number(self, n: S.Num):
+        if isinstance(n.value, str):
+            if n.value not in self.params:
+                raise Fail(f"undefined param '{n.value}'", n.span, did_you_mean(n.value, self.params))
+            return self.params[n.value]
+        return n.value
+
+    def per_level(self, setting, what, J, default):
+        if setting is None:
+            return [default] * J
+        vals = []
+        for n in setting.values:
+            v = self.number(n) if not isinstance(n.value, str) or n.value in self.params else None
+            if v is None:
+                self.error(f"undefined param '{n.value}'", n.span, did_you_mean(n.value, self.params))
+                v = default
+            if not float(v).is_integer() or v < 0 or v > MAX_STEPS:
+                self.error(f"{what} counts must be whole numbers in 0..{MAX_STEPS}, got {v}", n.span)
+                v = default
+            vals.append(int(v))
+        if len(vals) == 1:
+            return vals * J
+        if len(vals) != J:
+            self.error(f"{what} lists {len(vals)} counts but the model has {J} grids", setting.span,
+                       "give one count per grid, or one number for all")
+            return (vals + [default] * J)[:J]
+        return vals
+
+    # ------------------------------------------------------------ definitions
+    def check_def_names(self, d: S.OpDef) -> None:
+        for t in d.body:
+            if isinstance(t, S.OpRef) and t.name not in ALL_PRIMS and t.name not in self.defs:
+                raise Fail(f"undefined operator '{t.name}'", t.span,
+                           did_you_mean(t.name, list(self.defs) + sorted(ALL_PRIMS)))
+            if isinstance(t, S.Prim) and t.name not in ALL_PRIMS:
+                raise Fail(f"unknown primitive '{t.name}'", t.span, did_you_mean(t.name, ALL_PRIMS))
+            if isinstance(t, S.Prim):
+                for a in t.args:
+                    if isinstance(a, S.Sig):
+                        for sp in (a.src, a.dst):
+                            if sp not in self.spaces and sp not in (self.input_name, "classes"):
+                                raise Fail(f"undefined space '{sp}'", a.span,
+                                           did_you_mean(sp, list(self.spaces) + [self.input_name, "classes"]))
+                    if isinstance(a, S.RefArg) and a.name not in self.defs:
+                        raise Fail(f"undefined operator '{a.name}'", a.span, did_you_mean(a.name, self.defs))
+
+    def index_values(self, index, env, span) -> tuple[int, ...]:
+        out = []
+        for ix in index:
+            if ix.var is None:
+                out.append(ix.offset)
+            elif ix.var in env:
+                out.append(env[ix.var] + ix.offset)
+            else:
+                raise Fail(f"index variable '{ix.var}' is not bound here", ix.span or span,
+                           f"bound here: {', '.join(sorted(env))}")
+        return tuple(out)
+
+    def implicit_index(self, name: str, env: dict, span) -> tuple[int, ...]:
+        """An operator used without an index takes its scope variables from the context."""
+        defs = self.defs[name]
+        general = [d for d in defs if d.index is None or all(ix.var not in (None, "J") for ix in d.index)]
+        if general:
+            names = [ix.var for ix in (general[0].index or ())]
+        else:
+            names = ["l", "i", "j"][:len(defs[0].index or ())]
+        missing = [n for n in names if n not in env]
+        if missing:
+            raise Fail(f"{name} is indexed [{', '.join(names)}] but '{missing[0]}' is not bound here", span,
+                       f"write the index explicitly, e.g. {name}[{', '.join(str(env.get(n, 1)) for n in names)}]")
+        return tuple(env[n] for n in names)
+
+    def match(self, d: S.OpDef, values) -> dict | None:
+        env = {}
+        for ix, v in zip(d.index or (), values):
+            if ix.var is None:
+                if ix.offset != v:
+                    return None
+            elif ix.var == "J":
+                if self.J + ix.offset != v:
+                    return None
+            else:
+                env[ix.var] = v - ix.offset
+        return env
+
+    def instance(self, name: str, values: tuple[int, ...], span) -> Instance:
+        if name not in self.defs:
+            raise Fail(f"undefined operator '{name}'", span, did_you_mean(name, list(self.defs) + sorted(ALL_PRIMS)))
+        label = name + (f"[{', '.join(map(str, values))}]" if values else "")
+        if label in self.instances:
+            return self.instances[label]
+        if label in self._stack:
+            chain = " -> ".join(self._stack[self._stack.index(label):] + [label])
+            raise Fail(f"cycle in definitions: {chain}", span, "give the recursion a base case, e.g. A[1] = ...")
+        arities = {len(d.index or ()) for d in self.defs[name]}
+        if len(values) not in arities:
+            want = " or ".join(str(a) for a in sorted(arities))
+            raise Fail(f"{name} takes {want} ind{'ex' if want == '1' else 'ices'} but is used with {len(values)}",
+                       span, f"{name} is defined as {name}[{', '.join(ix.var or str(ix.offset) for ix in self.defs[name][0].index or ())}]")
+        best, best_env, best_score = None, None, -1
+        for d in self.defs[name]:
+            if len(d.index or ()) != len(values):
+                continue
+            env = self.match(d, values)
+            if env is None:
+                continue
+            score = sum(ix.var is None or ix.var == "J" for ix in d.index or ())
+            if score > best_score:
+                best, best_env, best_score = d, env, score
+        if best is None:
+            raise Fail(f"no definition of {label}", span, f"add a general definition {name}[l] = ...")
+        best_env = dict(best_env, J=self.J)
+        self._stack.append(label)
+        try:
+            inst = Instance(label, name, values, tuple(ix.var or str(ix.offset) for ix in best.index or ()),
+                            span=best.span)
+            inst.def_text = self.source.lines[best.span.line - 1].strip() if best.span else ""
+            inst.template = [self.layer_template(t, best_env) for t in reversed(best.body)]
+        finally:
+            self._stack.pop()
+        self.instances[label] = inst
+        return inst
+
+    def layer_template(self, t, env) -> dict:
+        if isinstance(t, S.OpRef):
+            if t.name in ALL_PRIMS:
+                if t.name in ("linear", "scale", "laplace", "restrict", "prolong", "transpose", "jacobi", "inverse"):
+                    raise Fail(f"{t.name} needs arguments", t.span, f"e.g. {t.name}(...)")
+                return {"kind": t.name, "span": t.span, "opts": {}}
+            vals = self.index_values(t.index, env, t.span) if t.index else self.implicit_index(t.name, env, t.span)
+            ref = self.instance(t.name, vals, t.span)
+            return {"kind": "ref", "ref": ref.label, "span": t.span}
+        opts, sig, refs = {}, None, []
+        for a in t.args:
+            if isinstance(a, S.Sig):
+                sig = (a.src, a.dst)
+            elif isinstance(a, S.RefArg):
+                refs.append(self.instance(a.name, self.index_values(a.index, env, a.span), a.span).label)
+            elif a.key in self.defs and a.value is None:
+                refs.append(self.instance(a.key, self.implicit_index(a.key, env, a.span), a.span).label)
+            else:
+                v = a.value
+                if isinstance(v, str) and v in self.params:
+                    v = self.params[v]
+                opts[a.key] = v
+        return {"kind": t.name, "sig": sig, "opts": opts, "refs": refs, "span": t.span}
+
+    # ------------------------------------------------------------ typing operators
+    def chan(self, space: str, level: int | None, span) -> int:
+        if space == "classes":
+            if self.classes is None:
+                raise Fail("the model maps to classes but declares no `classes N`", span)
+            return self.classes
+        if space == self.input_name and space not in self.spaces:
+            return self.input_ty.channels
+        if level is None or level < 1:
+            level = 1
+        if level > self.J:
+            raise Fail(f"{space} on grid {level}, but the model has {self.J} grids", span)
+        return self.spaces[space][level - 1]
+
+    def apply_instance(self, inst: Instance, x: Ty, span) -> Ty:
+        if inst.in_ty is None:
+            inst.in_ty = x
+            inst.layers, inst.params = [], 0
+            y = x
+            for tpl in inst.template:
+                lay, y = self.type_layer(tpl, y, inst)
+                inst.layers.append(lay)
+                inst.params += lay.params
+            inst.out_ty = y
+            inst._delta = None if (y.level is None or x.level is None) else y.level - x.level
+            inst._out_space, inst._out_ch, inst._vector = y.space, y.channels, y.height is None
+        elif (inst.in_ty.space, inst.in_ty.channels, inst.in_ty.height is None) != (x.space, x.channels, x.height is None):
+            raise Fail(f"{inst.label} is one shared instance, first applied to {inst.in_ty.describe()}, "
+                       f"here to {x.describe()}", span,
+                       f"index it (e.g. {inst.name}[l]) to get one instance per grid")
+        inst.uses += 1
+        return self.out_type(inst, x, span)
+
+    def out_type(self, inst: Instance, x: Ty, span) -> Ty:
+        if inst._vector:
+            return Ty(inst._out_space, None, inst._out_ch)
+        if x.level is None:
+            raise Fail(f"{inst.label} needs a grid value but gets a pooled vector", span)
+        if x.level == 0 or inst._delta is None:
+            return inst.out_ty if x == inst.in_ty else Ty(inst._out_space, x.level, inst._out_ch,
+                                                          inst.out_ty.height, inst.out_ty.width)
+        lvl = x.level + inst._delta
+        if lvl < 1 or lvl > self.J:
+            raise Fail(f"{inst.label} maps grid {x.level} to grid {lvl}, which does not exist", span)
+        return Ty(inst._out_space, lvl, self.chan(inst._out_space, lvl, span), *self.sizes[lvl])
+
+    def type_layer(self, tpl: dict, x: Ty, inst: Instance) -> tuple[Layer, Ty]:
+        kind, span, opts = tpl["kind"], tpl["span"], tpl.get("opts", {})
+        sig = tpl.get("sig")
+        if kind == "ref":
+            ref = self.instances[tpl["ref"]]
+            y = self.apply_instance(ref, x, span)
+            return Layer("ref", x.channels, y.channels, ref=ref.label, klass="linear"), y
+        if sig and x.space != sig[0]:
+            raise Fail(f"{inst.name} maps {sig[0]} -> {sig[1]} but is applied to {x.space}", span,
+                       f"its input here is {x.describe()}")
+        for key in opts:
+            allowed = CONV_OPTS if kind in CONV_KERNELS else {
+                "restrict": {"bilinear", "linear", "average"}, "prolong": {"bilinear", "linear"},
+                "jacobi": {"omega"}, "scale": {"init"}, "laplace": {"pad"}, "linear": {"bias"}}.get(kind, set())
+            if key not in allowed:
+                raise Fail(f"{kind} has no option '{key}'", span,
+                           did_you_mean(key, allowed) or (f"options: {', '.join(sorted(allowed))}" if allowed else
+                                                          f"{kind} takes no options"))
+        if kind in ("relu", "id", "bn"):
+            params = 2 * x.channels if kind == "bn" else 0
+            klass = {"relu": "nonlinear", "id": "linear", "bn": "affine"}[kind]
+            return Layer(kind, x.channels, x.channels, params=params, klass=klass), x
+        if kind in ("avgpool",):
+            return Layer(kind, x.channels, x.channels), Ty(x.space, None, x.channels)
+        if kind in ("maxpool2", "avgpool2", "maxpool3"):
+            return self.strided(Layer(kind, x.channels, x.channels, stride=2,
+                                      klass="nonlinear" if kind.startswith("max") else "linear"), x, x.space, span)
+        if kind == "split":
+            return Layer(kind, x.channels, 2 * x.channels), Ty(x.space, x.level, 2 * x.channels, x.height, x.width)
+        if kind == "delta":
+            if x.channels % 2:
+                raise Fail("delta needs an even channel count [X, Y]", span)
+            return Layer(kind, x.channels, x.channels // 2), Ty(x.space, x.level, x.channels // 2, x.height, x.width)
+        if kind == "scale":
+            return Layer(kind, x.channels, x.channels, init=float(opts.get("init", 1.0)), params=1), x
+        if kind in CONV_KERNELS or kind in ("linear", "laplace", "restrict", "prolong"):
+            if sig is None:
+                raise Fail(f"{kind} needs a signature, e.g. {kind}(u -> f)", span)
+        if kind == "linear":
+            if x.height is not None:
+                raise Fail("linear maps a pooled vector; apply avgpool first", span, "e.g. fc(avgpool(u))")
+            cout = self.chan(sig[1], None, span)
+            bias = opts.get("bias", True) not in (0, "false", "no")
+            return Layer("linear", x.channels, cout, bias=bias, params=x.channels * cout + cout * bias,
+                         klass="affine" if bias else "linear"), Ty(sig[1], None, cout)
+        if x.height is None:
+            raise Fail(f"{kind} needs a grid value but gets a pooled vector", span)
+        if kind in CONV_KERNELS:
+            k = CONV_KERNELS[kind]
+            stride = int(opts.get("stride", 1))
+            if stride not in (1, 2):
+                raise Fail(f"stride must be 1 or 2, got {stride}", span)
+            pad = opts.get("pad", "zero")
+            if pad not in PADS:
+                raise Fail(f"unknown padding '{pad}'", span, f"use one of {', '.join(PADS)}")
+            transposed = kind.startswith("deconv")
+            lay = Layer("deconv" if transposed else "conv", x.channels, 0, kernel=k, stride=stride, pad=pad,
+                        bias="bias" in opts)
+            lvl = x.level if stride == 1 else (x.level - 1 if transposed else x.level + 1)
+            cout = self.chan(sig[1], lvl if x.level else x.level, span)
+            lay.cout = cout
+            if "depthwise" in opts:
+                lay.groups = x.channels
+                if cout != x.channels:
+                    raise Fail(f"a depthwise conv keeps the channels, but maps {x.channels} to {cout}", span)
+            elif "groups" in opts:
+                lay.groups = int(opts["groups"])
+                if x.channels % lay.groups or cout % lay.groups:
+                    raise Fail(f"groups={lay.groups} must divide {x.channels} and {cout}", span)
+            lay.params = cout * (x.channels // lay.groups) * k * k + (cout if lay.bias else 0)
+            lay.klass = "affine" if lay.bias else "linear"
+            if stride == 1:
+                return lay, Ty(sig[1], x.level, cout, x.height, x.width)
+            if transposed:
+                return self.prolonged(lay, x, sig[1], cout, span)
+            return self.strided(lay, x, sig[1], span, cout)
+        if kind == "laplace":
+            cout = self.chan(sig[1], x.level, span)
+            if cout != x.channels:
+                raise Fail("laplace acts channel-wise and keeps the channel count", span)
+            return Layer("stencil", x.channels, cout, kernel=3, stencil="laplace", pad=opts.get("pad", "zero")), \
+                Ty(sig[1], x.level, cout, x.height, x.width)
+        if kind == "restrict":
+            kernel = next((k for k in opts if k in STENCILS), "bilinear")
+            lay = Layer("restrict", x.channels, x.channels, kernel=3, stride=2, stencil=kernel)
+            return self.strided(lay, x, sig[1], span, x.channels)
+        if kind == "prolong":
+            kernel = next((k for k in opts if k in STENCILS), "bilinear")
+            lay = Layer("prolong", x.channels, x.channels, kernel=3, stride=2, stencil=kernel)
+            return self.prolonged(lay, x, sig[1], x.channels, span)
+        if kind == "transpose":
+            (ref,) = tpl["refs"] or [None]
+            r = self.instances.get(ref)
+            if r is None or len(r.template) != 1 or r.template[0]["kind"] != "restrict":
+                raise Fail("transpose takes one restriction operator, e.g. transpose(R[l])", span)
+            kernel = next((k for k in r.template[0]["opts"] if k in STENCILS), "bilinear")
+            lay = Layer("prolong", x.channels, x.channels, kernel=3, stride=2, stencil=kernel, ref=None)
+            return self.prolonged(lay, x, x.space, x.channels, span)
+        if kind in ("jacobi", "inverse"):
+            if not tpl["refs"] or sig is None:
+                raise Fail(f"{kind} takes an operator and a signature, e.g. {kind}(A[l], f -> u)", span)
+            a = self.instances[tpl["refs"][0]]
+            at = Ty(sig[1], x.level, self.chan(sig[1], x.level, span), x.height, x.width)
+            ay = self.apply_instance(a, at, span)
+            a.uses -= 1  # typing only, not a use in the graph
+            if ay.space != x.space or ay.channels != x.channels:
+                raise Fail(f"{kind}({a.label}) inverts {at.space} -> {ay.space} but gets {x.space}", span)
+            if a.klass != "linear" or a.params:
+                pass  # checked after classification in check.py
+            lay = Layer(kind, x.channels, at.channels, ref=a.label, omega=float(opts.get("omega", 1.0)))
+            return lay, at
+        raise Fail(f"{kind} cannot be used here", span)
+
+    def strided(self, lay: Layer, x: Ty, space: str, span, cout: int | None = None):
+        cout = lay.cout if cout is None else cout
+        h, w = _ceil_half(x.height), _ceil_half(x.width)
+        if x.level == 0:
+            return lay, Ty(space, 0, cout, h, w)
+        if x.level + 1 > self.J:
+            raise Fail(f"this stride-2 operator maps grid {x.level} to grid {x.level + 1}, "
+                       f"but the model has {self.J} grids", span)
+        lay.out_size = self.sizes[x.level + 1]
+        return lay, Ty(space, x.level + 1, cout, *self.sizes[x.level + 1])
+
+    def prolonged(self, lay: Layer, x: Ty, space: str, cout: int, span):
+        if not x.level or x.level < 2:
+            raise Fail("a prolongation maps a coarse grid to the next finer one, but this value is on grid 1", span)
+        lay.out_size = self.sizes[x.level - 1]
+        return lay, Ty(space, x.level - 1, cout, *self.sizes[x.level - 1])
+
+    # ------------------------------------------------------------ graph building
+    def node(self, op, args, ty, **kw) -> int:
+        n = Node(len(self.nodes), op, tuple(args), ty, **kw)
+        self.nodes.append(n)
+        return n.id
+
+    def zero(self, ty: Ty) -> int:
+        if ty not in self._zero:
+            self._zero[ty] = self.node("zero", (), ty)
+        return self._zero[ty]
+
+    def is_zero(self, nid: int) -> bool:
+        return self.nodes[nid].op == "zero"
+
+    def ev(self, e, ctx: Ctx) -> int:
+        if isinstance(e, S.Var):
+            return ctx.read(e, ctx)
+        if isinstance(e, S.Literal):
+            raise Fail(f"a bare number ({e.value:g}) has no type here; only 0 may stand for a state", e.span,
+                       "write `0` on the right of an assignment, or `c * value`")
+        if isinstance(e, S.Scaled):
+            a = self.ev(e.arg, ctx)
+            if self.is_zero(a) or e.coef == 0:
+                return self.zero(self.nodes[a].ty)
+            return a if e.coef == 1 else self.node("scale", (a,), self.nodes[a].ty, coef=e.coef)
+        if isinstance(e, S.BinOp):
+            a, b = self.ev(e.left, ctx), self.ev(e.right, ctx)
+            ta, tb = self.nodes[a].ty, self.nodes[b].ty
+            verb = "add" if e.op == "+" else "subtract"
+            if ta.space != tb.space:
+                raise Fail(f"cannot {verb} {ta.space} and {tb.space}: they live in different spaces", e.span,
+                           f"left is {ta.describe()}, right is {tb.describe()}; apply an operator that maps "
+                           f"{tb.space} -> {ta.space}")
+            if (ta.level, ta.height, ta.width) != (tb.level, tb.height, tb.width):
+                raise Fail(f"grid mismatch: cannot {verb} values on different grids", e.span,
+                           f"left is {ta.describe()}, right is {tb.describe()}")
+            if ta.channels != tb.channels:
+                raise Fail(f"channel mismatch: {ta.channels} vs {tb.channels} channels", e.span)
+            if self.is_zero(b):
+                return a
+            if self.is_zero(a):
+                return b if e.op == "+" else self.node("scale", (b,), tb, coef=-1.0)
+            return self.node("add" if e.op == "+" else "sub", (a, b), ta)
+        if isinstance(e, S.Apply):
+            x = self.ev(e.arg, ctx)
+            tx = self.nodes[x].ty
+            if e.name in INLINE_PRIMS and e.name not in self.defs:
+                if e.index:
+                    raise Fail(f"{e.name} is a primitive and takes no index", e.span)
+                tpl = {"kind": e.name, "span": e.span, "opts": {}}
+                dummy = Instance(e.name, e.name, (), ())
+                lay, ty = self.type_layer(tpl, tx, dummy)
+                if e.name == "id":
+                    return x
+                if e.name == "relu" and self.is_zero(x):
+                    return self.zero(ty)
+                return self.node("prim", (x,), ty, prim=e.name)
+            if e.name in ALL_PRIMS:
+                raise Fail(f"{e.name} has parameters or options; define it as an operator", e.span,
+                           f"e.g. `N[l] = {e.name}(...)` and use N(...)")
+            if e.name not in self.defs:
+                raise Fail(f"undefined operator '{e.name}'", e.span,
+                           did_you_mean(e.name, list(self.defs) + sorted(INLINE_PRIMS)))
+            vals = self.index_values(e.index, ctx.env, e.span) if e.index else \
+                self.implicit_index(e.name, ctx.env, e.span)
+            inst = self.instance(e.name, vals, e.span)
+            ty = self.apply_instance(inst, tx, e.span)
+            if self.is_zero(x) and inst.params == 0 and all(l.klass == "linear" for l in inst.layers) \
+                    and not any(l.ref for l in inst.layers):
+                return self.zero(ty)
+            if self.is_zero(x) and all(l.kind in ("conv", "deconv") and not l.bias for l in inst.layers):
+                return self.zero(ty)  # a bias-free convolution of zero is zero
+            return self.node("apply", (x,), ty, inst=inst.label)
+        if isinstance(e, S.Sum):
+            if e.bound not in ctx.env:
+                raise Fail(f"sum bound '{e.bound}' is not bound here", e.span)
+            acc = None
+            for j in range(ctx.env[e.bound]):
+                sub = Ctx(ctx.kind, ctx.level, dict(ctx.env, **{e.var: j}), ctx.read, ctx.span)
+                v = self.ev(e.body, sub)
+                if acc is None:
+                    acc = v
+                elif not self.is_zero(v):
+                    acc = v if self.is_zero(acc) else self.node("add", (acc, v), self.nodes[acc].ty)
+            if acc is None:
+                raise Fail("empty sum", e.span)
+            return acc
+        raise Fail("unsupported expression", getattr(e, "span", None))
+
+    # ------------------------------------------------------------ schedule
+    def split_index(self, var: S.Var, ctx: Ctx):
+        """`u[l+1, 0]`: indices over l/J select the grid, the others the step."""
+        level = step = None
+        for ix in var.index or ():
+            v = self.index_values((ix,), ctx.env, var.span)[0]
+            if ix.var in LEVEL_VARS:
+                if level is not None:
+                    raise Fail(f"{var.name} has two grid indices", var.span)
+                level = v
+            else:
+                if step is not None:
+                    raise Fail(f"{var.name} has two step indices", var.span)
+                step = v
+        return level, step
+
+    def check_state(self, var: S.Var):
+        if var.name not in self.spaces and var.name != self.input_name:
+            raise Fail(f"undefined state '{var.name}'", var.span,
+                       did_you_mean(var.name, list(self.spaces) + [self.input_name]))
+
+    def reader_steps(self, its: list[dict]):
+        def read(var: S.Var, ctx: Ctx) -> int:
+            self.check_state(var)
+            level, step = self.split_index(var, ctx)
+            if level not in (None, ctx.level):
+                raise Fail(f"{var.name}[...] reads grid {level} inside a `{ctx.kind}` on grid {ctx.level}", var.span)
+            i = ctx.env.get("i", len(its))
+            k = i - 1 if step is None else step
+            if k < 0 or k >= len(its):
+                name = f"{var.name}[{', '.join(ix.var + (f'{ix.offset:+d}' if ix.offset else '') if ix.var else str(ix.offset) for ix in var.index)}]"
+                raise Fail(f"{name} at i={i} reads iterate {k}, which does not exist", var.span,
+                           f"add a rule for the first steps, e.g. `{ctx.kind}[{i}] ...`")
+            if var.name not in its[k]:
+                raise Fail(f"{var.name} has no value on grid {ctx.level}", var.span)
+            return its[k][var.name]
+        return read
+
+    def reader_final(self, vals: dict, extra: dict | None = None):
+        def read(var: S.Var, ctx: Ctx) -> int:
+            self.check_state(var)
+            level, step = self.split_index(var, ctx)
+            if level is None and step is None:
+                if var.name not in vals:
+                    raise Fail(f"{var.name} has no value here", var.span)
+                return vals[var.name]
+            key = (level, step)
+            if extra and key in extra and var.name in extra[key]:
+                return extra[key][var.name]
+            raise Fail(f"{var.name}[...] is not available in `{ctx.kind}`", var.span,
+                       "in coarsen use u[l+1] (defined earlier in the same line); in refine u[l+1] and u[l+1, 0]")
+        return read
+
+    def assign(self, a: S.Assign, ctx: Ctx, level: int) -> int:
+        if a.name not in self.spaces:
+            raise Fail(f"'{a.name}' is not a declared space", a.span,
+                       did_you_mean(a.name, self.spaces) or "declare it with `space`")
+        want = Ty(a.name, level, self.spaces[a.name][level - 1], *self.sizes[level])
+        if isinstance(a.expr, S.Literal) and a.expr.value == 0:
+            return self.zero(want)
+        v = self.ev(a.expr, ctx)
+        got = self.nodes[v].ty
+        if ctx.kind == "init" and got.level == 0 and got.height is not None:
+            v = self.rebase(v)  # the data initialisation defines grid 1
+            got = self.nodes[v].ty
+            want = Ty(a.name, level, self.spaces[a.name][level - 1], *self.sizes[level])
+        if got.space != a.name:
+            raise Fail(f"{a.name} is assigned a value in space {got.space}", a.expr.span,
+                       f"the right-hand side is {got.describe()}")
+        if (got.level, got.height, got.width) != (level, *self.sizes[level]):
+            raise Fail(f"{a.name} on grid {level} is assigned a value on another grid", a.expr.span,
+                       f"the right-hand side is {got.describe()}; expected grid {level} "
+                       f"({self.sizes[level][0]}x{self.sizes[level][1]})")
+        if got.channels != want.channels:
+            raise Fail(f"{a.name} on grid {level} has {want.channels} channels, the value has {got.channels}",
+                       a.expr.span)
+        return v
+
+    def rebase(self, v: int) -> int:
+        """The first init value fixes grid 1's size (an ImageNet stem shrinks the input before grid 1)."""
+        ty = self.nodes[v].ty
+        if not getattr(self, "_rebased", False):
+            self._rebased = True
+            self.sizes = {1: (ty.height, ty.width)}
+            for lvl in range(2, self.J + 1):
+                self.sizes[lvl] = tuple(map(_ceil_half, self.sizes[lvl - 1]))
+        n = self.nodes[v]
+        n.ty = Ty(ty.space, 1, ty.channels, ty.height, ty.width)
+        return v
+
+    def run_eq(self, eq: S.Equation, ctx: Ctx, level: int, into: dict) -> None:
+        for a in eq.assigns:
+            try:
+                into[a.name] = self.assign(a, ctx, level)
+            except Fail as f:
+                self.error(f.diag.message, f.diag.span, f.diag.hint)
+                if a.name in self.spaces:
+                    into[a.name] = self.zero(Ty(a.name, level, self.spaces[a.name][level - 1], *self.sizes[level]))
+
+    def smooth(self, level: int, start: dict, count: int, kind: str, phase: str) -> list[dict]:
+        its = [start]
+        eqs = self.eqs.get(kind) or self.eqs.get("step", {})
+        for i in range(1, count + 1):
+            eq = eqs.get(i) or eqs.get(None)
+            if eq is None:
+                self.error(f"no `{kind}` equation for step {i}", self.model.span)
+                break
+            new = dict(its[-1])
+            ctx = Ctx(kind, level, {"l": level, "i": i, "J": self.J}, self.reader_steps(its), eq.span)
+            self.run_eq(eq, ctx, level, new)
+            its.append(new)
+        for i, vals in enumerate(its):
+            for s, nid in vals.items():
+                self.states.setdefault((s, level, phase, i), nid)
+                self.nodes[nid].tag = self.nodes[nid].tag or (s, level, phase, i)
+        return its
+
+    def init(self) -> dict:
+        vals = {}
+        if self.input_ty.level == 1:
+            vals[self.input_name] = self.node("input", (), self.input_ty)
+        x = vals.get(self.input_name) or self.node("input", (), self.input_ty)
+        eq = self.eqs.get("init", {}).get(None)
+        if eq:
+            def read(var, ctx):
+                if var.name == self.input_name and not var.index:
+                    return x
+                if var.name in vals and not var.index:
+                    return vals[var.name]
+                self.check_state(var)
+                raise Fail(f"{var.name} has no value yet in `init`", var.span, "assign it earlier in the init line")
+            ctx = Ctx("init", 1, {"l": 1, "J": self.J}, read, eq.span)
+            self.run_eq(eq, ctx, 1, vals)
+        missing = [s for s in self.state_names if s not in vals]
+        if missing:
+            self.error(f"`init` does not set {', '.join(missing)}", eq.span if eq else self.model.span,
+                       f"add e.g. `; {missing[0]} = 0`")
+            for s in missing:
+                vals[s] = self.zero(Ty(s, 1, self.spaces[s][0], *self.sizes[1]))
+        return vals
+
+    def coarsen(self, level: int, its: list[dict]) -> dict:
+        eqs = self.eqs.get("coarsen", {})
+        eq = eqs.get(level) or eqs.get(None)
+        if eq is None:
+            self.error(f"the model has {self.J} grids but no `coarsen` equation", self.model.span,
+                       "e.g. `coarsen u[l+1] = Pi(u); f[l+1] = R(f - A(u)) + A[l+1](u[l+1])`")
+            raise Fail("", None)
+        new: dict = {}
+        ctx = Ctx("coarsen", level, {"l": level, "J": self.J},
+                  self.reader_final(its[-1], {(level + 1, None): new, **{(None, k): v for k, v in enumerate(its)}}),
+                  eq.span)
+        for a in eq.assigns:
+            lvl = self.index_values(a.index, ctx.env, a.span)[0] if a.index else None
+            if lvl != level + 1 or len(a.index or ()) != 1:
+                self.error(f"coarsen assigns the next grid: write {a.name}[l+1] = ...", a.span)
+                continue
+            try:
+                new[a.name] = self.assign(a, ctx, level + 1)
+            except Fail as f:
+                self.error(f.diag.message, f.diag.span, f.diag.hint)
+                if a.name in self.spaces:
+                    new[a.name] = self.zero(Ty(a.name, level + 1, self.spaces[a.name][level], *self.sizes[level + 1]))
+        missing = [s for s in self.state_names if s not in new]
+        if missing:
+            self.error(f"`coarsen` does not set {missing[0]}[l+1]", eq.span,
+                       f"add `; {missing[0]}[l+1] = 0` for a zero start")
+            for s in missing:
+                new[s] = self.zero(Ty(s, level + 1, self.spaces[s][level], *self.sizes[level + 1]))
+        return new
+
+    def schedule(self) -> tuple[dict, int]:
+        start = self.init()
+        if self.cycle == "none":
+            cur = start
+            for level in range(1, self.J + 1):
+                its = self.smooth(level, cur, self.nu[level - 1], "step", "down")
+                if level < self.J:
+                    try:
+                        cur = self.coarsen(level, its)
+                    except Fail:
+                        return its[-1], level
+            return its[-1], self.J
+        gamma = 2 if self.cycle == "W" else 1
+        if "refine" not in self.eqs:
+            self.error(f"`cycle {self.cycle}` needs a `refine` equation", self.model.span,
+                       "e.g. `refine u = u + P(u[l+1])`")
+            raise SpecError(self.diags, self.source)
+        return self.visit(1, start, gamma, 0), 1
+
+    def visit(self, level: int, start: dict, gamma: int, depth: int) -> dict:
+        its = self.smooth(level, start, self.nu[level - 1], "step", "down")
+        if level == self.J:
+            return its[-1]
+        coarse0 = self.coarsen(level, its)
+        cur = coarse0
+        for _ in range(gamma):
+            final = self.visit(level + 1, cur, gamma, depth + 1)
+            cur = {**coarse0, **{s: final[s] for s in self.iterated if s in final}}
+        eq = self.eqs["refine"].get(level) or self.eqs["refine"].get(None)
+        new = dict(its[-1])
+        ctx = Ctx("refine", level, {"l": level, "J": self.J},
+                  self.reader_final(its[-1], {(level + 1, None): final, (level + 1, 0): coarse0}), eq.span)
+        self.run_eq(eq, ctx, level, new)
+        post = self.smooth(level, new, self.post[level - 1], "poststep", "up")
+        return post[-1]
+
+
+def elaborate(model: S.Model, source: Source, overrides: dict | None = None) -> IR:
+    """AST to IR; raises SpecError with every diagnostic found."""
+    return Elaborator(model, source, dict(overrides or {})).run()

@@ -1,0 +1,117 @@
+"""The IR: operator instances (one per sharing scope) and the unrolled, typed dataflow graph."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .diagnostics import Span
+
+KLASS_ORDER = {"linear": 0, "affine": 1, "nonlinear": 2}
+
+
+@dataclass(frozen=True)
+class Ty:
+    """A value's type: its space, grid level (0 = input domain, None = pooled vector), channels, size."""
+    space: str
+    level: int | None
+    channels: int
+    height: int | None = None
+    width: int | None = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        if self.height is None:
+            return (self.channels,)
+        return (self.channels, self.height, self.width)
+
+    def describe(self) -> str:
+        where = "pooled" if self.level is None else ("input" if self.level == 0 else f"grid {self.level}")
+        size = "" if self.height is None else f", {self.height}x{self.width}"
+        return f"{self.space} ({self.channels} channels, {where}{size})"
+
+
+@dataclass
+class Layer:
+    """One primitive inside an operator instance; `ref` points at another instance (sharing)."""
+    kind: str
+    cin: int = 0
+    cout: int = 0
+    kernel: int = 1
+    stride: int = 1
+    groups: int = 1
+    bias: bool = False
+    pad: str = "zero"
+    stencil: str | None = None
+    omega: float | None = None
+    init: float | None = None
+    ref: str | None = None
+    out_size: tuple[int, int] | None = None
+    params: int = 0
+    klass: str = "linear"
+
+
+@dataclass
+class Instance:
+    """One operator instance = one nn.Module; every use of it shares its parameters."""
+    label: str
+    name: str
+    index: tuple[int, ...]
+    scope: tuple[str, ...]
+    layers: list[Layer] = field(default_factory=list)
+    in_ty: Ty | None = None
+    out_ty: Ty | None = None
+    params: int = 0
+    klass: str = "linear"
+    uses: int = 0
+    span: Span | None = None
+    def_text: str = ""
+
+    @property
+    def path(self) -> str:
+        return ".".join([self.name, *map(str, self.index)])
+
+    @property
+    def fixed(self) -> bool:
+        return self.params == 0 and self.klass == "linear"
+
+
+@dataclass
+class Node:
+    """A value in the unrolled graph: input, zero, apply (an instance), prim, add, sub, scale."""
+    id: int
+    op: str
+    args: tuple[int, ...]
+    ty: Ty
+    inst: str | None = None
+    prim: str | None = None
+    coef: float | None = None
+    tag: tuple | None = None
+
+
+@dataclass
+class IR:
+    name: str
+    path: str
+    params: dict
+    input_name: str
+    input_ty: Ty
+    classes: int | None
+    grids: int
+    nu: list[int]
+    post: list[int]
+    cycle: str
+    spaces: dict[str, list[int]]
+    sizes: dict[int, tuple[int, int]]
+    instances: dict[str, Instance]
+    nodes: list[Node]
+    output: int
+    states: dict[tuple, int]
+    state_names: list[str]
+    warnings: list = field(default_factory=list)
+
+    @property
+    def total_params(self) -> int:
+        return sum(i.params for i in self.instances.values())
+
+    @property
+    def output_ty(self) -> Ty:
+        return self.nodes[self.output].ty
