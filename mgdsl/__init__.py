@@ -37,7 +37,7 @@ def compile_ir(path: str, text: str | None = None, **params):
 
 def lower(ir_or_path, **params):
     """IR (or a spec path) to a torch.nn.Module whose parameter sharing is the spec's."""
-    from .lower import lower_ir
+    from .lowering import lower_ir
 
     ir = compile_ir(ir_or_path, **params) if isinstance(ir_or_path, str) else ir_or_path
     return lower_ir(ir)

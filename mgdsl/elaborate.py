@@ -59,6 +59,7 @@ class Elaborator:
     states: dict = field(default_factory=dict)
     _stack: list[str] = field(default_factory=list)
     _zero: dict = field(default_factory=dict)
+    _cse: dict = field(default_factory=dict)
 
     # ------------------------------------------------------------ errors
     def error(self, message: str, span: Span | None, hint: str | None = None) -> None:
@@ -554,9 +555,22 @@ class Elaborator:
 
     # ------------------------------------------------------------ graph building
     def node(self, op, args, ty, **kw) -> int:
+        """Hash-consed: the same pure computation on the same values is one node (CSE)."""
+        key = (op, tuple(args), kw.get("inst"), kw.get("prim"), kw.get("coef"))
+        pure = op != "apply" or not any(lay.kind == "bn" for lay in self._flat_layers(kw["inst"]))
+        if pure and op not in ("input", "zero") and key in self._cse:
+            return self._cse[key]
         n = Node(len(self.nodes), op, tuple(args), ty, **kw)
         self.nodes.append(n)
+        if pure:
+            self._cse[key] = n.id
         return n.id
+
+    def _flat_layers(self, label: str):
+        for lay in self.instances[label].layers:
+            yield lay
+            if lay.ref:
+                yield from self._flat_layers(lay.ref)
 
     def zero(self, ty: Ty) -> int:
         if ty not in self._zero:

@@ -1,0 +1,295 @@
+"""IR to torch: one nn.Module per operator instance, a generated straight-line forward (like torch.fx)."""
+from __future__ import annotations
+
+import linecache
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .ir import IR, Instance, Layer
+
+PAD_MODES = {"zero": "zeros", "periodic": "circular", "reflect": "reflect"}
+
+# fixed stencils of the paper: K_A (5.4), K_R bilinear (4.13) and linear (4.14), R_ave (4.15)
+KERNELS = {
+    "laplace": [[0, -1, 0], [-1, 4, -1], [0, -1, 0]],
+    "bilinear": [[0.25, 0.5, 0.25], [0.5, 1, 0.5], [0.25, 0.5, 0.25]],
+    "linear": [[0, 0.5, 0.5], [0.5, 1, 0.5], [0.5, 0.5, 0]],
+    "average": [[1 / 9] * 3] * 3,
+}
+
+
+class Scale(nn.Module):
+    """A trained scalar (the alpha, omega of the multi-step and Chebyshev schemes)."""
+
+    def __init__(self, init: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.tensor(float(init)))
+
+    def forward(self, x):
+        return self.weight * x
+
+
+class GlobalAvgPool(nn.Module):
+    def forward(self, x):
+        return x.mean((-2, -1))
+
+
+class Split(nn.Module):
+    """[id, -id] of (8.13): doubles the channels."""
+
+    def forward(self, x):
+        return torch.cat([x, -x], 1)
+
+
+class Delta(nn.Module):
+    """delta-hat of (8.12)/(8.16): [X, Y] -> -(X + Y)."""
+
+    def forward(self, x):
+        a, b = x.chunk(2, 1)
+        return -(a + b)
+
+
+class Stencil(nn.Module):
+    """A fixed (untrained) channel-wise 3x3 stencil: K_A, K_R (stride 2) or its transpose P = R^T."""
+
+    def __init__(self, name: str, channels: int, stride: int = 1, transposed: bool = False, pad: str = "zero",
+                 out_size: tuple[int, int] | None = None):
+        super().__init__()
+        k = torch.tensor(KERNELS[name], dtype=torch.get_default_dtype())
+        self.register_buffer("kernel", k.expand(channels, 1, 3, 3).clone(), persistent=False)
+        self.channels, self.stride, self.transposed = channels, stride, transposed
+        self.pad, self.out_size = PAD_MODES[pad], out_size
+
+    def forward(self, x):
+        k = self.kernel.to(x.dtype)
+        if self.transposed:
+            base = (x.shape[-2] - 1) * 2 - 2 + 3, (x.shape[-1] - 1) * 2 - 2 + 3
+            op = (self.out_size[0] - base[0], self.out_size[1] - base[1]) if self.out_size else (0, 0)
+            return F.conv_transpose2d(x, k, stride=2, padding=1, output_padding=op, groups=self.channels)
+        if self.pad != "zeros":
+            return F.conv2d(F.pad(x, (1, 1, 1, 1), mode=self.pad), k, stride=self.stride, groups=self.channels)
+        return F.conv2d(x, k, stride=self.stride, padding=1, groups=self.channels)
+
+
+def probe_matrix(op: nn.Module, channels: int, size: tuple[int, int], dtype=torch.float64) -> torch.Tensor:
+    """The dense matrix of a fixed linear operator, column by column (small coarse grids only)."""
+    n = channels * size[0] * size[1]
+    eye = torch.eye(n, dtype=dtype).reshape(n, channels, *size)
+    with torch.no_grad():
+        cols = op.double()(eye) if dtype == torch.float64 else op(eye)
+    return cols.reshape(n, -1).T
+
+
+def probe_diagonal(op: nn.Module, channels: int, size: tuple[int, int], period: int = 5) -> torch.Tensor:
+    """diag(A) of a fixed linear operator with stencil radius < period/2, by coloured probing."""
+    h, w = size
+    diag = torch.zeros(1, channels, h, w, dtype=torch.float64)
+    ii = torch.arange(h).view(h, 1)
+    jj = torch.arange(w).view(1, w)
+    with torch.no_grad():
+        for c in range(channels):
+            for a in range(period):
+                for b in range(period):
+                    mask = ((ii % period == a) & (jj % period == b)).to(torch.float64)
+                    e = torch.zeros(1, channels, h, w, dtype=torch.float64)
+                    e[0, c] = mask
+                    diag[0, c] += op(e)[0, c] * mask
+    return diag
+
+
+class Jacobi(nn.Module):
+    """Damped Jacobi S = omega D^-1 for a fixed linear A (5.6), D the exact diagonal of A."""
+
+    def __init__(self, a: nn.Module, channels: int, size: tuple[int, int], omega: float):
+        super().__init__()
+        diag = probe_diagonal(a.double(), channels, size)
+        a.float() if torch.get_default_dtype() == torch.float32 else None
+        self.register_buffer("scale", (omega / diag).to(torch.get_default_dtype()), persistent=False)
+
+    def forward(self, x):
+        return self.scale.to(x.dtype) * x
+
+
+class Inverse(nn.Module):
+    """Exact solve with a fixed linear A on a small (coarsest) grid: a dense inverse."""
+
+    def __init__(self, a: nn.Module, channels: int, size: tuple[int, int]):
+        super().__init__()
+        n = channels * size[0] * size[1]
+        if n > 4096:
+            raise ValueError(f"inverse() on {n} unknowns is too large; use it on the coarsest grid only")
+        m = probe_matrix(a, channels, size)
+        a.float() if torch.get_default_dtype() == torch.float32 else None
+        self.register_buffer("inv", torch.linalg.inv(m).to(torch.get_default_dtype()), persistent=False)
+        self.shape = (channels, *size)
+
+    def forward(self, x):
+        flat = x.reshape(x.shape[0], -1)
+        return (flat @ self.inv.to(x.dtype).T).reshape(x.shape[0], *self.shape)
+
+
+def _layer_module(lay: Layer, inst: Instance, built: dict[str, nn.Module], ir: IR) -> nn.Module:
+    if lay.kind == "ref":
+        return built[lay.ref]
+    if lay.kind == "conv":
+        m = nn.Conv2d(lay.cin, lay.cout, lay.kernel, lay.stride, padding=lay.kernel // 2, groups=lay.groups,
+                      bias=lay.bias, padding_mode=PAD_MODES[lay.pad])
+        nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        return m
+    if lay.kind == "deconv":
+        pad = (lay.kernel - 1) // 2
+        return _Deconv(lay.cin, lay.cout, lay.kernel, pad, lay.groups, lay.bias, lay.out_size)
+    if lay.kind == "bn":
+        return nn.BatchNorm2d(lay.cin) if inst.in_ty.height is not None or inst.layers.index(lay) else nn.BatchNorm2d(lay.cin)
+    if lay.kind == "relu":
+        return nn.ReLU()
+    if lay.kind == "id":
+        return nn.Identity()
+    if lay.kind == "avgpool":
+        return GlobalAvgPool()
+    if lay.kind == "maxpool2":
+        return nn.MaxPool2d(2, 2, ceil_mode=True)
+    if lay.kind == "avgpool2":
+        return nn.AvgPool2d(2, 2, ceil_mode=True)
+    if lay.kind == "maxpool3":
+        return nn.MaxPool2d(3, 2, padding=1)
+    if lay.kind == "linear":
+        return nn.Linear(lay.cin, lay.cout, bias=lay.bias)
+    if lay.kind == "scale":
+        return Scale(lay.init)
+    if lay.kind == "split":
+        return Split()
+    if lay.kind == "delta":
+        return Delta()
+    if lay.kind == "stencil":
+        return Stencil(lay.stencil, lay.cin, pad=lay.pad)
+    if lay.kind == "restrict":
+        return Stencil(lay.stencil, lay.cin, stride=2)
+    if lay.kind == "prolong":
+        return Stencil(lay.stencil, lay.cin, transposed=True, out_size=lay.out_size)
+    a = ir.instances[lay.ref]
+    size = (a.in_ty.height, a.in_ty.width)
+    if lay.kind == "jacobi":
+        return Jacobi(built[lay.ref], a.in_ty.channels, size, lay.omega)
+    if lay.kind == "inverse":
+        return Inverse(built[lay.ref], a.in_ty.channels, size)
+    raise ValueError(f"no lowering for {lay.kind}")
+
+
+class _Deconv(nn.ConvTranspose2d):
+    """A trained transposed convolution (P of V-MgNet) that lands exactly on the finer grid's size."""
+
+    def __init__(self, cin, cout, k, pad, groups, bias, out_size):
+        super().__init__(cin, cout, k, stride=2, padding=pad, groups=groups, bias=bias)
+        nn.init.kaiming_normal_(self.weight, mode="fan_out", nonlinearity="relu")
+        self.out_size = out_size
+
+    def forward(self, x):
+        return super().forward(x, output_size=list(self.out_size)) if self.out_size else super().forward(x)
+
+
+def build_instances(ir: IR) -> dict[str, nn.Module]:
+    """label -> module; a reference to another instance is that very module (shared parameters)."""
+    built: dict[str, nn.Module] = {}
+    for label, inst in ir.instances.items():
+        mods = [_layer_module(lay, inst, built, ir) for lay in inst.layers]
+        built[label] = mods[0] if len(mods) == 1 and inst.layers[0].kind != "ref" else nn.Sequential(*mods)
+    return built
+
+
+def _live(ir: IR, roots) -> list[int]:
+    live, stack = set(), list(roots)
+    while stack:
+        n = stack.pop()
+        if n not in live:
+            live.add(n)
+            stack.extend(ir.nodes[n].args)
+    return sorted(live)
+
+
+def _access(inst: Instance) -> str:
+    return f"self.{inst.name}" + "".join(f'["{i}"]' for i in inst.index)
+
+
+def generate(ir: IR, roots: list[int], returns: str) -> str:
+    """Straight-line Python for the live part of the graph: no interpreter overhead, no graph breaks."""
+    lines = []
+    for nid in _live(ir, roots):
+        n = ir.nodes[nid]
+        a = [f"v{k}" for k in n.args]
+        if n.op == "input":
+            rhs = "x"
+        elif n.op == "zero":
+            shape = ", ".join(map(str, n.ty.shape))
+            rhs = f"x.new_zeros((x.shape[0], {shape}))"
+        elif n.op == "apply":
+            rhs = f"{_access(ir.instances[n.inst])}({a[0]})"
+        elif n.op == "prim":
+            rhs = {"relu": f"F.relu({a[0]})", "avgpool": f"{a[0]}.mean((-2, -1))",
+                   "maxpool2": f"F.max_pool2d({a[0]}, 2, 2, ceil_mode=True)",
+                   "avgpool2": f"F.avg_pool2d({a[0]}, 2, 2, ceil_mode=True)",
+                   "maxpool3": f"F.max_pool2d({a[0]}, 3, 2, 1)"}[n.prim]
+        elif n.op == "add":
+            rhs = f"{a[0]} + {a[1]}"
+        elif n.op == "sub":
+            rhs = f"{a[0]} - {a[1]}"
+        elif n.op == "scale":
+            rhs = f"{n.coef!r} * {a[0]}"
+        else:
+            raise ValueError(n.op)
+        tag = f"  # {n.tag[0]}^{{{n.tag[1]},{n.tag[3]}}} {n.tag[2]}" if n.tag else ""
+        lines.append(f"    v{nid} = {rhs}{tag}")
+    return "\n".join(lines + [f"    return {returns}"])
+
+
+class MgModule(nn.Module):
+    """The lowered spec. `code` shows the generated forward; `instance(label)` gives an operator's module."""
+
+    def __init__(self, ir: IR):
+        super().__init__()
+        self.spec_name = ir.name
+        self.input_shape = ir.input_ty.shape
+        self.output_shape = ir.output_ty.shape
+        self._labels: dict[str, tuple] = {}
+        built = build_instances(ir)
+        for label, inst in ir.instances.items():
+            if not inst.index:
+                setattr(self, inst.name, built[label])
+                continue
+            if not hasattr(self, inst.name):
+                setattr(self, inst.name, nn.ModuleDict())
+            d = getattr(self, inst.name)
+            for i in inst.index[:-1]:
+                if str(i) not in d:
+                    d[str(i)] = nn.ModuleDict()
+                d = d[str(i)]
+            d[str(inst.index[-1])] = built[label]
+        self._access = {label: _access(inst) for label, inst in ir.instances.items()}
+        self.state_keys = list(ir.states)
+
+    def instance(self, label: str) -> nn.Module:
+        """The module of an operator instance, e.g. model.instance("A[1]")."""
+        m = self
+        for part in self._access[label].replace('"]', "").split('["')[0].split(".")[1:]:
+            m = getattr(m, part)
+        for key in self._access[label].split('["')[1:]:
+            m = m[key.rstrip('"]')]
+        return m
+
+
+def lower_ir(ir: IR) -> MgModule:
+    """Generate forward (and forward_states, every tagged state, for the theorem checks) as a class."""
+    code = "def forward(self, x):\n" + generate(ir, [ir.output], f"v{ir.output}")
+    states = "def forward_states(self, x):\n" + generate(
+        ir, list(ir.states.values()) + [ir.output],
+        "{" + "".join(f"{k!r}: v{v}, " for k, v in ir.states.items()) + f"'output': v{ir.output}" + "}")
+    ns = {"F": F, "torch": torch}
+    for src, fname in ((code, "forward"), (states, "forward_states")):
+        filename = f"<mgdsl:{ir.name}:{fname}>"
+        linecache.cache[filename] = (len(src), None, src.splitlines(True), filename)
+        exec(compile(src, filename, "exec"), ns)
+    cls = type(f"MgModule_{ir.name}", (MgModule,), {"forward": ns["forward"], "forward_states": ns["forward_states"],
+                                                    "code": code})
+    return cls(ir)
