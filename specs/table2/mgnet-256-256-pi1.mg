@@ -1,7 +1,7 @@
 # MgNet, Table 2 row "2, (256, 256), Pi1": Algorithm 3 with the authors' public-code forward pass.
 # Reading: the authors' structure (4 A, 4 B, 3 R, 3 Pi) plus one more u->f convolution, an untied
 # A for the first restriction's residual (Ar[1]); with it the four Table 2 counts are matched
-# (this spec: 8.86M; the public code without Ar[1] is specs/mgnet-official.mg, 8.28M).
+# (this spec: 8,868,618; the public code without Ar[1] is specs/mgnet-official.mg, 8.28M).
 model mgnet_256_256_pi1 {
   param width = 256
   param nu = 2
@@ -15,7 +15,8 @@ model mgnet_256_256_pi1 {
   A[l]   = conv3(u -> f)                              # linear (3.17): no bias, no BN
   Ar[l]  = A[l]                                       # residual operator of the restriction ...
   Ar[1]  = conv3(u -> f)                              # ... untied on grid 1 (the 9th u<->f conv)
-  B[l]   = relu . bn . conv3(f -> u) . relu . bn      # sigma . eta . sigma, BN before each sigma
+  eta[l]    = conv3(f -> u)                           # the extractor's convolution: one per grid
+  B[l, i]   = relu . bn . eta[l] . relu . bn          # sigma . eta . sigma; BN before each sigma, per step
   Pi[l]  = relu . bn . conv3(u -> u, stride 2)        # Pi_1: trained stride-2 conv
   R[l]   = relu . bn . conv3(f -> f, stride 2)
   fc     = linear(u -> classes)

@@ -1,0 +1,161 @@
+"""The `mgdsl` command: a thin layer over the pipeline stages; exit 0 ok, 2 spec error, 1 runtime error."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from . import SpecError, compile_ir, parse_overrides
+
+
+def _add_defines(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-D", dest="defines", action="append", default=[], metavar="NAME=VALUE",
+                   help="override a `param` of the spec, e.g. -D width=32")
+
+
+def _ir(args):
+    from .check import check
+    from .diagnostics import Source
+    from .elaborate import elaborate
+    from .syntax import parse, read_source
+
+    text = read_source(args.spec)
+    source = Source(args.spec, text)
+    ir = elaborate(parse(text, args.spec), source, parse_overrides(args.defines))
+    check(ir, source, max_params=int(getattr(args, "max_params", None) or 1_000_000_000))
+    if ir.warnings:
+        from .diagnostics import render
+        print(render(ir.warnings, source), file=sys.stderr)
+    return ir
+
+
+def summary(ir) -> dict:
+    """What `compile --json` prints: the facts a user checks against the paper."""
+    from .check import sharing_table
+    return {
+        "name": ir.name, "spec": ir.path, "params": ir.total_params,
+        "input_shape": list(ir.input_ty.shape), "output_shape": list(ir.output_ty.shape),
+        "grids": ir.grids, "nu": ir.nu, "cycle": ir.cycle,
+        "channels": {k: v for k, v in ir.spaces.items()},
+        "operators": sharing_table(ir),
+    }
+
+
+def _table(rows: list[dict], cols: list[str]) -> str:
+    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
+    head = "  ".join(c.ljust(widths[c]) for c in cols)
+    body = ["  ".join(str(r[c]).ljust(widths[c]) for c in cols) for r in rows]
+    return "\n".join([head, "-" * len(head), *body])
+
+
+def cmd_compile(args) -> int:
+    ir = _ir(args)
+    if args.train:
+        from .train import main as train_main
+        return train_main(ir, args)
+    s = summary(ir)
+    if args.json:
+        print(json.dumps(s, indent=2))
+        return 0
+    print(f"{s['name']}  ({s['spec']})")
+    print(f"  input {tuple(s['input_shape'])} -> output {tuple(s['output_shape'])}, {ir.grids} grids, "
+          f"nu = {ir.nu}, channels {s['channels']}")
+    print(f"  trainable parameters: {s['params']:,}\n")
+    rows = [dict(r, io=f"{r['in_space']}:{r['in']} -> {r['out_space']}:{r['out']}") for r in s["operators"]]
+    print(_table(rows, ["name", "scope", "kind", "io", "stride", "params", "uses"]))
+    return 0
+
+
+def cmd_check(args) -> int:
+    ir = _ir(args)
+    if args.equiv:
+        from .equiv import main as equiv_main
+        return equiv_main(ir, args)
+    rows = summary(ir)["operators"]
+    if args.json:
+        print(json.dumps({"name": ir.name, "ok": True, "params": ir.total_params, "operators": rows}, indent=2))
+        return 0
+    print(f"{ir.path}: ok ({ir.name}, {ir.total_params:,} parameters, {len(ir.instances)} operator instances)\n")
+    for r in rows:
+        r["shares"] = ", ".join(r["shares"]) or "-"
+    print(_table(rows, ["name", "scope", "class", "kind", "params", "uses", "shares"]))
+    return 0
+
+
+def cmd_fmt(args) -> int:
+    from .fmt import fmt
+    from .syntax import parse, read_source
+    text = read_source(args.spec)
+    out = fmt(parse(text, args.spec))
+    if args.check:
+        if out != text:
+            print(f"{args.spec}: not canonical (run mgdsl fmt -i)", file=sys.stderr)
+            return 1
+        return 0
+    if args.in_place:
+        if out != text:
+            tmp = args.spec + ".tmp"
+            with open(tmp, "w") as fh:
+                fh.write(out)
+            os.replace(tmp, args.spec)
+        return 0
+    sys.stdout.write(out)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mgdsl", description="Compile, check, draw, train and solve MgNet specs.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("compile", help="check a spec and print its operators and parameter count (or train it)")
+    c.add_argument("spec")
+    _add_defines(c)
+    c.add_argument("--json", action="store_true", help="print one JSON object")
+    c.add_argument("--max-params", type=float, default=1e9, help="refuse larger models before allocation")
+    c.add_argument("--train", metavar="DATASET", help="digits, cifar10, cifar100, an .npz file or an image folder")
+    from .train import add_train_args
+    add_train_args(c)
+    c.set_defaults(fn=cmd_compile)
+
+    k = sub.add_parser("check", help="static checks: linearity classes and the sharing table")
+    k.add_argument("spec")
+    _add_defines(k)
+    k.add_argument("--json", action="store_true")
+    k.add_argument("--equiv", metavar="TARGET", help="a spec or family (mg0, iresnet, mg-iresnet, resnet, ...)")
+    k.add_argument("--trials", type=int, default=3)
+    k.add_argument("--seed", type=int, default=0)
+    k.set_defaults(fn=cmd_check)
+
+    f = sub.add_parser("fmt", help="print the canonical text of a spec")
+    f.add_argument("spec")
+    f.add_argument("--check", action="store_true", help="exit 1 if the file is not canonical")
+    f.add_argument("-i", "--in-place", action="store_true", help="rewrite the file")
+    f.set_defaults(fn=cmd_fmt)
+
+    from .train import add_eval_parser
+    add_eval_parser(sub, _add_defines)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except SpecError as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as e:  # an internal error: one line, a traceback only on request
+        if os.environ.get("MGDSL_DEBUG"):
+            raise
+        print(f"mgdsl: internal error: {type(e).__name__}: {e} (set MGDSL_DEBUG=1 for a traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
