@@ -1,0 +1,26 @@
+# V(2,2)-cycle multigrid for (5.1): two pre- and two post-smoothing steps per grid.
+# Coarsest grid solved exactly (S = A^-1 there).
+model poisson_v22 {
+  param n = 33
+  param omega = 0.8
+  param nu = 2
+  input f : 1 x n x n
+  grids auto
+  smooth nu
+  postsmooth nu
+  cycle V
+  space u = 1, f = 1
+
+  A[1]  = laplace(u -> f)
+  A[l]  = R[l-1] . A[l-1] . P[l-1]
+  R[l]  = restrict(f -> f, bilinear)
+  P[l]  = transpose(R[l])
+  S[l]  = jacobi(A[l], f -> u, omega omega)
+  S[J]  = inverse(A[J], f -> u)            # exact coarsest solve
+
+  init    u = 0
+  step    u = u + S(f - A(u))
+  coarsen u[l+1] = 0; f[l+1] = R(f - A(u))
+  refine  u = u + P[l](u[l+1])
+  output  u
+}
