@@ -28,7 +28,10 @@ class SpecError(Exception):
     def __init__(self, diagnostics: list[Diagnostic], source: "Source | None" = None):
         self.diagnostics = diagnostics
         self.source = source
-        super().__init__(render(diagnostics, source))
+        super().__init__()
+
+    def __str__(self) -> str:
+        return render(self.diagnostics, self.source)
 
 
 @dataclass

@@ -396,10 +396,14 @@ class Elaborator:
             inst.in_ty = x
             inst.layers, inst.params = [], 0
             y = x
-            for tpl in inst.template:
-                lay, y = self.type_layer(tpl, y, inst)
-                inst.layers.append(lay)
-                inst.params += lay.params
+            try:
+                for tpl in inst.template:
+                    lay, y = self.type_layer(tpl, y, inst)
+                    inst.layers.append(lay)
+                    inst.params += lay.params
+            except Fail:
+                inst.in_ty = None  # untyped again: a later, correct use may still type it
+                raise
             inst.out_ty = y
             inst._delta = None if (y.level is None or x.level is None) else y.level - x.level
             inst._out_space, inst._out_ch, inst._vector = y.space, y.channels, y.height is None

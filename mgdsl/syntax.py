@@ -402,27 +402,23 @@ def parse(text: str, path: str = "<spec>") -> Model:
     if not text.strip():
         raise SpecError([Diagnostic("the spec is empty", None, "a spec starts with `model NAME {`")], source)
     errors: list[Diagnostic] = []
-
-    def on_error(e) -> bool:
-        d = _syntax_diag(e)
-        cascade = errors and (d.message == "unexpected end of file" or d.span == errors[-1].span
-                              or (d.span and errors[-1].span and d.span.line == errors[-1].span.line))
-        if not cascade:
+    lines = text.split("\n")
+    tree = None
+    while tree is None:
+        try:
+            tree = _parser().parse("\n".join(lines))
+        except lark.exceptions.UnexpectedInput as e:
+            d = _syntax_diag(e)
+            if errors and (d.message == "unexpected end of file" or len(errors) >= 20):
+                break  # a cascade of the blanked lines, not a new error
             errors.append(d)
-        return len(errors) < 20
-
-    parser = _parser()
-    try:
-        tree = parser.parse(text, on_error=on_error)
-    except lark.exceptions.UnexpectedInput as e:
-        d = _syntax_diag(e)
-        if not errors or d.message != "unexpected end of file":
-            errors.append(d)
-        raise SpecError(errors, source) from None
-    except lark.exceptions.LarkError as e:  # recovery gave up
-        if not errors:
+            line = d.span.line if d.span else len(lines)
+            if line > len(lines) or not lines[line - 1].strip() or lines[line - 1].strip() in ("}", "{"):
+                break
+            lines[line - 1] = " " * len(lines[line - 1])  # resynchronise: drop the line, look for more errors
+        except lark.exceptions.LarkError as e:
             errors.append(Diagnostic(f"could not parse: {e}".splitlines()[0]))
-        raise SpecError(errors, source) from None
+            break
     if errors:
         raise SpecError(errors, source)
     model = ToAST().transform(tree)

@@ -198,7 +198,8 @@ def adapt(ir, shape: tuple[int, int, int], classes: int):
         new = elaborate(model, source, overrides)
     except SpecError as e:
         e.diagnostics.insert(0, Diagnostic(
-            f"the spec cannot take this data ({shape[0]} x {shape[1]} x {shape[2]}, {classes} classes)", None))
+            f"the spec cannot take this data ({shape[0]} x {shape[1]} x {shape[2]}, {classes} classes)", None,
+            "the data's channels, size and class count replace the spec's `input` and `classes`"))
         raise
     if new.classes is None or new.output_ty.shape != (classes,):
         raise DataError(f"{ir.name} does not end in a {classes}-class output (its output is {new.output_ty.shape})",

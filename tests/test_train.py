@@ -1,0 +1,115 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from mgdsl.cli import main
+
+TINY = ["-D", "width=4", "-D", "nu=1"]
+
+
+@pytest.fixture
+def tiny_npz(tmp_path):
+    rng = np.random.default_rng(0)
+    for name, n in (("train", 64), ("test", 32)):
+        y = rng.integers(0, 3, n)
+        x = (rng.random((n, 16, 16, 3)) * 80 + y[:, None, None, None] * 60).astype(np.uint8)
+        np.savez(tmp_path / f"{name}.npz", x=x, y=y)
+    return tmp_path
+
+
+def _train(tiny_npz, out, *extra):
+    return main(["compile", "specs/mgnet.mg", "--train", str(tiny_npz / "train.npz"), "--test",
+                 str(tiny_npz / "test.npz"), "--batch-size", "16", "--out", str(out), *TINY, *extra])
+
+
+def test_one_epoch_writes_every_output(tiny_npz, tmp_path):
+    out = tmp_path / "run"
+    assert _train(tiny_npz, out, "--epochs", "1") == 0
+    for f in ("config.json", "metrics.jsonl", "model.pt", "last.pt", "curves.png", "summary.json"):
+        assert (out / f).exists(), f
+    s = json.loads((out / "summary.json").read_text())
+    assert 0 <= s["final_test_acc"] <= 1 and 0 <= s["best_test_acc"] <= 1 and s["epochs"] == 1 and s["params"] > 0
+    m = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(m) == 1 and {"epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds",
+                            "images_per_s"} <= set(m[0])
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["config"]["momentum"] == 0.9 and len(cfg["spec_sha256"]) == 64
+    assert main(["eval", "specs/mgnet.mg", *TINY, "--weights", str(out / "model.pt"),
+                 "--test", str(tiny_npz / "test.npz")]) == 0
+
+
+def test_resume_gives_the_same_metrics(tiny_npz, tmp_path):
+    torch.use_deterministic_algorithms(True)
+    try:
+        full = tmp_path / "full"
+        assert _train(tiny_npz, full, "--epochs", "3") == 0
+        # a run that stopped after epoch 1 of the same 3-epoch schedule, then resumed
+        lines = (full / "metrics.jsonl").read_text().splitlines()
+        one = tmp_path / "stop"
+        assert _train(tiny_npz, one, "--epochs", "1") == 0
+        cfg = json.loads((one / "config.json").read_text())
+        cfg["config"]["epochs"] = 3
+        cfg["config"]["lr_step"] = json.loads((full / "config.json").read_text())["config"]["lr_step"]
+        (one / "config.json").write_text(json.dumps(cfg))
+        assert main(["compile", "specs/mgnet.mg", *TINY, "--train", "x", "--resume", str(one)]) == 0
+        a = [json.loads(l) for l in lines]
+        b = [json.loads(l) for l in (one / "metrics.jsonl").read_text().splitlines()]
+        assert len(b) == 3
+        for x, y in zip(a, b):
+            for k in ("train_loss", "train_acc", "test_loss", "test_acc", "lr"):
+                assert x[k] == pytest.approx(y[k], rel=1e-9, abs=1e-12), (k, x, y)
+    finally:
+        torch.use_deterministic_algorithms(False)
+
+
+@pytest.mark.parametrize("dataset,words", [("imagenet22k", "unknown data set"), ("nope.npz", "no such file")])
+def test_bad_dataset_exit_2(dataset, words, capsys):
+    assert main(["compile", "specs/mgnet.mg", *TINY, "--train", dataset, "--test", "t.npz"]) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err
+
+
+def test_wrong_npz_layout_exit_2(tmp_path, capsys):
+    np.savez(tmp_path / "bad.npz", x=np.zeros((4, 3, 8, 8), np.float32), y=np.zeros(4, np.int64))
+    assert main(["compile", "specs/mgnet.mg", *TINY, "--train", str(tmp_path / "bad.npz"), "--test",
+                 str(tmp_path / "bad.npz")]) == 2
+    assert "expected uint8 N x H x W x C" in capsys.readouterr().err
+
+
+def test_spec_needing_three_channels_fed_one_channel(tmp_path, capsys):
+    spec = tmp_path / "rgb.mg"
+    spec.write_text("""model rgb {
+  input f : 3 x 8 x 8
+  classes 10
+  grids 2
+  smooth 1
+  space f = 3, u = 4
+  A[l] = conv3(u -> f)
+  B[l] = relu . conv3(f -> u)
+  fc = linear(u -> classes)
+  init u = 0
+  step u = u + B(f - A(u))
+  coarsen u[l+1] = 0; f[l+1] = avgpool2(f - A(u))
+  output fc(avgpool(u))
+}
+""")
+    assert main(["compile", str(spec), "--train", "digits", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot take this data (1 x 8 x 8" in err and "has 1 channels but space f has 3" in err
+
+
+def test_official_recipe_resolves_documented_values():
+    from argparse import Namespace
+
+    from mgdsl.train import resolve_config
+    args = Namespace(recipe="official", epochs=None, batch_size=None, lr=None, weight_decay=None, train="digits",
+                     test=None, data="d", device="cpu", amp=False, channels_last=False, compile=False, seed=0,
+                     out=None, no_augment=False)
+    cfg = resolve_config(Namespace(name="m"), args)
+    assert (cfg.weight_decay, cfg.lr_step, cfg.epochs, cfg.lr, cfg.momentum, cfg.batch_size) == \
+        (5e-4, 50, 300, 0.1, 0.9, 128)
+    args.recipe = "paper"
+    cfg = resolve_config(Namespace(name="m"), args)
+    assert (cfg.weight_decay, cfg.lr_step, cfg.epochs) == (0.0, 30, 120)
