@@ -135,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .train import add_eval_parser
     add_eval_parser(sub, _add_defines)
+    from .solve import add_solve_parser
+    add_solve_parser(sub, _add_defines)
     return p
 
 

