@@ -234,7 +234,7 @@ class Elaborator:
         if isinstance(n.value, str):
             if n.value not in self.params:
                 raise Fail(f"undefined param '{n.value}'", n.span, did_you_mean(n.value, self.params))
-            return self.params[n.value]
+            return n.coef * self.params[n.value]
         return n.value
 
     def per_level(self, setting, what, J, default):

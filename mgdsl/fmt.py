@@ -8,6 +8,8 @@ PREC = {"+": 1, "-": 1}
 
 def _num(v) -> str:
     if isinstance(v, S.Num):
+        if v.coef != 1:
+            return f"{_num(v.coef)} * {v.value}"
         v = v.value
     if isinstance(v, float):
         return repr(int(v)) if v.is_integer() and abs(v) < 1e15 else repr(v)

@@ -21,9 +21,10 @@ NOSPAN = field(default=None, compare=False, repr=False)
 
 @dataclass(frozen=True)
 class Num:
-    """A number, or a reference to a `param` (resolved during elaboration)."""
+    """A number, or a reference to a `param` times a constant (resolved during elaboration)."""
     value: float | int | str
     span: Span | None = NOSPAN
+    coef: float | int = 1
 
 
 @dataclass(frozen=True)
@@ -222,6 +223,8 @@ class ToAST(Transformer):
 
     def num(self, meta, c):
         t = c[0]
+        if len(c) == 3:  # 2 * width
+            return Num(str(c[2]), Span(t.line, t.column, c[2].end_line, c[2].end_column), coef=_number(t))
         return Num(_number(t) if t.type == "SIGNED_NUMBER" else str(t), _tok_span(t))
 
     def value(self, meta, c):
