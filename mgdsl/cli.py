@@ -104,6 +104,16 @@ def cmd_fmt(args) -> int:
     return 0
 
 
+def cmd_render(args) -> int:
+    from .render import render
+    irs = []
+    for spec in args.specs:
+        args.spec = spec
+        irs.append(_ir(args))
+    print(render(irs, args.output, args.format, args.expand, args.ir))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mgdsl", description="Compile, check, draw, train and solve MgNet specs.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -132,6 +142,15 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--check", action="store_true", help="exit 1 if the file is not canonical")
     f.add_argument("-i", "--in-place", action="store_true", help="rewrite the file")
     f.set_defaults(fn=cmd_fmt)
+
+    r = sub.add_parser("render", help="draw specs as the paper does (grids as bands, smoothing folded)")
+    r.add_argument("specs", nargs="+", metavar="SPEC")
+    r.add_argument("-o", "--output", required=True, metavar="FILE")
+    r.add_argument("--format", choices=["svg", "png", "pdf", "dot"], help="default: from the file name")
+    r.add_argument("--expand", action="store_true", help="one box per smoothing step")
+    r.add_argument("--ir", action="store_true", help="the raw unrolled IR graph (first spec)")
+    _add_defines(r)
+    r.set_defaults(fn=cmd_render)
 
     from .train import add_eval_parser
     add_eval_parser(sub, _add_defines)

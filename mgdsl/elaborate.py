@@ -60,6 +60,7 @@ class Elaborator:
     _stack: list[str] = field(default_factory=list)
     _zero: dict = field(default_factory=dict)
     _cse: dict = field(default_factory=dict)
+    _where: tuple = ("init", 1, 0, "down")
 
     # ------------------------------------------------------------ errors
     def error(self, message: str, span: Span | None, hint: str | None = None) -> None:
@@ -182,6 +183,7 @@ class Elaborator:
         if self.diags:
             raise SpecError(self.diags, self.source)
         final, out_level = self.schedule()
+        self._where = ("output", out_level, 0, "down")
         out = self.guard(self.ev, outputs[0].expr, Ctx("output", out_level, {"l": out_level, "J": J},
                                                        self.reader_final(final), outputs[0].span))
         if self.diags:
@@ -564,7 +566,7 @@ class Elaborator:
         pure = op != "apply" or not any(lay.kind == "bn" for lay in self._flat_layers(kw["inst"]))
         if pure and op not in ("input", "zero") and key in self._cse:
             return self._cse[key]
-        n = Node(len(self.nodes), op, tuple(args), ty, **kw)
+        n = Node(len(self.nodes), op, tuple(args), ty, where=self._where, **kw)
         self.nodes.append(n)
         if pure:
             self._cse[key] = n.id
@@ -767,6 +769,7 @@ class Elaborator:
                 self.error(f"no `{kind}` equation for step {i}", self.model.span)
                 break
             new = dict(its[-1])
+            self._where = (kind, level, i, phase)
             ctx = Ctx(kind, level, {"l": level, "i": i, "J": self.J}, self.reader_steps(its), eq.span)
             self.run_eq(eq, ctx, level, new)
             its.append(new)
@@ -808,6 +811,7 @@ class Elaborator:
                        "e.g. `coarsen u[l+1] = Pi(u); f[l+1] = R(f - A(u)) + A[l+1](u[l+1])`")
             raise Fail("", None)
         new: dict = {}
+        self._where = ("coarsen", level, 0, "down")
         ctx = Ctx("coarsen", level, {"l": level, "J": self.J},
                   self.reader_final(its[-1], {(level + 1, None): new, **{(None, k): v for k, v in enumerate(its)}}),
                   eq.span)
@@ -860,6 +864,7 @@ class Elaborator:
             cur = {**coarse0, **{s: final[s] for s in self.iterated if s in final}}
         eq = self.eqs["refine"].get(level) or self.eqs["refine"].get(None)
         new = dict(its[-1])
+        self._where = ("refine", level, 0, "up")
         ctx = Ctx("refine", level, {"l": level, "J": self.J},
                   self.reader_final(its[-1], {(level + 1, None): final, (level + 1, 0): coarse0}), eq.span)
         self.run_eq(eq, ctx, level, new)

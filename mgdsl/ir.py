@@ -85,6 +85,7 @@ class Node:
     prim: str | None = None
     coef: float | None = None
     tag: tuple | None = None
+    where: tuple = ()  # (equation kind, level, step, phase) that created it: the renderer groups by it
 
 
 @dataclass

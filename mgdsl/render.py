@@ -1,0 +1,299 @@
+"""IR to Graphviz: grids as bands (fine on top), smoothing folded into one box per grid, shared operators once."""
+from __future__ import annotations
+
+import colorsys
+import html
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+
+from .ir import IR, Instance
+
+STEP_KINDS = ("step", "poststep")
+
+
+def _color(k: int) -> str:
+    """Distinct pastel colours, one per operator name (instances of one name share a hue family)."""
+    h = (k * 0.618033988749895) % 1.0
+    r, g, b = colorsys.hls_to_rgb(h, 0.82, 0.65)
+    return "#%02x%02x%02x" % (int(r * 255), int(g * 255), int(b * 255))
+
+
+def _fmt_params(n: int) -> str:
+    if n >= 1e6:
+        return f"{n / 1e6:.2f}M"
+    if n >= 1e3:
+        return f"{n / 1e3:.1f}k"
+    return str(n)
+
+
+def _sup(state: str, level: int, i: int | str | None) -> str:
+    return f"{state}<SUP>{level}" + (f",{i}" if i is not None else "") + "</SUP>"
+
+
+@dataclass
+class Picture:
+    """The folded graph of one spec: what `render` draws and what the tests inspect."""
+    name: str
+    grids: int
+    sizes: dict
+    bands: dict = field(default_factory=dict)       # level -> list of vertex ids
+    groups: dict = field(default_factory=dict)      # (level, phase, step|None) -> {"nu": n, "members": [...]}
+    vertices: dict = field(default_factory=dict)    # id -> dict(label=..., shape=..., color=..., level=...)
+    edges: set = field(default_factory=set)
+    instances: dict = field(default_factory=dict)   # instance label -> vertex id
+
+
+def _inst_label(inst: Instance, count: int = 1, index_text: str | None = None) -> str:
+    kind = "+".join(l.kind if l.kind != "ref" else l.ref for l in inst.layers)
+    convs = [l for l in inst.layers if l.kind in ("conv", "deconv")]
+    ksz = f"{convs[0].kernel}x{convs[0].kernel} " if convs else ""
+    io = f"{inst.in_ty.space}:{inst.in_ty.channels} → {inst.out_ty.space}:{inst.out_ty.channels}" if inst.in_ty else ""
+    stride = max([l.stride for l in inst.layers] or [1])
+    name = index_text or inst.label
+    many = f" ×{count}" if count > 1 else ""
+    params = _fmt_params(inst.params * count)
+    return (f"<B>{html.escape(name)}</B>{many}<BR/><FONT POINT-SIZE=\"9\">{html.escape(ksz + kind)}"
+            f"{' s2' if stride == 2 else ''}<BR/>{html.escape(io)} · {inst.klass} · {params} params</FONT>")
+
+
+def picture(ir: IR, expand: bool = False) -> Picture:
+    """Contract the unrolled graph: add/sub/relu become edges, steps of a grid become one group."""
+    pic = Picture(ir.name, ir.grids, ir.sizes)
+    nodes = ir.nodes
+    live, stack = set(), [ir.output]
+    while stack:
+        n = stack.pop()
+        if n not in live:
+            live.add(n)
+            stack.extend(nodes[n].args)
+    names = sorted({i.name for i in ir.instances.values()})
+    color = {name: _color(k) for k, name in enumerate(names)}
+    for inst in ir.instances.values():  # an alias (Ar[l] = A[l]) is drawn in its target's colour
+        if len(inst.layers) == 1 and inst.layers[0].kind == "ref":
+            color[inst.name] = color[ir.instances[inst.layers[0].ref].name]
+
+    # which instances are used only inside the smoothing steps of one grid: they fold into that grid's group
+    uses: dict[str, set] = {}
+    for n in sorted(live):
+        if nodes[n].op == "apply":
+            w = nodes[n].where
+            uses.setdefault(nodes[n].inst, set()).add(
+                (w[0] in STEP_KINDS, w[1], w[3] if w[0] in STEP_KINDS else None, w[2] if expand else None))
+
+    def group_of(label: str):
+        u = uses.get(label, set())
+        if len(u) == 1:
+            in_step, level, phase, i = next(iter(u))
+            if in_step:
+                return (level, phase, i)
+        return None
+
+    # vertices for instances (once each; in folded view, per-step instances of one name merge)
+    for label, inst in ir.instances.items():
+        if label not in uses:
+            continue
+        g = group_of(label)
+        if g is not None and not expand and len(inst.scope) >= 2:
+            vid = f"op:{inst.name}:{g}"
+            members = [l for l in ir.instances if ir.instances[l].name == inst.name and group_of(l) == g]
+            idx = ", ".join(str(v) for v in inst.index[:1]) + ", " + "·" * 1 if len(inst.index) > 1 else ""
+            text = f"{inst.name}[{inst.index[0]}, i]" if len(inst.index) == 2 else f"{inst.name}[{inst.index[0]}, ·]"
+            pic.vertices[vid] = {"label": _inst_label(inst, len(members), text), "shape": "box",
+                                 "color": color[inst.name], "level": g[0], "kind": "op", "members": members}
+        else:
+            vid = f"op:{label}"
+            lvl = inst.in_ty.level if inst.in_ty and inst.in_ty.level else (inst.out_ty.level or None)
+            pic.vertices[vid] = {"label": _inst_label(inst), "shape": "box", "color": color[inst.name],
+                                 "level": lvl if inst.out_ty and inst.out_ty.level == lvl else None,
+                                 "kind": "op", "members": [label]}
+        pic.instances[label] = vid
+        if g is not None:
+            key = g if expand else (g[0], g[1], None)
+            grp = pic.groups.setdefault(key, {"nu": 0, "members": []})
+            if vid not in grp["members"]:
+                grp["members"].append(vid)
+    for (level, phase, i) in list(pic.groups):
+        counts = ir.nu if phase == "down" else ir.post
+        pic.groups[(level, phase, i)]["nu"] = 1 if i is not None else counts[level - 1]
+
+    # states shown: the start and the end of each grid's smoothing, per phase
+    shown: dict[int, str] = {}
+    by_key: dict[tuple, dict[int, int]] = {}
+    for (s, level, phase, i), nid in ir.states.items():
+        by_key.setdefault((s, level, phase), {})[i] = nid
+    for (s, level, phase), its in by_key.items():
+        last = max(its)
+        distinct = len({its[k] for k in its}) > 1
+        pick = sorted(its) if expand else [0, last]
+        for i in pick:
+            nid = its[i]
+            if nid in shown or nid not in live or nodes[nid].op == "zero":
+                continue
+            tag = None if not distinct else (i if (expand or i == 0) else ("ν" if phase == "down" else "ν′"))
+            if phase == "up" and distinct and i == 0:
+                tag = "0′"
+            vid = f"state:{nid}"
+            shown[nid] = vid
+            pic.vertices[vid] = {"label": _sup(s, level, tag), "shape": "ellipse", "color": "white",
+                                 "level": level, "kind": "state"}
+    inp = [n for n in live if nodes[n].op == "input"]
+    for n in inp:
+        shown.setdefault(n, f"state:{n}")
+        pic.vertices.setdefault(f"state:{n}", {"label": html.escape(ir.input_name) + " (input " + "x".join(
+            map(str, ir.input_ty.shape)) + ")", "shape": "ellipse", "color": "white", "level": None, "kind": "input"})
+    pic.vertices["output"] = {"label": "output " + "x".join(map(str, ir.output_ty.shape)), "shape": "ellipse",
+                              "color": "#eeeeee", "level": None, "kind": "output"}
+
+    # contracted dataflow edges
+    memo: dict[int, set] = {}
+
+    def sources(n: int) -> set:
+        """The drawn vertices that feed node n (through add/sub/relu/scale, which become edges)."""
+        if n in memo:
+            return memo[n]
+        node = nodes[n]
+        if n in shown:
+            out = {shown[n]}
+        elif node.op == "apply":
+            out = {pic.instances[node.inst]}
+        elif node.op == "zero":
+            out = set()
+        else:
+            out = set().union(*(sources(a) for a in node.args)) if node.args else set()
+        memo[n] = out
+        return out
+
+    for n in sorted(live):
+        node = nodes[n]
+        if node.op == "apply":
+            dst = pic.instances[node.inst]
+            for a in node.args:
+                for s in sources(a):
+                    pic.edges.add((s, dst))
+        if n in shown:
+            for a in (node.args if node.op != "apply" else ()):
+                for s in sources(a):
+                    pic.edges.add((s, shown[n]))
+            if node.op == "apply":
+                pic.edges.add((pic.instances[node.inst], shown[n]))
+    for s in sources(ir.output) - {"output"}:
+        pic.edges.add((s, "output"))
+    pic.edges = {(a, b) for a, b in pic.edges if a != b}
+    for vid, v in pic.vertices.items():
+        if v["level"] is not None and v["kind"] != "input":
+            pic.bands.setdefault(v["level"], []).append(vid)
+    return pic
+
+
+def to_dot(pics: list[Picture], irs: list[IR]):
+    """One graphviz.Digraph; several specs side by side, bands of equal grid on the same rank."""
+    import graphviz
+
+    dot = graphviz.Digraph("mgdsl", graph_attr={"rankdir": "TB", "newrank": "true", "compound": "true",
+                                                "fontname": "Helvetica", "nodesep": "0.35", "ranksep": "0.45"},
+                           node_attr={"fontname": "Helvetica", "fontsize": "11", "style": "filled"},
+                           edge_attr={"color": "#555555", "arrowsize": "0.7"})
+    anchors: dict[int, list[str]] = {}
+    for k, (pic, ir) in enumerate(zip(pics, irs)):
+        p = f"s{k}_"
+        ids = {vid: f"{p}v{j}" for j, vid in enumerate(pic.vertices)}
+        grouped = {m for g in pic.groups.values() for m in g["members"]}
+        with dot.subgraph(name=f"cluster_spec_{k}") as spec:
+            spec.attr(label=f"{ir.name}  ({ir.total_params:,} params)", fontsize="14", style="rounded",
+                      color="#999999")
+            for level in range(1, ir.grids + 1):
+                h, w = ir.sizes[level]
+                chans = ", ".join(f"c_{s}={ir.spaces[s][level - 1]}" for s in ir.state_names)
+                with spec.subgraph(name=f"cluster_{p}grid_{level}") as band:
+                    band.attr(label=f"grid {level}: {h}×{w}, {chans}", style="filled", fillcolor="#f4f6fb",
+                              color="#c9d1e6", labeljust="l")
+                    first = [v for v in pic.bands.get(level, []) if pic.vertices[v]["kind"] == "state"]
+                    if first:  # the grid's entry state: aligned across specs
+                        anchors.setdefault(level, []).append(ids[first[0]])
+                    for vid in pic.bands.get(level, []):
+                        if vid not in grouped:
+                            _node(band, ids[vid], pic.vertices[vid])
+                    for (glevel, phase, i), g in sorted(pic.groups.items(), key=lambda kv: str(kv[0])):
+                        if glevel != level:
+                            continue
+                        sub = f"cluster_{p}smooth_{level}_{phase}_{i}"
+                        with band.subgraph(name=sub) as box:
+                            what = "smoothing" if phase == "down" else "post-smoothing"
+                            title = f"{what} step {i}" if i is not None else f"{what} × {g['nu']}"
+                            box.attr(label=title, style="rounded,dashed", color="#7a8bb5", fillcolor="#ffffff")
+                            for vid in g["members"]:
+                                _node(box, ids[vid], pic.vertices[vid])
+            for vid, v in pic.vertices.items():
+                if v["level"] is None or vid not in {x for b in pic.bands.values() for x in b}:
+                    if vid not in grouped:
+                        _node(spec, ids[vid], v)
+        for a, b in sorted(pic.edges):
+            back = pic.vertices[a].get("kind") == "op" and pic.vertices[b].get("kind") == "op" and \
+                any(a in g["members"] and b in g["members"] for g in pic.groups.values()) and \
+                (b, a) in pic.edges and a > b
+            dot.edge(ids[a], ids[b], **({"style": "dashed", "constraint": "false"} if back else {}))
+    for level, names in anchors.items():
+        if len(names) > 1:
+            with dot.subgraph() as same:
+                same.attr(rank="same")
+                for n in names:
+                    same.node(n)
+    return dot
+
+
+def _node(g, vid: str, v: dict) -> None:
+    g.node(vid, f"<{v['label']}>", shape=v["shape"], fillcolor=v["color"], color="#444444",
+           margin="0.08,0.04" if v["shape"] == "box" else "0.05,0.02")
+
+
+def ir_dot(ir: IR):
+    """--ir: the raw unrolled operator graph (networkx), one DOT node per IR node."""
+    import graphviz
+    import networkx as nx
+
+    g = nx.DiGraph()
+    for n in ir.nodes:
+        label = n.inst or n.prim or n.op
+        if n.op == "scale":
+            label = f"{n.coef:g}·"
+        g.add_node(n.id, label=f"{n.id}: {label}\n{'x'.join(map(str, n.ty.shape))} {n.ty.space}", tag=n.tag)
+        for a in n.args:
+            g.add_edge(a, n.id)
+    dot = graphviz.Digraph(ir.name, node_attr={"fontname": "Helvetica", "fontsize": "10", "shape": "box"})
+    for nid, data in g.nodes(data=True):
+        dot.node(str(nid), data["label"], style="filled" if data["tag"] else "",
+                 fillcolor="#e8eefc" if data["tag"] else "white")
+    for a, b in g.edges():
+        dot.edge(str(a), str(b))
+    return dot
+
+
+def render(irs: list[IR], path: str, fmt: str | None = None, expand: bool = False, raw_ir: bool = False) -> str:
+    """Write FILE; without a `dot` binary, write the .dot and say how to install Graphviz."""
+    fmt = fmt or (path.rsplit(".", 1)[-1] if "." in path else "svg")
+    dot = ir_dot(irs[0]) if raw_ir else to_dot([picture(ir, expand) for ir in irs], irs)
+    source = dot.source
+    if fmt == "dot":
+        _write(path, source.encode())
+        return f"wrote {path}"
+    exe = shutil.which("dot")
+    if exe is None:
+        dot_path = path.rsplit(".", 1)[0] + ".dot"
+        _write(dot_path, source.encode())
+        return (f"wrote {dot_path}; no Graphviz `dot` found to make {fmt}: install it "
+                f"(Debian/Ubuntu: apt-get install graphviz; macOS: brew install graphviz)")
+    r = subprocess.run([exe, f"-T{fmt}"], input=source.encode(), capture_output=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"dot failed: {r.stderr.decode(errors='replace').strip()}")
+    _write(path, r.stdout)
+    warn = r.stderr.decode(errors="replace").strip()
+    return f"wrote {path}" + (f" (dot: {warn})" if warn else "")
+
+
+def _write(path: str, data: bytes) -> None:
+    import os
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)

@@ -1,0 +1,87 @@
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+import mgdsl
+from conftest import SPECS
+from mgdsl.render import picture, render, to_dot
+
+HAS_DOT = shutil.which("dot") is not None
+
+
+def _ir(path):
+    ir = mgdsl.compile_ir(path)
+    small = {k: v for k, v in {"width": 16, "fwidth": 16, "n": 33}.items() if k in ir.params}
+    return mgdsl.compile_ir(path, **small) if small else ir
+
+
+@pytest.mark.parametrize("path", SPECS)
+def test_structure_of_every_picture(path):
+    ir = _ir(path)
+    pic = picture(ir)
+    source = to_dot([pic], [ir]).source
+    # one band per grid
+    bands = set(re.findall(r"subgraph cluster_s0_grid_(\d+)", source))
+    assert bands == {str(l) for l in range(1, ir.grids + 1)}
+    # every used instance is drawn exactly once (per-step instances of one name fold into one box)
+    used = {n.inst for n in ir.nodes if n.op == "apply"}
+    members = [m for v in pic.vertices.values() if v["kind"] == "op" for m in v["members"]]
+    assert sorted(members) == sorted(set(members)) and used <= set(members)
+    # folded smoothing boxes carry nu
+    for (level, phase, i), g in pic.groups.items():
+        want = (ir.nu if phase == "down" else ir.post)[level - 1]
+        assert g["nu"] == want
+        assert f"× {want}" in source
+
+
+def test_shared_operator_is_drawn_once_and_mgnet_folds_nu():
+    ir = mgdsl.compile_ir("specs/mgnet.mg")
+    pic = picture(ir)
+    holders = [vid for vid, v in pic.vertices.items() if "A[2]" in v.get("members", [])]
+    assert len(holders) == 1
+    assert sum("smoothing × 2" in line for line in to_dot([pic], [ir]).source.splitlines()) == 4
+    expanded = picture(ir, expand=True)
+    assert len(expanded.groups) == 8  # 4 grids x 2 steps
+
+
+@pytest.mark.skipif(not HAS_DOT, reason="Graphviz `dot` not installed (.ci/run installs it)")
+@pytest.mark.parametrize("path", SPECS)
+def test_dot_renders_every_spec_to_svg_without_warnings(path):
+    ir = _ir(path)
+    r = subprocess.run(["dot", "-Tsvg"], input=to_dot([picture(ir)], [ir]).source.encode(), capture_output=True)
+    assert r.returncode == 0 and r.stderr == b"", r.stderr.decode()
+    assert r.stdout.startswith(b"<?xml") or b"<svg" in r.stdout[:400]
+
+
+@pytest.mark.skipif(not HAS_DOT, reason="Graphviz `dot` not installed")
+def test_cli_side_by_side_and_ir_view(tmp_path):
+    from mgdsl.cli import main
+    out = tmp_path / "cmp.svg"
+    assert main(["render", "specs/table2/resnet18.mg", "specs/mgnet.mg", "-o", str(out)]) == 0
+    text = out.read_text()
+    assert "resnet18" in text and "mgnet" in text
+    assert main(["render", "specs/mgnet.mg", "--ir", "-o", str(tmp_path / "ir.dot")]) == 0
+    assert "digraph" in (tmp_path / "ir.dot").read_text()
+
+
+def test_without_dot_binary_writes_dot_and_says_how(tmp_path, monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    msg = render([mgdsl.compile_ir("specs/mgnet.mg")], str(tmp_path / "m.png"))
+    assert (tmp_path / "m.dot").exists() and "apt-get install graphviz" in msg
+
+
+def test_render_is_fast_and_does_not_import_torch(tmp_path):
+    code = ("import sys, time, glob; from mgdsl import compile_ir; from mgdsl.render import picture, to_dot\n"
+            "t = time.perf_counter()\n"
+            "for p in sorted(glob.glob('specs/**/*.mg', recursive=True)):\n"
+            "    ir = compile_ir(p); to_dot([picture(ir)], [ir]).source\n"
+            "assert 'torch' not in sys.modules\n"
+            "print(time.perf_counter() - t)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    per_spec = float(r.stdout) / len(SPECS)
+    assert per_spec < 1.0
