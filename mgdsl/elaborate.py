@@ -17,6 +17,7 @@ MAX_STEPS = 256
 INLINE_PRIMS = {"relu", "id", "avgpool", "maxpool2", "avgpool2", "maxpool3"}
 # primitives that only appear in operator definitions
 DEF_PRIMS = {"bn", "linear", "scale", "laplace", "restrict", "prolong", "transpose", "jacobi", "inverse", "split",
+             "sub_id",
              "delta"}
 CONV_KERNELS = {f"conv{k}": k for k in (1, 3, 5, 7)} | {f"deconv{k}": k for k in (2, 3, 4)}
 ALL_PRIMS = INLINE_PRIMS | DEF_PRIMS | set(CONV_KERNELS)
@@ -32,6 +33,30 @@ class Fail(Exception):
     def __init__(self, message: str, span: Span | None, hint: str | None = None):
         super().__init__(message)
         self.diag = Diagnostic(message, span, hint)
+
+
+def _idx_text(index) -> str:
+    if not index:
+        return ""
+    parts = [ix.var + (f"{ix.offset:+d}" if ix.offset else "") if ix.var else str(ix.offset) for ix in index]
+    return "[" + ", ".join(parts) + "]"
+
+
+def term(e) -> tuple:
+    """An AST expression as a plain tuple term, the form the theorem checks rewrite."""
+    if isinstance(e, S.Var):
+        return ("var", e.name + _idx_text(e.index))
+    if isinstance(e, S.Apply):
+        return ("app", e.name + _idx_text(e.index), term(e.arg))
+    if isinstance(e, S.BinOp):
+        return ("add" if e.op == "+" else "sub", term(e.left), term(e.right))
+    if isinstance(e, S.Scaled):
+        return ("scale", e.coef, term(e.arg))
+    if isinstance(e, S.Literal):
+        return ("const", e.value)
+    if isinstance(e, S.Sum):
+        return ("sum", e.var, e.bound, term(e.body))
+    raise TypeError(e)
 
 
 def _ceil_half(n: int) -> int:
@@ -61,6 +86,7 @@ class Elaborator:
     _zero: dict = field(default_factory=dict)
     _cse: dict = field(default_factory=dict)
     _where: tuple = ("init", 1, 0, "down")
+    bindings: dict = field(default_factory=dict)
 
     # ------------------------------------------------------------ errors
     def error(self, message: str, span: Span | None, hint: str | None = None) -> None:
@@ -199,9 +225,13 @@ class Elaborator:
         for name, defs in self.defs.items():
             if name not in used:
                 warnings.append(Diagnostic(f"{name} is defined but never used", defs[0].span, severity="warning"))
+        equations = {kind: [(guard, [(a.name, _idx_text(a.index), term(a.expr)) for a in eq.assigns])
+                            for guard, eq in sorted(slot.items(), key=lambda kv: (kv[0] is not None, kv[0] or 0))]
+                     for kind, slot in self.eqs.items()}
+        equations["output"] = [(None, [("output", "", term(outputs[0].expr))])]
         return IR(self.model.name, self.source.path, dict(self.params), inp.name, self.input_ty, self.classes, J,
                   self.nu, self.post, self.cycle, self.spaces, self.sizes, self.instances, self.nodes, out,
-                  self.states, self.state_names, warnings)
+                  self.states, self.state_names, warnings, equations, self.bindings)
 
     def count_uses(self, out: int) -> None:
         """Uses = applications that survive zero-folding and reach the output, plus references."""
@@ -527,6 +557,15 @@ class Elaborator:
             kernel = next((k for k in r.template[0]["opts"] if k in STENCILS), "bilinear")
             lay = Layer("prolong", x.channels, x.channels, kernel=3, stride=2, stencil=kernel, ref=None)
             return self.prolonged(lay, x, x.space, x.channels, span)
+        if kind == "sub_id":
+            if len(tpl["refs"]) != 1:
+                raise Fail("sub_id takes one operator, e.g. sub_id(chi[l, i]) for chi - id", span)
+            a = self.instances[tpl["refs"][0]]
+            y = self.apply_instance(a, x, span)
+            if (y.space, y.channels, y.height) != (x.space, x.channels, x.height):
+                raise Fail(f"sub_id({a.label}) needs an operator that keeps its type, but it maps "
+                           f"{x.describe()} to {y.describe()}", span)
+            return Layer("sub_id", x.channels, x.channels, ref=a.label, klass=a.klass), y
         if kind in ("jacobi", "inverse"):
             if not tpl["refs"] or sig is None:
                 raise Fail(f"{kind} takes an operator and a signature, e.g. {kind}(A[l], f -> u)", span)
@@ -638,6 +677,8 @@ class Elaborator:
             vals = self.index_values(e.index, ctx.env, e.span) if e.index else \
                 self.implicit_index(e.name, ctx.env, e.span)
             inst = self.instance(e.name, vals, e.span)
+            w = self._where
+            self.bindings.setdefault((w[0], w[1], w[2]), {})[e.name + _idx_text(e.index)] = inst.label
             ty = self.apply_instance(inst, tx, e.span)
             if self.is_zero(x) and inst.params == 0 and all(l.klass == "linear" for l in inst.layers) \
                     and not any(l.ref for l in inst.layers):

@@ -108,6 +108,10 @@ class IR:
     states: dict[tuple, int]
     state_names: list[str]
     warnings: list = field(default_factory=list)
+    # the scheme as written, as plain terms (for the theorem checks): kind -> [(guard, [(state, index, term)])]
+    equations: dict = field(default_factory=dict)
+    # which instance each written operator name resolved to: (kind, level, step) -> {name: label}
+    bindings: dict = field(default_factory=dict)
 
     @property
     def total_params(self) -> int:

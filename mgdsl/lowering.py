@@ -44,11 +44,25 @@ class Split(nn.Module):
 
 
 class Delta(nn.Module):
-    """delta-hat of (8.12)/(8.16): [X, Y] -> -(X + Y)."""
+    """delta-hat of (8.12): [X, Y] -> Y - X, so that delta(relu([x, -x])) = -x.
+
+    The paper prints (8.16) as -(X + Y) with ReLU(x) + ReLU(-x) = x (8.17); that sum is |x|. The identity
+    that makes Theorem 8.3 hold is ReLU(x) - ReLU(-x) = x, hence Y - X here."""
 
     def forward(self, x):
         a, b = x.chunk(2, 1)
-        return -(a + b)
+        return b - a
+
+
+class SubId(nn.Module):
+    """chi - id of (8.13), sharing chi's parameters."""
+
+    def __init__(self, chi: nn.Module):
+        super().__init__()
+        self.chi = chi
+
+    def forward(self, x):
+        return self.chi(x) - x
 
 
 class Stencil(nn.Module):
@@ -169,6 +183,8 @@ def _layer_module(lay: Layer, inst: Instance, built: dict[str, nn.Module], ir: I
         return Stencil(lay.stencil, lay.cin, stride=2)
     if lay.kind == "prolong":
         return Stencil(lay.stencil, lay.cin, transposed=True, out_size=lay.out_size)
+    if lay.kind == "sub_id":
+        return SubId(built[lay.ref])
     a = ir.instances[lay.ref]
     size = (a.in_ty.height, a.in_ty.width)
     if lay.kind == "jacobi":
