@@ -156,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_parser(sub, _add_defines)
     from .solve import add_solve_parser
     add_solve_parser(sub, _add_defines)
+    from .rewrite import add_rewrite_parser
+    add_rewrite_parser(sub, _add_defines)
     return p
 
 

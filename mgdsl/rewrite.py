@@ -1,0 +1,89 @@
+"""Source-to-source rewrites that the theorems construct: a classic CNN as Mg-ResNet (Theorem 8.3)."""
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+
+from . import syntax as S
+from .diagnostics import Diagnostic, SpecError
+
+
+def _fresh(base: str, taken: set) -> str:
+    name, k = base, 1
+    while name in taken:
+        k += 1
+        name = f"{base}{k}"
+    return name
+
+
+def to_mg_resnet(model: S.Model, ir) -> S.Model:
+    """f = chi(relu(f))  ->  f = relu(f) - xi(relu(eta(relu(f)))), xi = delta (8.12), eta = [id, -id](chi - id) (8.13)."""
+    from .equiv import classify
+    shape = classify(ir)
+    if shape.family != "classic-cnn":
+        raise SpecError([Diagnostic(f"{ir.path}: the step is {shape.family}, not a classic CNN step f = chi(relu(f))",
+                                    None, "Theorem 8.3 rewrites classic CNN steps (8.8)")])
+    chi, s = shape.roles["chi"], shape.state
+    chi_name = chi.split("[")[0]
+    chi_def = next(it for it in model.items if isinstance(it, S.OpDef) and it.name == chi_name)
+    taken = {it.name for it in model.items if isinstance(it, S.OpDef)}
+    xi, eta = _fresh("xi_mg", taken), _fresh("eta_mg", taken)
+    index = chi_def.index or ()
+    ref = S.RefArg(chi_name, index) if index else S.OpRef(chi_name, None)
+    eta_def = S.OpDef(eta, index or None, (S.OpRef("split", None), S.Prim("sub_id", (ref,))))
+    grid = tuple(ix for ix in index if ix.var == "l") or None
+    xi_def = S.OpDef(xi, grid, (S.OpRef("delta", None),))
+    f = S.Var(s, None)
+    relu = lambda e: S.Apply("relu", None, e)
+    step = S.BinOp("-", relu(f), S.Apply(xi, None, relu(S.Apply(eta, None, relu(f)))))
+    items = []
+    for it in model.items:
+        if isinstance(it, S.Equation) and it.kind == "step":
+            items += [eta_def, xi_def]
+            it = replace(it, assigns=tuple(replace(a, expr=step) if a.name == s else a for a in it.assigns))
+        items.append(it)
+    header = ((0, f"# {ir.name} rewritten as Mg-ResNet by Theorem 8.3 (mgdsl rewrite --to mg-resnet):"),
+              (0, f"# xi = delta-hat (8.12) with delta([X, Y]) = Y - X; eta = [id, -id] . ({chi_name} - id) (8.13)."))
+    return S.Model(f"{model.name}_mg_resnet", tuple(items), model.span, comments=header + tuple(model.comments))
+
+
+def cmd_rewrite(args) -> int:
+    import torch
+
+    from . import compile_ir, parse_overrides
+    from .fmt import fmt
+    from .lowering import lower_ir
+    from .syntax import parse_file
+
+    if args.to != "mg-resnet":
+        raise SpecError([Diagnostic(f"--to {args.to}: only mg-resnet (Theorem 8.3) is a constructive rewrite", None)])
+    params = parse_overrides(args.defines)
+    ir = compile_ir(args.spec, **params)
+    text = fmt(to_mg_resnet(parse_file(args.spec), ir))
+    tmp = args.output + ".tmp"
+    with open(tmp, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, args.output)
+    new = compile_ir(args.output, text=text, **params)
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        a, b = lower_ir(ir).eval(), lower_ir(new).eval()
+        b.load_state_dict(a.state_dict(), strict=False)
+        x = torch.randn(2, *ir.input_ty.shape)
+        with torch.no_grad():
+            err = (a(x) - b(x)).abs().max().item()
+    finally:
+        torch.set_default_dtype(old)
+    print(f"wrote {args.output} ({new.name}, {new.total_params:,} parameters; the source has {ir.total_params:,}); "
+          f"outputs agree to {err:.3g} in float64")
+    return 0 if err <= 1e-9 else 1
+
+
+def add_rewrite_parser(sub, add_defines) -> None:
+    r = sub.add_parser("rewrite", help="write the spec a theorem constructs (classic CNN -> Mg-ResNet)")
+    r.add_argument("spec")
+    r.add_argument("--to", required=True, choices=["mg-resnet"])
+    r.add_argument("-o", "--output", required=True)
+    add_defines(r)
+    r.set_defaults(fn=cmd_rewrite)
