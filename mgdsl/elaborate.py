@@ -219,8 +219,7 @@ class Elaborator:
             for lay in inst.layers:
                 if lay.ref:
                     inst.klass = max(inst.klass, self.instances[lay.ref].klass, key=KLASS_ORDER.get)
-        self.count_uses(out)
-        warnings = []
+        warnings = self.count_uses(out)
         used = {i.name for i in self.instances.values()}
         for name, defs in self.defs.items():
             if name not in used:
@@ -233,8 +232,9 @@ class Elaborator:
                   self.nu, self.post, self.cycle, self.spaces, self.sizes, self.instances, self.nodes, out,
                   self.states, self.state_names, warnings, equations, self.bindings)
 
-    def count_uses(self, out: int) -> None:
-        """Uses = applications that survive zero-folding and reach the output, plus references."""
+    def count_uses(self, out: int) -> list[Diagnostic]:
+        """Uses = applications that reach the output, plus references from used instances. An instance
+        with no use after zero-folding (A(0) = 0 at a zero start) is dropped, with a warning."""
         live, stack = set(), [out]
         while stack:
             n = stack.pop()
@@ -243,13 +243,26 @@ class Elaborator:
                 stack.extend(self.nodes[n].args)
         for inst in self.instances.values():
             inst.uses = 0
+        used: set[str] = set()
         for n in live:
             if self.nodes[n].op == "apply":
                 self.instances[self.nodes[n].inst].uses += 1
-        for inst in self.instances.values():
-            for lay in inst.layers:
+                used.add(self.nodes[n].inst)
+        stack = list(used)
+        while stack:
+            for lay in self.instances[stack.pop()].layers:
                 if lay.ref:
                     self.instances[lay.ref].uses += 1
+                    if lay.ref not in used:
+                        used.add(lay.ref)
+                        stack.append(lay.ref)
+        warnings = []
+        for label in [k for k in self.instances if k not in used]:
+            inst = self.instances.pop(label)
+            if inst.params:
+                warnings.append(Diagnostic(f"{label} is never applied (its only inputs are zero) and is left out",
+                                           inst.span, severity="warning"))
+        return warnings
 
     def count(self, n: S.Num, what: str, limit: int) -> int:
         v = self.number(n)

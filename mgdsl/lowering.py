@@ -118,7 +118,12 @@ class Jacobi(nn.Module):
 
     def __init__(self, a: nn.Module, channels: int, size: tuple[int, int], omega: float):
         super().__init__()
-        diag = probe_diagonal(a.double(), channels, size)
+        if isinstance(a, VarStencil):
+            diag = a.coef[4].double().unsqueeze(0)
+        elif isinstance(a, Stencil) and a.stride == 1 and not a.transposed:
+            diag = a.kernel[:, 0, 1, 1].double().view(1, -1, 1, 1).expand(1, channels, *size)
+        else:
+            diag = probe_diagonal(a.double(), channels, size)
         a.float() if torch.get_default_dtype() == torch.float32 else None
         self.register_buffer("scale", (omega / diag).to(torch.get_default_dtype()), persistent=False)
 
@@ -206,12 +211,72 @@ class _Deconv(nn.ConvTranspose2d):
         return super().forward(x, output_size=list(self.out_size)) if self.out_size else super().forward(x)
 
 
+class VarStencil(nn.Module):
+    """A fixed channel-wise operator with a 3x3 stencil whose coefficients vary by grid point.
+
+    This is how a Galerkin coarse operator R A P (5.11) is applied: assembled once, exactly, including the
+    rows next to the boundary where it differs from the interior stencil."""
+
+    def __init__(self, coef: torch.Tensor):
+        super().__init__()
+        self.register_buffer("coef", coef, persistent=False)  # (9, C, H, W), offsets in row-major order
+
+    def forward(self, x):
+        h, w = x.shape[-2:]
+        xp = F.pad(x, (1, 1, 1, 1))
+        c = self.coef.to(x.dtype)
+        out = c[4] * x
+        for k in (0, 1, 2, 3, 5, 6, 7, 8):
+            dy, dx = divmod(k, 3)
+            out = out + c[k] * xp[..., dy:dy + h, dx:dx + w]
+        return out
+
+
+CHANNELWISE = {"stencil", "restrict", "prolong", "id"}
+
+
+def _channelwise(inst: Instance, ir: IR) -> bool:
+    return all(l.kind in CHANNELWISE or (l.kind == "ref" and _channelwise(ir.instances[l.ref], ir))
+               for l in inst.layers)
+
+
+def assemble(op: nn.Module, channels: int, size: tuple[int, int]) -> VarStencil | None:
+    """Probe a fixed channel-wise operator with 9 colourings (period 3) into a VarStencil; None if it is wider."""
+    h, w = size
+    ii = torch.arange(h).view(h, 1)
+    jj = torch.arange(w).view(1, w)
+    coef = torch.zeros(9, channels * h * w, dtype=torch.float64)
+    with torch.no_grad():
+        for a in range(3):
+            for b in range(3):
+                e = ((ii % 3 == a) & (jj % 3 == b)).to(torch.float64).expand(1, channels, h, w)
+                y = op(e)[0].reshape(1, -1)
+                # output point p sees input point p + d with (p + d) = (a, b) mod 3: a unique d in {-1, 0, 1}^2
+                dy = (a - ii + 1) % 3 - 1
+                dx = (b - jj + 1) % 3 - 1
+                k = ((dy + 1) * 3 + (dx + 1)).expand(h, w).reshape(1, -1).repeat(1, channels)
+                coef.scatter_add_(0, k, y)
+        coef = coef.reshape(9, channels, h, w)
+        var = VarStencil(coef)
+        x = torch.randn(1, channels, h, w, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+        ref, got = op(x), var(x)
+    if (ref - got).abs().max() > 1e-10 * max(1.0, ref.abs().max().item()):
+        return None  # wider than 3x3: keep the composition
+    return var
+
+
 def build_instances(ir: IR) -> dict[str, nn.Module]:
     """label -> module; a reference to another instance is that very module (shared parameters)."""
     built: dict[str, nn.Module] = {}
     for label, inst in ir.instances.items():
         mods = [_layer_module(lay, inst, built, ir) for lay in inst.layers]
         built[label] = mods[0] if len(mods) == 1 and inst.layers[0].kind != "ref" else nn.Sequential(*mods)
+        t = inst.in_ty
+        if inst.fixed and any(l.kind == "ref" for l in inst.layers) and _channelwise(inst, ir) and t is not None \
+                and t.height is not None and inst.out_ty.shape == t.shape:
+            var = assemble(built[label].double(), t.channels, (t.height, t.width))
+            if var is not None:
+                built[label] = var.to(torch.get_default_dtype())
     return built
 
 
@@ -298,9 +363,11 @@ class MgModule(nn.Module):
 def lower_ir(ir: IR) -> MgModule:
     """Generate forward (and forward_states, every tagged state, for the theorem checks) as a class."""
     code = "def forward(self, x):\n" + generate(ir, [ir.output], f"v{ir.output}")
+    live = set(_live(ir, [ir.output]))
+    tagged = {k: v for k, v in ir.states.items() if v in live}  # states that reach the output
     states = "def forward_states(self, x):\n" + generate(
-        ir, list(ir.states.values()) + [ir.output],
-        "{" + "".join(f"{k!r}: v{v}, " for k, v in ir.states.items()) + f"'output': v{ir.output}" + "}")
+        ir, list(tagged.values()) + [ir.output],
+        "{" + "".join(f"{k!r}: v{v}, " for k, v in tagged.items()) + f"'output': v{ir.output}" + "}")
     ns = {"F": F, "torch": torch}
     for src, fname in ((code, "forward"), (states, "forward_states")):
         filename = f"<mgdsl:{ir.name}:{fname}>"

@@ -407,6 +407,12 @@ def main(ir, args) -> int:
                     bar.update(1)
             if bar:
                 bar.close()
+            if world > 1:  # the logged epoch metrics are over the global batch (one sync per epoch)
+                import torch.distributed as dist
+                tot = torch.stack([loss_sum, correct.to(loss_sum.dtype),
+                                   torch.tensor(float(seen), device=device)])
+                dist.all_reduce(tot)
+                loss_sum, correct, seen = tot[0], tot[1], int(tot[2].item())
             train_loss = loss_sum.item() / seen
             if not math.isfinite(train_loss):
                 raise FloatingPointError(f"epoch {epoch + 1}: the training loss is {train_loss}")
@@ -416,8 +422,8 @@ def main(ir, args) -> int:
             if lead:
                 test_loss, test_acc = evaluate(model, xte_t, yte_t, 512, cfg.amp)
                 m = {"epoch": epoch + 1, "lr": lr,
-                     "train_loss": train_loss, "train_acc": correct.item() / seen, "test_loss": test_loss,
-                     "test_acc": test_acc, "seconds": secs, "images_per_s": seen * world / secs}
+                     "train_loss": train_loss, "train_acc": float(correct.item()) / seen, "test_loss": test_loss,
+                     "test_acc": test_acc, "seconds": secs, "images_per_s": seen / secs}
                 metrics.append(m)
                 with open(metrics_path, "a") as fh:
                     fh.write(json.dumps(m) + "\n")

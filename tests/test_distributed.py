@@ -1,0 +1,79 @@
+"""DistributedDataParallel on CPU (gloo): two processes equal one, and only rank 0 writes."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+BN_FREE = """model bnfree {
+  param width = 4
+  input x : 3 x 8 x 8
+  classes 3
+  grids 2
+  smooth 1
+  space u = width, f = width
+  f_in = relu . conv3(x -> f)
+  A[l] = conv3(u -> f)
+  B[l] = relu . conv3(f -> u, bias) . relu
+  Pi[l] = relu . conv3(u -> u, stride 2)
+  R[l] = relu . conv3(f -> f, stride 2)
+  fc = linear(u -> classes)
+  init f = f_in(x); u = 0
+  step u = u + B(f - A(u))
+  coarsen u[l+1] = Pi(u); f[l+1] = R(f - A(u)) + A[l+1](u[l+1])
+  output fc(avgpool(u))
+}
+"""
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _torchrun(args):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                           f"--master_port={_free_port()}", "-m", "mgdsl.cli", *args],
+                          capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.fixture
+def data(tmp_path):
+    rng = np.random.default_rng(0)
+    for name, n in (("train", 32), ("test", 16)):
+        np.savez(tmp_path / f"{name}.npz", x=rng.integers(0, 255, (n, 8, 8, 3)).astype(np.uint8),
+                 y=rng.integers(0, 3, n))
+    (tmp_path / "bnfree.mg").write_text(BN_FREE)
+    return tmp_path
+
+
+def test_two_processes_take_the_same_step_as_one(data):
+    common = ["compile", str(data / "bnfree.mg"), "--train", str(data / "train.npz"), "--test",
+              str(data / "test.npz"), "--epochs", "1", "--batch-size", "32", "--no-augment", "--seed", "3"]
+    from mgdsl.cli import main
+    assert main(common + ["--out", str(data / "one")]) == 0
+    r = _torchrun(common + ["--out", str(data / "two")])
+    assert r.returncode == 0, r.stderr[-2000:]
+    a = torch.load(data / "one" / "model.pt")
+    b = torch.load(data / "two" / "model.pt")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=1e-6)
+    cfg = json.loads((data / "two" / "config.json").read_text())
+    assert cfg["world_size"] == 2
+
+
+def test_two_process_mgnet_run_writes_once(data, tmp_path):
+    out = tmp_path / "ddp"
+    r = _torchrun(["compile", "specs/mgnet.mg", "-D", "width=4", "-D", "nu=1", "--train", str(data / "train.npz"),
+                   "--test", str(data / "test.npz"), "--epochs", "2", "--batch-size", "8", "--out", str(out)])
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 2  # one line per epoch: rank 1 wrote nothing
+    assert {p.name for p in out.iterdir()} == {"config.json", "metrics.jsonl", "model.pt", "last.pt", "curves.png",
+                                               "summary.json"}
