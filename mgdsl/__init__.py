@@ -13,9 +13,13 @@ def parse_overrides(defines) -> dict:
     out = {}
     for d in defines or ():
         name, _, value = d.partition("=")
+        value = value.strip()
         try:
-            out[name.strip()] = int(value) if value.strip().lstrip("-").isdigit() else float(value)
+            out[name.strip()] = int(value) if value.lstrip("-").isdigit() else float(value)
         except ValueError:
+            if value.isidentifier():  # a name-valued param, e.g. -D kr=linear
+                out[name.strip()] = value
+                continue
             from .diagnostics import Diagnostic
             raise SpecError([Diagnostic(f"-D {d}: expected name=number", None, "e.g. -D width=32")]) from None
     return out

@@ -59,6 +59,17 @@ def term(e) -> tuple:
     raise TypeError(e)
 
 
+def _num_opt(opts: dict, key: str, default, span, kind=int):
+    """A numeric option (stride 2, omega 0.8): a clear error when it is not a number."""
+    v = opts.get(key, default)
+    try:
+        if kind is int and not float(v).is_integer():
+            raise ValueError
+        return kind(v)
+    except (TypeError, ValueError):
+        raise Fail(f"{key} must be a {'whole ' if kind is int else ''}number, got {v!r}", span) from None
+
+
 def _ceil_half(n: int) -> int:
     return (n + 1) // 2
 
@@ -257,6 +268,9 @@ class Elaborator:
                         used.add(lay.ref)
                         stack.append(lay.ref)
         warnings = []
+        for b in self.bindings.values():
+            for name in [k for k, lab in b.items() if lab not in used]:
+                del b[name]
         for label in [k for k in self.instances if k not in used]:
             inst = self.instances.pop(label)
             if inst.params:
@@ -266,6 +280,8 @@ class Elaborator:
 
     def count(self, n: S.Num, what: str, limit: int) -> int:
         v = self.number(n)
+        if isinstance(v, str):
+            raise Fail(f"{what} must be a number, but param {n.value} is '{v}'", n.span)
         if not float(v).is_integer():
             raise Fail(f"{what} must be a whole number, got {v}", n.span)
         v = int(v)
@@ -288,6 +304,9 @@ class Elaborator:
         vals = []
         for n in setting.values:
             v = self.number(n) if not isinstance(n.value, str) or n.value in self.params else None
+            if isinstance(v, str):
+                self.error(f"{what} counts must be numbers, but param {n.value} is '{v}'", n.span)
+                v = default
             if v is None:
                 self.error(f"undefined param '{n.value}'", n.span, did_you_mean(n.value, self.params))
                 v = default
@@ -415,6 +434,8 @@ class Elaborator:
                 refs.append(self.instance(a.name, self.index_values(a.index, env, a.span), a.span).label)
             elif a.key in self.defs and a.value is None:
                 refs.append(self.instance(a.key, self.implicit_index(a.key, env, a.span), a.span).label)
+            elif a.value is None and isinstance(self.params.get(a.key), str):
+                opts[self.params[a.key]] = None  # a name-valued param used as an option, e.g. restrict(f -> f, kr)
             else:
                 v = a.value
                 if isinstance(v, str) and v in self.params:
@@ -506,7 +527,7 @@ class Elaborator:
                 raise Fail("delta needs an even channel count [X, Y]", span)
             return Layer(kind, x.channels, x.channels // 2), Ty(x.space, x.level, x.channels // 2, x.height, x.width)
         if kind == "scale":
-            return Layer(kind, x.channels, x.channels, init=float(opts.get("init", 1.0)), params=1), x
+            return Layer(kind, x.channels, x.channels, init=_num_opt(opts, "init", 1.0, span, float), params=1), x
         if kind in CONV_KERNELS or kind in ("linear", "laplace", "restrict", "prolong"):
             if sig is None:
                 raise Fail(f"{kind} needs a signature, e.g. {kind}(u -> f)", span)
@@ -521,7 +542,7 @@ class Elaborator:
             raise Fail(f"{kind} needs a grid value but gets a pooled vector", span)
         if kind in CONV_KERNELS:
             k = CONV_KERNELS[kind]
-            stride = int(opts.get("stride", 1))
+            stride = _num_opt(opts, "stride", 1, span)
             if stride not in (1, 2):
                 raise Fail(f"stride must be 1 or 2, got {stride}", span)
             pad = opts.get("pad", "zero")
@@ -538,7 +559,7 @@ class Elaborator:
                 if cout != x.channels:
                     raise Fail(f"a depthwise conv keeps the channels, but maps {x.channels} to {cout}", span)
             elif "groups" in opts:
-                lay.groups = int(opts["groups"])
+                lay.groups = _num_opt(opts, "groups", 1, span)
                 if x.channels % lay.groups or cout % lay.groups:
                     raise Fail(f"groups={lay.groups} must divide {x.channels} and {cout}", span)
             lay.params = cout * (x.channels // lay.groups) * k * k + (cout if lay.bias else 0)
@@ -590,7 +611,7 @@ class Elaborator:
                 raise Fail(f"{kind}({a.label}) inverts {at.space} -> {ay.space} but gets {x.space}", span)
             if a.klass != "linear" or a.params:
                 pass  # checked after classification in check.py
-            lay = Layer(kind, x.channels, at.channels, ref=a.label, omega=float(opts.get("omega", 1.0)))
+            lay = Layer(kind, x.channels, at.channels, ref=a.label, omega=_num_opt(opts, "omega", 1.0, span, float))
             return lay, at
         raise Fail(f"{kind} cannot be used here", span)
 

@@ -125,7 +125,7 @@ def _op(t):
 
 def _scope(ir, name: str, kind="step") -> tuple:
     for (k, lvl, i), b in ir.bindings.items():
-        if k == kind and name in b:
+        if k == kind and name in b and b[name] in ir.instances:
             return ir.instances[b[name]].scope
     return ()
 
@@ -396,7 +396,10 @@ def numeric_81(run: Runner, shape: Shape, per_step_xi: bool, seeds) -> tuple[flo
                 nu = ir.nu[level - 1]
                 if nu == 0:
                     continue
-                xi = run.op("step", level, 1, A)
+                steps_with_a = [i for i in range(1, nu + 1) if A in ir.bindings.get(("step", level, i), {})]
+                if not steps_with_a:
+                    continue
+                xi = run.op("step", level, steps_with_a[0], A)
                 fl = st[(f, level, "down", 0)]
                 r = fl - xi(st[(u, level, "down", 0)])
                 for i in range(1, nu + 1):

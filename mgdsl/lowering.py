@@ -364,7 +364,7 @@ def lower_ir(ir: IR) -> MgModule:
     """Generate forward (and forward_states, every tagged state, for the theorem checks) as a class."""
     code = "def forward(self, x):\n" + generate(ir, [ir.output], f"v{ir.output}")
     live = set(_live(ir, [ir.output]))
-    tagged = {k: v for k, v in ir.states.items() if v in live}  # states that reach the output
+    tagged = {k: v for k, v in ir.states.items() if v in live or ir.nodes[v].op == "zero"}  # reach the output
     states = "def forward_states(self, x):\n" + generate(
         ir, list(tagged.values()) + [ir.output],
         "{" + "".join(f"{k!r}: v{v}, " for k, v in tagged.items()) + f"'output': v{ir.output}" + "}")

@@ -228,6 +228,8 @@ class ToAST(Transformer):
         return Num(_number(t) if t.type == "SIGNED_NUMBER" else str(t), _tok_span(t))
 
     def value(self, meta, c):
+        if len(c) == 1 and c[0].type == "NAME":  # a name-valued param, e.g. param kr = bilinear
+            return str(c[0])
         nums = [_number(t) for t in c if isinstance(t, Token) and t.type == "SIGNED_NUMBER"]
         return tuple(nums) if len(c) > 1 else nums[0]
 

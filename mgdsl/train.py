@@ -60,6 +60,7 @@ def add_train_args(p) -> None:
     g.add_argument("--out", help="output folder (default runs/NAME-DATASET)")
     g.add_argument("--resume", metavar="DIR", help="continue the run in DIR exactly")
     g.add_argument("--no-augment", action="store_true", help="no random crop / flip")
+    g.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across processes under torchrun")
 
 
 def resolve_config(ir, args) -> Config:
@@ -105,7 +106,9 @@ def load_dataset(name: str, test: str | None, root: str):
         return xtr, ytr, xte, yte
     if name in ("cifar10", "cifar100"):
         import torchvision
+        import socket
         cls = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
+        socket.setdefaulttimeout(30)  # a machine without a network fails in seconds, not minutes
         try:
             tr = cls(root, train=True, download=True)
             te = cls(root, train=False, download=True)
@@ -344,6 +347,9 @@ def main(ir, args) -> int:
         torch.set_rng_state(ck["rng"]["torch"])
         start_epoch = ck["epoch"]
     net = model
+    if world > 1 and getattr(args, "sync_bn", False):
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        net = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if cfg.device == "cuda" else None)
     fwd = torch.compile(net) if cfg.compile else net

@@ -80,17 +80,17 @@ class BasicBlock(nn.Module):
 class HandResNet18(nn.Module):
     """The CIFAR ResNet-18 (3x3 stem, no max pool) in torchvision's BasicBlock style."""
 
-    def __init__(self, classes=10):
+    def __init__(self, classes=10, width=64):
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
-        chans, cin, layers = [64, 128, 256, 512], 64, []
+        self.conv1 = nn.Conv2d(3, width, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        chans, cin, layers = [width, 2 * width, 4 * width, 8 * width], width, []
         for s, c in enumerate(chans):
             stride = 1 if s == 0 else 2
             layers.append(nn.Sequential(BasicBlock(cin, c, stride), BasicBlock(c, c, 1)))
             cin = c
         self.layer1, self.layer2, self.layer3, self.layer4 = layers
-        self.linear = nn.Linear(512, classes)
+        self.linear = nn.Linear(8 * width, classes)
 
     def forward(self, x):
         out = F.relu(self.bn1(self.conv1(x)))

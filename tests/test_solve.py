@@ -65,3 +65,19 @@ def test_solve_cli_json(capsys):
 def test_solve_rejects_bad_n(capsys):
     assert main(["solve", "specs/multigrid/poisson-v11.mg", "--n", "64"]) == 2
     assert "2^k + 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("n", [33, 65])
+def test_theorem_6_1_mgnet_with_random_pi_gives_mg0_iterates(n):
+    from mgdsl.equiv import Runner, classify, numeric_61
+    src = mgdsl.compile_ir("specs/multigrid/mgnet-linear.mg", n=n)
+    mg0 = Runner(mgdsl.compile_ir("specs/multigrid/mg0.mg", n=n))
+    err, _ = numeric_61(Runner(src), classify(src), [0, 1], mg0)
+    assert err <= 1e-12
+
+
+def test_linear_kr_option_and_plot(tmp_path):
+    out = solve(mgdsl.compile_ir("specs/multigrid/poisson-v11.mg", n=33, kr="linear"), 33, tol=1e-10)
+    assert out["converged"] and out["convergence_factor"] < 0.5
+    assert main(["solve", "specs/multigrid/poisson-v11.mg", "--n", "33", "--plot", str(tmp_path / "r.png")]) == 0
+    assert (tmp_path / "r.png").stat().st_size > 1000

@@ -113,3 +113,51 @@ def test_official_recipe_resolves_documented_values():
     args.recipe = "paper"
     cfg = resolve_config(Namespace(name="m"), args)
     assert (cfg.weight_decay, cfg.lr_step, cfg.epochs) == (0.0, 30, 120)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_npz, tmp_path, capsys):
+    out = tmp_path / "nan"
+    assert _train(tiny_npz, out, "--epochs", "1") == 0
+    good = (out / "last.pt").read_bytes()
+    cfg = json.loads((out / "config.json").read_text())
+    cfg["config"]["epochs"], cfg["config"]["lr"] = 3, 1e30
+    (out / "config.json").write_text(json.dumps(cfg))
+    # resume with an absurd learning rate: the loss blows up in epoch 2
+    from mgdsl.train import Config
+    ck = torch.load(out / "last.pt", weights_only=False)
+    for g in ck["optimizer"]["param_groups"]:
+        g["lr"] = 1e30
+    ck["scheduler"]["base_lrs"] = [1e30] * len(ck["scheduler"]["base_lrs"])
+    ck["scheduler"]["_last_lr"] = [1e30] * len(ck["scheduler"]["_last_lr"])
+    torch.save(ck, out / "last.pt")
+    good = (out / "last.pt").read_bytes()
+    assert main(["compile", "specs/mgnet.mg", *TINY, "--train", "x", "--resume", str(out)]) == 1
+    assert "the training loss is" in capsys.readouterr().err
+    assert (out / "last.pt").read_bytes() == good  # untouched
+
+
+def test_cifar_without_network_says_how_to_pass_a_local_copy(monkeypatch, tmp_path, capsys):
+    import torchvision
+
+    def offline(*a, **k):
+        raise OSError("network unreachable")
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline)
+    assert main(["compile", "specs/mgnet.mg", *TINY, "--train", "cifar10", "--data", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "could not download cifar10" in err and "--data" in err and "Traceback" not in err
+
+
+def test_image_folder_dataset(tmp_path):
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for c in ("cat", "dog"):
+            d = tmp_path / "imgs" / split / c
+            d.mkdir(parents=True)
+            for k in range(6):
+                Image.fromarray(rng.integers(0, 255, (12, 12, 3)).astype(np.uint8)).save(d / f"{k}.png")
+    out = tmp_path / "run"
+    assert main(["compile", "specs/mgnet.mg", *TINY, "--train", str(tmp_path / "imgs"), "--epochs", "1",
+                 "--batch-size", "4", "--out", str(out)]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["input_shape"] == [3, 12, 12] and cfg["classes"] == 2

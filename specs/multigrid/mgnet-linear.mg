@@ -3,6 +3,7 @@
 model mgnet_linear {
   param n = 33
   param omega = 0.8
+  param kr = bilinear               # restriction kernel K_R: bilinear (4.13) or linear (4.14); -D kr=linear
   param nu = 2
   input f : 1 x n x n
   grids auto
@@ -11,7 +12,7 @@ model mgnet_linear {
 
   A[1]  = laplace(u -> f)
   A[l]  = R[l-1] . A[l-1] . P[l-1]
-  R[l]  = restrict(f -> f, bilinear)
+  R[l]  = restrict(f -> f, kr)
   P[l]  = transpose(R[l])
   S[l]  = jacobi(A[l], f -> u, omega omega)
   Pi[l] = conv3(u -> u, stride 2)                 # trained, random at initialisation
