@@ -82,9 +82,26 @@ class Stencil(nn.Module):
             base = (x.shape[-2] - 1) * 2 - 2 + 3, (x.shape[-1] - 1) * 2 - 2 + 3
             op = (self.out_size[0] - base[0], self.out_size[1] - base[1]) if self.out_size else (0, 0)
             return F.conv_transpose2d(x, k, stride=2, padding=1, output_padding=op, groups=self.channels)
+        if self.stride == 1:
+            return self._shifted(x, k)
         if self.pad != "zeros":
             return F.conv2d(F.pad(x, (1, 1, 1, 1), mode=self.pad), k, stride=self.stride, groups=self.channels)
         return F.conv2d(x, k, stride=self.stride, padding=1, groups=self.channels)
+
+    def _shifted(self, x, k):
+        """A 3x3 channel-wise stencil as a sum of shifted copies: several times faster than a one-channel
+        conv2d on the CPU (the multigrid fine-grid operator)."""
+        h, w = x.shape[-2:]
+        xp = F.pad(x, (1, 1, 1, 1), mode="constant" if self.pad == "zeros" else self.pad)
+        out = None
+        for dy in range(3):
+            for dx in range(3):
+                c = k[:, 0, dy, dx]
+                if not bool((c != 0).any()):
+                    continue
+                term = c.view(1, -1, 1, 1) * xp[..., dy:dy + h, dx:dx + w]
+                out = term if out is None else out + term
+        return out if out is not None else torch.zeros_like(x)
 
 
 def probe_matrix(op: nn.Module, channels: int, size: tuple[int, int], dtype=torch.float64) -> torch.Tensor:

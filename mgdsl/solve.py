@@ -42,13 +42,15 @@ def solve(ir, n: int, tol: float = 1e-8, max_cycles: int = 100, rhs_kind: str = 
         setup = time.perf_counter() - t0
         f = rhs(rhs_kind, n, torch, dt, device)
         u = torch.zeros_like(f)
+        r = f
         r0 = f.norm().item()
         res = [r0]
         t0 = time.perf_counter()
         with torch.no_grad():
             for _ in range(max_cycles):
-                u = u + cycle(f - A(u))
-                res.append((f - A(u)).norm().item())
+                u = u + cycle(r)  # residual correction: u <- u + M(f - A u)
+                r = f - A(u)
+                res.append(r.norm().item())
                 if res[-1] <= tol * r0:
                     break
         if device == "cuda":

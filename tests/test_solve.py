@@ -44,7 +44,7 @@ def test_w_cycle_converges_at_least_as_fast_as_v():
 def test_solution_equals_scipy_direct_solve(n):
     out = solve(mgdsl.compile_ir("specs/multigrid/poisson-v22.mg", n=n), n, tol=1e-13, max_cycles=60)
     assert out["converged"]
-    T = sp.diags([-1, 2, -1], [-1, 0, 1], shape=(n, n))
+    T = sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(n, n))
     A = (sp.kron(sp.eye(n), T) + sp.kron(T, sp.eye(n))).tocsc()
     from mgdsl.solve import rhs
     import torch

@@ -24,7 +24,7 @@ from mgdsl.solve import rhs, solve  # noqa: E402
 
 
 def laplacian(n):
-    T = sp.diags([-1, 2, -1], [-1, 0, 1], shape=(n, n))
+    T = sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(n, n))
     return (sp.kron(sp.eye(n), T) + sp.kron(T, sp.eye(n))).tocsr()
 
 
