@@ -395,7 +395,7 @@ def _syntax_diag(e: lark.exceptions.UnexpectedInput) -> Diagnostic:
 
 @functools.lru_cache(maxsize=1)
 def _parser() -> Lark:
-    return Lark(GRAMMAR.read_text(), parser="lalr", propagate_positions=True, maybe_placeholders=False)
+    return Lark(GRAMMAR.read_text(), parser="lalr", propagate_positions=True, maybe_placeholders=False, cache=True)
 
 
 def parse(text: str, path: str = "<spec>") -> Model:
