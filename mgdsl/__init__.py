@@ -12,8 +12,11 @@ def parse_overrides(defines) -> dict:
         return dict(defines)
     out = {}
     for d in defines or ():
-        name, _, value = d.partition("=")
+        name, eq, value = d.partition("=")
         value = value.strip()
+        if not eq or not name.strip():
+            from .diagnostics import Diagnostic
+            raise SpecError([Diagnostic(f"-D {d}: expected name=number", None, "e.g. -D width=32")])
         try:
             out[name.strip()] = int(value) if value.lstrip("-").isdigit() else float(value)
         except ValueError:

@@ -32,7 +32,8 @@ def test_compile_table_and_check(capsys):
 @pytest.mark.parametrize("args,code,words", [
     (["compile", "no/such.mg"], 2, "no such file"),
     (["compile", "specs"], 2, "is a directory"),
-    (["compile", "specs/mgnet.mg", "-D", "width=abc"], 2, "expected name=number"),
+    (["compile", "specs/mgnet.mg", "-D", "width=abc"], 2, "must be a number, but param width is 'abc'"),
+    (["compile", "specs/mgnet.mg", "-D", "width"], 2, "expected name=number"),
     (["compile", "specs/mgnet.mg", "-D", "widht=3"], 2, "did you mean 'width'"),
 ])
 def test_bad_input_exit_2_without_traceback(args, code, words, capsys):

@@ -67,10 +67,12 @@ def exprs(draw, depth=0):
 @st.composite
 def specs(draw):
     lines = ["model gen {", f"  param width = {draw(st.integers(1, 512))}", "  input x : 3 x 32 x 32",
-             f"  grids {draw(st.integers(1, 5))}", "  space u = width, f = [1, 2]"]
+             f"  grids {draw(st.integers(1, 5))}", "  param kr = bilinear",
+             f"  space u = width, f = [1, {draw(st.sampled_from(['2', '2 * width', 'width']))}]"]
     for _ in range(draw(st.integers(0, 4))):
         body = draw(st.sampled_from(["conv3(u -> f)", "relu . bn . conv3(f -> u, stride 2)", "A[l-1] . relu",
-                                     "jacobi(A[l], f -> u, omega 0.8)", "(relu . bn) . conv1(u -> u, depthwise)"]))
+                                     "jacobi(A[l], f -> u, omega 0.8)", "(relu . bn) . conv1(u -> u, depthwise)",
+                                     "restrict(f -> f, kr)", "split . sub_id(chi[l, i])"]))
         lines.append(f"  {draw(ops)}{draw(idx)} = {body}  # c")
     for kind in draw(st.lists(st.sampled_from(["init", "step", "coarsen", "refine", "step[1]"]), max_size=4)):
         lines.append(f"  {kind} {draw(names)} = {draw(exprs())}; {draw(names)} = 0")
