@@ -384,106 +384,97 @@ def _err(a, b) -> float:
     return (a - b).abs().max().item()
 
 
+def _worst(run: Runner, seeds, pairs) -> tuple[float, dict]:
+    """Max |a - b| over seeds and the (grid, step, a, b) values a theorem relates, and where it happened."""
+    worst, where = 0.0, {}
+    with _f64(), run.torch.no_grad():
+        for seed in seeds:
+            for level, i, a, b in pairs(run.states(seed), seed):
+                e = _err(a, b)
+                if e > worst:
+                    worst, where = e, {"grid": level, "step": i, "seed": seed}
+    return worst, where
+
+
+def _steps(ir):
+    for level in range(1, ir.grids + 1):
+        for i in range(1, ir.nu[level - 1] + 1):
+            yield level, i
+
+
 def numeric_81(run: Runner, shape: Shape, per_step_xi: bool, seeds) -> tuple[float, dict]:
     """Per-grid residuals r^{l,i} = f^l − A u^{l,i} of the MgNet run vs the (Mg-)iResNet iteration with
     xi transferred through the tying map (a copy per step for iResNet)."""
     ir, A, B, u, f = run.ir, shape.roles["A"], shape.roles["B"], shape.state, shape.const
-    worst, where = 0.0, {}
-    with _f64(), run.torch.no_grad():
-        for seed in seeds:
-            st = run.states(seed)
-            for level in range(1, ir.grids + 1):
-                nu = ir.nu[level - 1]
-                if nu == 0:
-                    continue
-                steps_with_a = [i for i in range(1, nu + 1) if A in ir.bindings.get(("step", level, i), {})]
-                if not steps_with_a:
-                    continue
-                xi = run.op("step", level, steps_with_a[0], A)
-                fl = st[(f, level, "down", 0)]
-                r = fl - xi(st[(u, level, "down", 0)])
-                for i in range(1, nu + 1):
-                    xi_i = copy.deepcopy(xi) if per_step_xi else xi  # tying map: xi^{l,i} := A^l
-                    r = r - xi_i(run.op("step", level, i, B)(r))
-                    truth = fl - xi(st[(u, level, "down", i)])
-                    e = _err(r, truth)
-                    if e > worst:
-                        worst, where = e, {"grid": level, "step": i, "seed": seed}
-    return worst, where
+
+    def pairs(st, seed):
+        for level in range(1, ir.grids + 1):
+            with_a = [i for i in range(1, ir.nu[level - 1] + 1) if A in ir.bindings.get(("step", level, i), {})]
+            if not with_a:
+                continue
+            xi = run.op("step", level, with_a[0], A)
+            fl = st[(f, level, "down", 0)]
+            r = fl - xi(st[(u, level, "down", 0)])
+            for i in range(1, ir.nu[level - 1] + 1):
+                xi_i = copy.deepcopy(xi) if per_step_xi else xi  # tying map: xi^{l,i} := A^l
+                r = r - xi_i(run.op("step", level, i, B)(r))
+                yield level, i, r, fl - xi(st[(u, level, "down", i)])
+    return _worst(run, seeds, pairs)
 
 
 def numeric_82(run: Runner, shape: Shape, seeds) -> tuple[float, dict]:
     """ResNet states f^{l,i} vs relu of the sigma-ResNet states run from f̃^{l,0} = f^{l,0}."""
     ir, s, X, T = run.ir, shape.state, shape.roles["xi"], shape.roles["T"]
     sign = 1.0 if shape.roles["sign"] == "add" else -1.0
-    worst, where = 0.0, {}
-    with _f64(), run.torch.no_grad():
-        F = run.torch.nn.functional
-        for seed in seeds:
-            st = run.states(seed)
-            for level in range(1, ir.grids + 1):
-                nu = ir.nu[level - 1]
-                if nu == 0:
-                    continue
-                g = st[(s, level, "down", 0)]
-                checks = [(0, F.relu(g), g)]
-                for i in range(1, nu + 1):
-                    x = F.relu(g)
-                    g = x + sign * run.op("step", level, i, X)(run.ev(T, {s: x}, "step", level, i))
-                    checks.append((i, F.relu(g), st[(s, level, "down", i)]))
-                for i, a, b in checks:
-                    e = _err(a, b)
-                    if e > worst:
-                        worst, where = e, {"grid": level, "step": i, "seed": seed}
-    return worst, where
+    relu = run.torch.nn.functional.relu
+
+    def pairs(st, seed):
+        for level in range(1, ir.grids + 1):
+            if not ir.nu[level - 1]:
+                continue
+            g = st[(s, level, "down", 0)]
+            yield level, 0, relu(g), g  # the premise: the grid's input state is a ReLU output
+            for i in range(1, ir.nu[level - 1] + 1):
+                x = relu(g)
+                g = x + sign * run.op("step", level, i, X)(run.ev(T, {s: x}, "step", level, i))
+                yield level, i, relu(g), st[(s, level, "down", i)]
+    return _worst(run, seeds, pairs)
 
 
 def numeric_83(run: Runner, shape: Shape, seeds) -> tuple[float, dict]:
     """Classic CNN states vs the Mg-ResNet form with xi = delta-hat and eta = [id, -id](chi - id)."""
-    ir, s, chi = run.ir, shape.state, shape.roles["chi"]
-    worst, where = 0.0, {}
-    with _f64(), run.torch.no_grad():
-        F, torch = run.torch.nn.functional, run.torch
-        for seed in seeds:
-            st = run.states(seed)
-            for level in range(1, ir.grids + 1):
-                for i in range(1, ir.nu[level - 1] + 1):
-                    x = F.relu(st[(s, level, "down", i - 1)])
-                    c = run.op("step", level, i, chi)
-                    eta = torch.cat([c(x) - x, -(c(x) - x)], 1)
-                    a, b = F.relu(eta).chunk(2, 1)
-                    mg = x - (b - a)
-                    e = _err(mg, st[(s, level, "down", i)])
-                    if e > worst:
-                        worst, where = e, {"grid": level, "step": i, "seed": seed}
-    return worst, where
+    ir, s, chi, torch = run.ir, shape.state, shape.roles["chi"], run.torch
+
+    def pairs(st, seed):
+        for level, i in _steps(ir):
+            x = torch.nn.functional.relu(st[(s, level, "down", i - 1)])
+            c = run.op("step", level, i, chi)
+            eta = torch.cat([c(x) - x, -(c(x) - x)], 1)
+            a, b = torch.nn.functional.relu(eta).chunk(2, 1)
+            yield level, i, x - (b - a), st[(s, level, "down", i)]
+    return _worst(run, seeds, pairs)
 
 
 def numeric_61(run: Runner, shape: Shape, seeds, target=None) -> tuple[float, dict]:
     """All grid iterates: MG0's u^{l,i} vs MgNet's u^{l,i} − u^{l,0}, and f^l vs f̃^l − A ũ^{l,0}."""
     ir, A, S, R, u, f = run.ir, shape.roles["A"], shape.roles["B"], shape.roles.get("R"), shape.state, shape.const
-    worst, where = 0.0, {}
-    with _f64(), run.torch.no_grad():
-        for seed in seeds:
-            st = run.states(seed)
-            mg0 = target.states(seed) if target is not None else None
-            fl = st[(f, 1, "down", 0)]
-            for level in range(1, ir.grids + 1):
-                a = run.op("step", level, 1, A)
-                u0 = st[(u, level, "down", 0)]
-                f_mg = mg0[(f, level, "down", 0)] if mg0 else fl
-                e = _err(st[(f, level, "down", 0)], f_mg + a(u0))
-                uu = run.torch.zeros_like(u0)
-                for i in range(0, ir.nu[level - 1] + 1):
-                    if i:
-                        uu = uu + run.op("step", level, i, S)(f_mg - a(uu))
-                    ref = mg0[(u, level, "down", i)] if mg0 else uu
-                    e = max(e, _err(st[(u, level, "down", i)] - u0, ref))
-                if e > worst:
-                    worst, where = e, {"grid": level, "seed": seed}
-                if level < ir.grids and not mg0:
-                    fl = run.op("coarsen", level, 0, R)(f_mg - a(uu))
-    return worst, where
+
+    def pairs(st, seed):
+        mg0 = target.states(seed) if target is not None else None
+        fl = st[(f, 1, "down", 0)]
+        for level in range(1, ir.grids + 1):
+            a = run.op("step", level, 1, A)
+            u0 = st[(u, level, "down", 0)]
+            f_mg = mg0[(f, level, "down", 0)] if mg0 else fl
+            yield level, 0, st[(f, level, "down", 0)], f_mg + a(u0)
+            uu = run.torch.zeros_like(u0)
+            for i in range(0, ir.nu[level - 1] + 1):
+                if i:
+                    uu = uu + run.op("step", level, i, S)(f_mg - a(uu))
+                yield level, i, st[(u, level, "down", i)] - u0, mg0[(u, level, "down", i)] if mg0 else uu
+            if level < ir.grids and not mg0:
+                fl = run.op("coarsen", level, 0, R)(f_mg - a(uu))
+    return _worst(run, seeds, pairs)
 
 
 # ------------------------------------------------------------------ the check
@@ -625,56 +616,39 @@ def numeric_81_reverse(run: Runner, shape: Shape, seeds) -> tuple[float, dict]:
     """From an (Mg-)iResNet run: u^{l,i} = u^{l,i-1} + T(r^{l,i-1}) with u^0 = 0, f = r^0; check r^i = f - xi u^i."""
     ir, s, X, T = run.ir, shape.state, shape.roles["xi"], shape.roles["T"]
     sign = -1.0 if shape.roles["sign"] == "sub" else 1.0
-    worst, where = 0.0, {}
-    with _f64(), run.torch.no_grad():
-        for seed in seeds:
-            st = run.states(seed)
-            for level in range(1, ir.grids + 1):
-                r0 = st[(s, level, "down", 0)]
-                uu = run.torch.zeros_like(r0)
-                for i in range(1, ir.nu[level - 1] + 1):
-                    uu = uu + run.ev(T, {s: st[(s, level, "down", i - 1)]}, "step", level, i)
-                    xi = run.op("step", level, i, X)
-                    e = _err(st[(s, level, "down", i)], r0 + sign * xi(uu))
-                    if e > worst:
-                        worst, where = e, {"grid": level, "step": i, "seed": seed}
-    return worst, where
+
+    def pairs(st, seed):
+        for level in range(1, ir.grids + 1):
+            r0 = st[(s, level, "down", 0)]
+            uu = run.torch.zeros_like(r0)
+            for i in range(1, ir.nu[level - 1] + 1):
+                uu = uu + run.ev(T, {s: st[(s, level, "down", i - 1)]}, "step", level, i)
+                yield level, i, st[(s, level, "down", i)], r0 + sign * run.op("step", level, i, X)(uu)
+    return _worst(run, seeds, pairs)
 
 
 def numeric_82_reverse(run: Runner, shape: Shape, seeds) -> tuple[float, dict]:
     """From a sigma-ResNet run g: f^i := relu(g^i) must satisfy the ResNet step f^i = relu(f + X(T(f)))."""
     ir, s, X, T = run.ir, shape.state, shape.roles["xi"], shape.roles["T"]
     sign = 1.0 if shape.roles["sign"] == "add" else -1.0
-    worst, where = 0.0, {}
-    with _f64(), run.torch.no_grad():
-        F = run.torch.nn.functional
-        for seed in seeds:
-            st = run.states(seed)
-            for level in range(1, ir.grids + 1):
-                for i in range(1, ir.nu[level - 1] + 1):
-                    f_prev = F.relu(st[(s, level, "down", i - 1)])
-                    inner = run.ev(T, {s: st[(s, level, "down", i - 1)]}, "step", level, i)
-                    step = F.relu(f_prev + sign * run.op("step", level, i, X)(inner))
-                    e = _err(step, F.relu(st[(s, level, "down", i)]))
-                    if e > worst:
-                        worst, where = e, {"grid": level, "step": i, "seed": seed}
-    return worst, where
+    relu = run.torch.nn.functional.relu
+
+    def pairs(st, seed):
+        for level, i in _steps(ir):
+            f_prev = relu(st[(s, level, "down", i - 1)])
+            inner = run.ev(T, {s: st[(s, level, "down", i - 1)]}, "step", level, i)
+            yield level, i, relu(f_prev + sign * run.op("step", level, i, X)(inner)), relu(st[(s, level, "down", i)])
+    return _worst(run, seeds, pairs)
 
 
 def numeric_tied(run: Runner, shape: Shape, seeds) -> tuple[float, dict]:
-    """Re-run each step with xi^{l,i} a separate copy of the spec's xi (the tying map): states must agree."""
+    """Re-evaluate each written step with xi^{l,i} := the grid's xi^l (the tying map): the states must agree."""
     ir, s, t = run.ir, shape.state, shape.step
-    worst, where = 0.0, {}
-    with _f64(), run.torch.no_grad():
-        for seed in seeds:
-            st = run.states(seed)
-            for level in range(1, ir.grids + 1):
-                for i in range(1, ir.nu[level - 1] + 1):
-                    y = run.ev(t, {s: st[(s, level, "down", i - 1)]}, "step", level, i)
-                    e = _err(y, st[(s, level, "down", i)])
-                    if e > worst:
-                        worst, where = e, {"grid": level, "step": i, "seed": seed}
-    return worst, where
+
+    def pairs(st, seed):
+        for level, i in _steps(ir):
+            yield level, i, run.ev(t, {s: st[(s, level, "down", i - 1)]}, "step", level, i), st[(s, level, "down", i)]
+    return _worst(run, seeds, pairs)
 
 
 def _tying(ir, name: str, target_name: str) -> dict:
