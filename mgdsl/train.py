@@ -446,6 +446,8 @@ def main(ir, args) -> int:
         return 1
     except KeyboardInterrupt:
         if lead:
+            for tmp in out.glob("*.tmp*"):  # a write cut short: the previous complete file is still in place
+                tmp.unlink(missing_ok=True)
             print(f"mgdsl: interrupted; resume with --resume {out}", file=sys.stderr)
         return 130
     if lead and metrics:

@@ -161,3 +161,26 @@ def test_image_folder_dataset(tmp_path):
                  "--batch-size", "4", "--out", str(out)]) == 0
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["input_shape"] == [3, 12, 12] and cfg["classes"] == 2
+
+
+def test_ctrl_c_leaves_a_valid_last_checkpoint(tiny_npz, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    out = tmp_path / "int"
+    p = subprocess.Popen([sys.executable, "-m", "mgdsl.cli", "compile", "specs/mgnet.mg", *TINY, "--train",
+                          str(tiny_npz / "train.npz"), "--test", str(tiny_npz / "test.npz"), "--batch-size", "16",
+                          "--epochs", "500", "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not (out / "last.pt").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err.decode()[-500:]
+    assert b"resume with --resume" in err and b"Traceback" not in err
+    ck = torch.load(out / "last.pt", weights_only=False)
+    assert ck["epoch"] >= 1 and not list(out.glob("*.tmp"))
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) >= ck["epoch"]
