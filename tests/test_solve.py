@@ -81,3 +81,27 @@ def test_linear_kr_option_and_plot(tmp_path):
     assert out["converged"] and out["convergence_factor"] < 0.5
     assert main(["solve", "specs/multigrid/poisson-v11.mg", "--n", "33", "--plot", str(tmp_path / "r.png")]) == 0
     assert (tmp_path / "r.png").stat().st_size > 1000
+
+
+def test_galerkin_coarse_operator_is_exact_at_the_boundary():
+    """A[2] (assembled once) equals the sparse product R A P of scipy, boundary rows included."""
+    import torch
+    from mgdsl.lowering import probe_matrix
+    n = 17
+    ir = mgdsl.compile_ir("specs/multigrid/poisson-v22.mg", n=n)
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        m = mgdsl.lower(ir)
+        P = probe_matrix(m.instance("P[1]"), 1, (9, 9)).numpy()          # fine x coarse
+        R = probe_matrix(m.instance("R[1]"), 1, (n, n)).numpy()          # coarse x fine
+        A2 = probe_matrix(m.instance("A[2]"), 1, (9, 9)).numpy()
+    finally:
+        torch.set_default_dtype(old)
+    T = sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(n, n))
+    A1 = (sp.kron(sp.eye(n), T) + sp.kron(T, sp.eye(n))).toarray()
+    np.testing.assert_allclose(R, P.T, atol=1e-14)                       # R = P^T
+    np.testing.assert_allclose(A2, R @ A1 @ P, atol=1e-12)                # (5.11), every row
+    interior = A2[4 * 9 + 4].reshape(9, 9)[3:6, 3:6]
+    boundary = A2[0].reshape(9, 9)[:2, :2]
+    assert interior[1, 1] == pytest.approx(3.0) and boundary[0, 0] != pytest.approx(3.0)
