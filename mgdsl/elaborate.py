@@ -25,6 +25,14 @@ CONV_OPTS = {"stride", "bias", "depthwise", "groups", "pad"}
 PADS = {"zero": "zeros", "periodic": "circular", "reflect": "reflect"}
 STENCILS = {"bilinear", "linear", "average"}
 LEVEL_VARS = {"l", "J"}
+# operator names that would shadow an attribute of the lowered torch module
+MODULE_ATTRS = {"forward", "forward_states", "train", "eval", "training", "to", "cuda", "cpu", "double", "float",
+                "half", "bfloat16", "type", "apply", "state_dict", "load_state_dict", "parameters", "buffers",
+                "children", "modules", "named_parameters", "named_buffers", "named_modules", "named_children",
+                "zero_grad", "requires_grad_", "register_buffer", "register_parameter", "register_module",
+                "add_module", "get_submodule", "get_parameter", "get_buffer", "extra_repr", "compile", "share_memory",
+                "code", "instance", "input_shape", "output_shape", "spec_name", "state_keys", "dump_patches",
+                "call_super_init", "ipu", "xpu", "mtia"}
 
 
 class Fail(Exception):
@@ -187,6 +195,10 @@ class Elaborator:
             if isinstance(it, S.OpDef):
                 if it.name in ALL_PRIMS or it.name in self.spaces or it.name == inp.name:
                     self.error(f"'{it.name}' is a reserved name (a primitive, space or the input)", it.span)
+                    continue
+                if it.name in MODULE_ATTRS or it.name.startswith("_"):
+                    self.error(f"'{it.name}' would clash with the lowered torch module's own '{it.name}'", it.span,
+                               f"rename it, e.g. {it.name.strip('_') or 'op'}_op")
                     continue
                 same = [d for d in self.defs.get(it.name, []) if d.index == it.index]
                 if same:
@@ -514,7 +526,7 @@ class Elaborator:
         if kind in ("relu", "id", "bn"):
             params = 2 * x.channels if kind == "bn" else 0
             klass = {"relu": "nonlinear", "id": "linear", "bn": "affine"}[kind]
-            return Layer(kind, x.channels, x.channels, params=params, klass=klass), x
+            return Layer(kind, x.channels, x.channels, params=params, klass=klass, vector=x.height is None), x
         if kind in ("avgpool",):
             return Layer(kind, x.channels, x.channels), Ty(x.space, None, x.channels)
         if kind in ("maxpool2", "avgpool2", "maxpool3"):

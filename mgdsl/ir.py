@@ -45,6 +45,7 @@ class Layer:
     init: float | None = None
     ref: str | None = None
     out_size: tuple[int, int] | None = None
+    vector: bool = False  # acts on a pooled vector (BatchNorm1d rather than 2d)
     params: int = 0
     klass: str = "linear"
 

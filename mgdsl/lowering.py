@@ -178,7 +178,7 @@ def _layer_module(lay: Layer, inst: Instance, built: dict[str, nn.Module], ir: I
         pad = (lay.kernel - 1) // 2
         return _Deconv(lay.cin, lay.cout, lay.kernel, pad, lay.groups, lay.bias, lay.out_size)
     if lay.kind == "bn":
-        return nn.BatchNorm2d(lay.cin) if inst.in_ty.height is not None or inst.layers.index(lay) else nn.BatchNorm2d(lay.cin)
+        return nn.BatchNorm1d(lay.cin) if lay.vector else nn.BatchNorm2d(lay.cin)
     if lay.kind == "relu":
         return nn.ReLU()
     if lay.kind == "id":
@@ -350,7 +350,6 @@ class MgModule(nn.Module):
         self.spec_name = ir.name
         self.input_shape = ir.input_ty.shape
         self.output_shape = ir.output_ty.shape
-        self._labels: dict[str, tuple] = {}
         built = build_instances(ir)
         for label, inst in ir.instances.items():
             if not inst.index:
@@ -364,16 +363,15 @@ class MgModule(nn.Module):
                     d[str(i)] = nn.ModuleDict()
                 d = d[str(i)]
             d[str(inst.index[-1])] = built[label]
-        self._access = {label: _access(inst) for label, inst in ir.instances.items()}
+        self._paths = {label: (inst.name, tuple(map(str, inst.index))) for label, inst in ir.instances.items()}
         self.state_keys = list(ir.states)
 
     def instance(self, label: str) -> nn.Module:
         """The module of an operator instance, e.g. model.instance("A[1]")."""
-        m = self
-        for part in self._access[label].replace('"]', "").split('["')[0].split(".")[1:]:
-            m = getattr(m, part)
-        for key in self._access[label].split('["')[1:]:
-            m = m[key.rstrip('"]')]
+        name, index = self._paths[label]
+        m = getattr(self, name)
+        for key in index:
+            m = m[key]
         return m
 
 

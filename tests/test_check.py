@@ -116,3 +116,8 @@ def test_linearity_classification_and_sharing():
     assert {r["name"]: r for r in sharing_table(ir)}["A[1]"]["class"] == "affine"
     ir = mgdsl.compile_ir("t.mg", BASE.replace("A[l] = conv3(u -> f)", "A[l] = conv3(u -> f, bias)"))
     assert {r["name"]: r for r in sharing_table(ir)}["A[1]"]["class"] == "affine"
+
+
+def test_operator_names_that_would_shadow_module_attributes():
+    _, msg = errors(BASE.replace("fc = linear", "eval = linear").replace("output fc(", "output eval("))
+    assert "would clash with the lowered torch module's own 'eval'" in msg
