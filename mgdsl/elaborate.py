@@ -483,8 +483,6 @@ class Elaborator:
                 inst.in_ty = None  # untyped again: a later, correct use may still type it
                 raise
             inst.out_ty = y
-            inst._delta = None if (y.level is None or x.level is None) else y.level - x.level
-            inst._out_space, inst._out_ch, inst._vector = y.space, y.channels, y.height is None
         elif (inst.in_ty.space, inst.in_ty.channels, inst.in_ty.height is None) != (x.space, x.channels, x.height is None):
             raise Fail(f"{inst.label} is one shared instance, first applied to {inst.in_ty.describe()}, "
                        f"here to {x.describe()}", span,
@@ -493,17 +491,17 @@ class Elaborator:
         return self.out_type(inst, x, span)
 
     def out_type(self, inst: Instance, x: Ty, span) -> Ty:
-        if inst._vector:
-            return Ty(inst._out_space, None, inst._out_ch)
+        y = inst.out_ty
+        if y.height is None:
+            return Ty(y.space, None, y.channels)
         if x.level is None:
             raise Fail(f"{inst.label} needs a grid value but gets a pooled vector", span)
-        if x.level == 0 or inst._delta is None:
-            return inst.out_ty if x == inst.in_ty else Ty(inst._out_space, x.level, inst._out_ch,
-                                                          inst.out_ty.height, inst.out_ty.width)
-        lvl = x.level + inst._delta
+        if x.level == 0 or inst.delta is None:
+            return y if x == inst.in_ty else Ty(y.space, x.level, y.channels, y.height, y.width)
+        lvl = x.level + inst.delta
         if lvl < 1 or lvl > self.J:
             raise Fail(f"{inst.label} maps grid {x.level} to grid {lvl}, which does not exist", span)
-        return Ty(inst._out_space, lvl, self.chan(inst._out_space, lvl, span), *self.sizes[lvl])
+        return Ty(y.space, lvl, self.chan(y.space, lvl, span), *self.sizes[lvl])
 
     def type_layer(self, tpl: dict, x: Ty, inst: Instance) -> tuple[Layer, Ty]:
         kind, span, opts = tpl["kind"], tpl["span"], tpl.get("opts", {})
@@ -621,8 +619,6 @@ class Elaborator:
             a.uses -= 1  # typing only, not a use in the graph
             if ay.space != x.space or ay.channels != x.channels:
                 raise Fail(f"{kind}({a.label}) inverts {at.space} -> {ay.space} but gets {x.space}", span)
-            if a.klass != "linear" or a.params:
-                pass  # checked after classification in check.py
             lay = Layer(kind, x.channels, at.channels, ref=a.label, omega=_num_opt(opts, "omega", 1.0, span, float))
             return lay, at
         raise Fail(f"{kind} cannot be used here", span)
