@@ -46,7 +46,7 @@ class Source:
 
 def render_one(d: Diagnostic, source: Source | None) -> str:
     """Format like a C compiler: location, message, source line, caret, hint."""
-    path = source.path if source else "<spec>"
+    path = source.path if source else "mgdsl"
     if d.span is None:
         out = [f"{path}: {d.severity}: {d.message}"]
     else:
