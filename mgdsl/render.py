@@ -82,11 +82,14 @@ def picture(ir: IR, expand: bool = False) -> Picture:
                 (w[0] in STEP_KINDS, w[1], w[3] if w[0] in STEP_KINDS else None, w[2] if expand else None))
 
     def group_of(label: str):
+        """The smoothing box an instance folds into: used only in the steps of one grid (pre, post or both)."""
         u = uses.get(label, set())
         if len(u) == 1:
             in_step, level, phase, i = next(iter(u))
             if in_step:
                 return (level, phase, i)
+        if not expand and u and all(x[0] for x in u) and len({x[1] for x in u}) == 1:
+            return (next(iter(u))[1], "both", None)  # the smoother of a V-cycle: pre- and post-smoothing
         return None
 
     # vertices for instances (once each; in folded view, per-step instances of one name merge)
@@ -114,8 +117,9 @@ def picture(ir: IR, expand: bool = False) -> Picture:
             if vid not in grp["members"]:
                 grp["members"].append(vid)
     for (level, phase, i) in list(pic.groups):
-        counts = ir.nu if phase == "down" else ir.post
-        pic.groups[(level, phase, i)]["nu"] = 1 if i is not None else counts[level - 1]
+        counts = {"down": ir.nu, "up": ir.post}.get(phase)
+        pic.groups[(level, phase, i)]["nu"] = 1 if i is not None else (
+            counts[level - 1] if counts else (ir.nu[level - 1], ir.post[level - 1]))
 
     # states shown: the start and the end of each grid's smoothing, per phase
     shown: dict[int, str] = {}
@@ -219,8 +223,13 @@ def to_dot(pics: list[Picture], irs: list[IR]):
                             continue
                         sub = f"cluster_{p}smooth_{level}_{phase}_{i}"
                         with band.subgraph(name=sub) as box:
-                            what = "smoothing" if phase == "down" else "post-smoothing"
-                            title = f"{what} step {i}" if i is not None else f"{what} × {g['nu']}"
+                            what = {"down": "smoothing", "up": "post-smoothing"}.get(phase, "smoothing")
+                            if i is not None:
+                                title = f"{what} step {i}"
+                            elif phase == "both":
+                                title = f"smoothing × {g['nu'][0]} pre, × {g['nu'][1]} post"
+                            else:
+                                title = f"{what} × {g['nu']}"
                             box.attr(label=title, style="rounded,dashed", color="#7a8bb5", fillcolor="#ffffff")
                             for vid in g["members"]:
                                 _node(box, ids[vid], pic.vertices[vid])

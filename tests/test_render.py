@@ -33,6 +33,10 @@ def test_structure_of_every_picture(path):
     assert sorted(members) == sorted(set(members)) and used <= set(members)
     # folded smoothing boxes carry nu
     for (level, phase, i), g in pic.groups.items():
+        if phase == "both":  # a V-cycle smoother folds pre- and post-smoothing into one box
+            assert g["nu"] == (ir.nu[level - 1], ir.post[level - 1])
+            assert f"× {ir.nu[level - 1]} pre, × {ir.post[level - 1]} post" in source
+            continue
         want = (ir.nu if phase == "down" else ir.post)[level - 1]
         assert g["nu"] == want
         assert f"× {want}" in source
