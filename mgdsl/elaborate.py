@@ -43,6 +43,10 @@ class Fail(Exception):
         self.diag = Diagnostic(message, span, hint)
 
 
+class SpaceMismatch(Exception):
+    """An operator's first layer gets a value of the wrong space: reported at the use, not the definition."""
+
+
 def _idx_text(index) -> str:
     if not index:
         return ""
@@ -475,15 +479,25 @@ class Elaborator:
             inst.layers, inst.params = [], 0
             y = x
             try:
-                for tpl in inst.template:
-                    lay, y = self.type_layer(tpl, y, inst)
+                for k, tpl in enumerate(inst.template):
+                    try:
+                        lay, y = self.type_layer(tpl, y, inst)
+                    except SpaceMismatch as e:
+                        if y.space == x.space:  # the operator itself gets the wrong space: point at the use
+                            where = f"line {inst.span.line}: {inst.def_text}" if inst.span else inst.def_text
+                            raise Fail(f"{inst.label} {e.args[0]}", span, f"{inst.label} is defined at {where}")
+                        raise Fail(f"inside {inst.label}: {e.args[0]}", tpl["span"],
+                                   f"the value reaching it is {y.describe()}")
                     inst.layers.append(lay)
                     inst.params += lay.params
             except Fail:
                 inst.in_ty = None  # untyped again: a later, correct use may still type it
                 raise
             inst.out_ty = y
-        elif (inst.in_ty.space, inst.in_ty.channels, inst.in_ty.height is None) != (x.space, x.channels, x.height is None):
+        elif inst.in_ty.space != x.space:
+            raise Fail(f"{inst.label} maps {inst.in_ty.space} -> {inst.out_ty.space} but is applied to {x.space}", span,
+                       f"its input here is {x.describe()}")
+        elif (inst.in_ty.channels, inst.in_ty.height is None) != (x.channels, x.height is None):
             raise Fail(f"{inst.label} is one shared instance, first applied to {inst.in_ty.describe()}, "
                        f"here to {x.describe()}", span,
                        f"index it (e.g. {inst.name}[l]) to get one instance per grid")
@@ -511,8 +525,7 @@ class Elaborator:
             y = self.apply_instance(ref, x, span)
             return Layer("ref", x.channels, y.channels, ref=ref.label, klass="linear"), y
         if sig and x.space != sig[0]:
-            raise Fail(f"{inst.name} maps {sig[0]} -> {sig[1]} but is applied to {x.space}", span,
-                       f"its input here is {x.describe()}")
+            raise SpaceMismatch(f"maps {sig[0]} -> {sig[1]} but is applied to {x.space}")
         for key in opts:
             allowed = CONV_OPTS if kind in CONV_KERNELS else {
                 "restrict": {"bilinear", "linear", "average"}, "prolong": {"bilinear", "linear"},
@@ -558,6 +571,9 @@ class Elaborator:
             pad = opts.get("pad", "zero")
             if pad not in PADS:
                 raise Fail(f"unknown padding '{pad}'", span, f"use one of {', '.join(PADS)}")
+            if pad == "reflect" and min(x.height, x.width) <= k // 2:
+                raise Fail(f"reflect padding needs more than {k // 2} point(s) per side, but this grid is "
+                           f"{x.height}x{x.width}", span, "use pad zero or periodic, or fewer grids")
             transposed = kind.startswith("deconv")
             lay = Layer("deconv" if transposed else "conv", x.channels, 0, kernel=k, stride=stride, pad=pad,
                         bias="bias" in opts)
