@@ -6,7 +6,7 @@ import json
 import os
 import sys
 
-from . import SpecError, compile_ir, parse_overrides
+from . import SpecError, parse_overrides
 
 
 def _add_defines(p: argparse.ArgumentParser) -> None:

@@ -1,7 +1,6 @@
 """AST to IR: resolve params, create operator instances by sharing scope, unroll the scheme, type every value."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from . import syntax as S
@@ -479,15 +478,16 @@ class Elaborator:
             inst.layers, inst.params = [], 0
             y = x
             try:
-                for k, tpl in enumerate(inst.template):
+                for tpl in inst.template:
                     try:
                         lay, y = self.type_layer(tpl, y, inst)
                     except SpaceMismatch as e:
                         if y.space == x.space:  # the operator itself gets the wrong space: point at the use
                             where = f"line {inst.span.line}: {inst.def_text}" if inst.span else inst.def_text
-                            raise Fail(f"{inst.label} {e.args[0]}", span, f"{inst.label} is defined at {where}")
+                            raise Fail(f"{inst.label} {e.args[0]}", span,
+                                       f"{inst.label} is defined at {where}") from None
                         raise Fail(f"inside {inst.label}: {e.args[0]}", tpl["span"],
-                                   f"the value reaching it is {y.describe()}")
+                                   f"the value reaching it is {y.describe()}") from None
                     inst.layers.append(lay)
                     inst.params += lay.params
             except Fail:

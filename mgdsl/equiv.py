@@ -281,7 +281,7 @@ def derive_81(ir, shape: Shape) -> tuple[list[Step], bool]:
 
 
 def derive_82(shape: Shape) -> list[Step]:
-    X, T, s = shape.roles["xi"], shape.roles["T"], shape.state
+    s = shape.state
     log = [Step("definition of the pre-activation state", "(8.4)",
                 f"f̃^{{l,i}} = {show(shape.step[2])}, so {s}^{{l,i}} = relu(f̃^{{l,i}})")]
     t = shape.step[2]

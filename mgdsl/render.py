@@ -100,7 +100,6 @@ def picture(ir: IR, expand: bool = False) -> Picture:
         if g is not None and not expand and len(inst.scope) >= 2:
             vid = f"op:{inst.name}:{g}"
             members = [l for l in ir.instances if ir.instances[l].name == inst.name and group_of(l) == g]
-            idx = ", ".join(str(v) for v in inst.index[:1]) + ", " + "·" * 1 if len(inst.index) > 1 else ""
             text = f"{inst.name}[{inst.index[0]}, i]" if len(inst.index) == 2 else f"{inst.name}[{inst.index[0]}, ·]"
             pic.vertices[vid] = {"label": _inst_label(inst, len(members), text), "shape": "box",
                                  "color": color[inst.name], "level": g[0], "kind": "op", "members": members}

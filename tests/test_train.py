@@ -123,7 +123,6 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_npz, tmp_path, c
     cfg["config"]["epochs"], cfg["config"]["lr"] = 3, 1e30
     (out / "config.json").write_text(json.dumps(cfg))
     # resume with an absurd learning rate: the loss blows up in epoch 2
-    from mgdsl.train import Config
     ck = torch.load(out / "last.pt", weights_only=False)
     for g in ck["optimizer"]["param_groups"]:
         g["lr"] = 1e30
