@@ -42,6 +42,22 @@ class Config:
     augment: bool
 
 
+RUN_FILES = ("config.json", "metrics.jsonl", "model.pt", "last.pt", "summary.json")
+
+
+def _holds_run(d: Path) -> bool:
+    return d.is_dir() and any((d / f).exists() for f in RUN_FILES)
+
+
+def _fresh_run_dir(base: str) -> str:
+    """runs/NAME-DATA, or runs/NAME-DATA-2, -3, ... so that an earlier run is never overwritten."""
+    k, out = 1, base
+    while _holds_run(Path(out)):
+        k += 1
+        out = f"{base}-{k}"
+    return out
+
+
 def add_train_args(p) -> None:
     g = p.add_argument_group("training (with --train)")
     g.add_argument("--test", help="evaluation set for an .npz train set (same layout)")
@@ -57,7 +73,8 @@ def add_train_args(p) -> None:
     g.add_argument("--channels-last", action="store_true")
     g.add_argument("--compile", action="store_true", help="torch.compile the model")
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--out", help="output folder (default runs/NAME-DATASET)")
+    g.add_argument("--out", help="output folder (default runs/NAME-DATASET, numbered if taken)")
+    g.add_argument("--overwrite", action="store_true", help="let --out replace the run already in it")
     g.add_argument("--resume", metavar="DIR", help="continue the run in DIR exactly")
     g.add_argument("--no-augment", action="store_true", help="no random crop / flip")
     g.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across processes under torchrun")
@@ -75,7 +92,11 @@ def resolve_config(ir, args) -> Config:
         base = RECIPES[args.recipe]
         r["lr_step"] = max(1, round(base["lr_step"] * r["epochs"] / base["epochs"]))
     dataset = args.train
-    out = args.out or os.path.join("runs", f"{ir.name}-{Path(dataset).stem}")
+    out = args.out or _fresh_run_dir(os.path.join("runs", f"{ir.name}-{Path(dataset).stem}"))
+    rank0 = os.environ.get("RANK", "0") == "0"  # only rank 0 writes; the others must not race its first files
+    if rank0 and args.out and _holds_run(Path(out)) and not getattr(args, "overwrite", False):
+        raise DataError(f"{out} already holds a run (config.json / model.pt): it is not overwritten",
+                        f"continue it with --resume {out}, pick another --out, or pass --overwrite")
     return Config(dataset=dataset, test=args.test, data=args.data, recipe=args.recipe, device=args.device,
                   amp=args.amp, channels_last=args.channels_last, compile=args.compile, seed=args.seed, out=out,
                   augment=not args.no_augment, **r)

@@ -183,3 +183,19 @@ def test_ctrl_c_leaves_a_valid_last_checkpoint(tiny_npz, tmp_path):
     assert ck["epoch"] >= 1 and not list(out.glob("*.tmp"))
     lines = (out / "metrics.jsonl").read_text().splitlines()
     assert len(lines) >= ck["epoch"]
+
+
+def test_an_earlier_run_is_never_overwritten(tiny_npz, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "keep"
+    assert _train(tiny_npz, out, "--epochs", "1") == 0
+    before = (out / "model.pt").read_bytes()
+    assert _train(tiny_npz, out, "--epochs", "1") == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert (out / "model.pt").read_bytes() == before
+    assert _train(tiny_npz, out, "--epochs", "1", "--overwrite") == 0
+    # the default folder is numbered instead
+    monkeypatch.chdir(tmp_path)
+    from mgdsl.train import _fresh_run_dir
+    (tmp_path / "runs" / "m-d").mkdir(parents=True)
+    (tmp_path / "runs" / "m-d" / "model.pt").write_bytes(b"x")
+    assert _fresh_run_dir("runs/m-d") == "runs/m-d-2"

@@ -1,0 +1,6 @@
+"""python -m mgdsl ... is the `mgdsl` command."""
+import sys
+
+from .cli import main
+
+sys.exit(main())
