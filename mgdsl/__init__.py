@@ -28,7 +28,8 @@ def parse_overrides(defines) -> dict:
     return out
 
 
-def compile_ir(path: str, text: str | None = None, **params):
+def compile_spec(path: str, params: dict | None = None, text: str | None = None,
+                 max_params: int = 1_000_000_000):
     """Spec file (or text) to a checked IR; raises SpecError with located diagnostics."""
     from .check import check
     from .diagnostics import Source
@@ -37,9 +38,15 @@ def compile_ir(path: str, text: str | None = None, **params):
 
     text = read_source(path) if text is None else text
     source = Source(path, text)
-    ir = elaborate(parse(text, path), source, params)
-    check(ir, source)
+    ir = elaborate(parse(text, path), source, dict(params or {}))
+    check(ir, source, max_params=max_params)
+    ir.source = source
     return ir
+
+
+def compile_ir(path: str, text: str | None = None, **params):
+    """compile_ir("specs/mgnet.mg", width=32): the checked IR with params overridden."""
+    return compile_spec(path, params, text)
 
 
 def lower(ir_or_path, **params):

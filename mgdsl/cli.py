@@ -6,7 +6,7 @@ import json
 import os
 import sys
 
-from . import SpecError, parse_overrides
+from . import SpecError, compile_spec, parse_overrides
 
 
 def _add_defines(p: argparse.ArgumentParser) -> None:
@@ -15,18 +15,11 @@ def _add_defines(p: argparse.ArgumentParser) -> None:
 
 
 def _ir(args):
-    from .check import check
-    from .diagnostics import Source
-    from .elaborate import elaborate
-    from .syntax import parse, read_source
-
-    text = read_source(args.spec)
-    source = Source(args.spec, text)
-    ir = elaborate(parse(text, args.spec), source, parse_overrides(args.defines))
-    check(ir, source, max_params=int(getattr(args, "max_params", None) or 1_000_000_000))
+    from .diagnostics import render
+    ir = compile_spec(args.spec, parse_overrides(args.defines),
+                      max_params=int(getattr(args, "max_params", None) or 1_000_000_000))
     if ir.warnings:
-        from .diagnostics import render
-        print(render(ir.warnings, source), file=sys.stderr)
+        print(render(ir.warnings, ir.source), file=sys.stderr)
     return ir
 
 

@@ -121,6 +121,7 @@ class IR:
     equations: dict = field(default_factory=dict)
     # which instance each written operator name resolved to: (kind, level, step) -> {name: label}
     bindings: dict = field(default_factory=dict)
+    source: object = None  # the diagnostics.Source it came from, for warnings
 
     @property
     def total_params(self) -> int:
