@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 from . import syntax as S
 from .diagnostics import Diagnostic, Source, Span, SpecError, did_you_mean
-from .ir import IR, KLASS_ORDER, Instance, Layer, Node, Ty
+from .ir import IR, KLASS_ORDER, Instance, Layer, Node, Ty, reachable
 
 MAX_CHANNELS = 1 << 16
 MAX_SIZE = 1 << 15
@@ -261,12 +261,7 @@ class Elaborator:
     def count_uses(self, out: int) -> list[Diagnostic]:
         """Uses = applications that reach the output, plus references from used instances. An instance
         with no use after zero-folding (A(0) = 0 at a zero start) is dropped, with a warning."""
-        live, stack = set(), [out]
-        while stack:
-            n = stack.pop()
-            if n not in live:
-                live.add(n)
-                stack.extend(self.nodes[n].args)
+        live = reachable(self.nodes, [out])
         for inst in self.instances.values():
             inst.uses = 0
         used: set[str] = set()

@@ -97,6 +97,17 @@ class Node:
     where: tuple = ()  # (equation kind, level, step, phase) that created it: the renderer groups by it
 
 
+def reachable(nodes: list[Node], roots) -> set[int]:
+    """The nodes the roots depend on: the live part of the unrolled graph."""
+    live, stack = set(), list(roots)
+    while stack:
+        n = stack.pop()
+        if n not in live:
+            live.add(n)
+            stack.extend(nodes[n].args)
+    return live
+
+
 @dataclass
 class IR:
     name: str

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .ir import IR, Instance, Layer
+from .ir import IR, Instance, Layer, reachable
 
 PAD_MODES = {"zero": "zeros", "periodic": "circular", "reflect": "reflect"}
 
@@ -297,16 +297,6 @@ def build_instances(ir: IR) -> dict[str, nn.Module]:
     return built
 
 
-def _live(ir: IR, roots) -> list[int]:
-    live, stack = set(), list(roots)
-    while stack:
-        n = stack.pop()
-        if n not in live:
-            live.add(n)
-            stack.extend(ir.nodes[n].args)
-    return sorted(live)
-
-
 def _access(inst: Instance) -> str:
     return f"self.{inst.name}" + "".join(f'["{i}"]' for i in inst.index)
 
@@ -314,7 +304,7 @@ def _access(inst: Instance) -> str:
 def generate(ir: IR, roots: list[int], returns: str) -> str:
     """Straight-line Python for the live part of the graph: no interpreter overhead, no graph breaks."""
     lines = []
-    for nid in _live(ir, roots):
+    for nid in sorted(reachable(ir.nodes, roots)):
         n = ir.nodes[nid]
         a = [f"v{k}" for k in n.args]
         if n.op == "input":
@@ -378,7 +368,7 @@ class MgModule(nn.Module):
 def lower_ir(ir: IR) -> MgModule:
     """Generate forward (and forward_states, every tagged state, for the theorem checks) as a class."""
     code = "def forward(self, x):\n" + generate(ir, [ir.output], f"v{ir.output}")
-    live = set(_live(ir, [ir.output]))
+    live = reachable(ir.nodes, [ir.output])
     tagged = {k: v for k, v in ir.states.items() if v in live or ir.nodes[v].op == "zero"}  # reach the output
     states = "def forward_states(self, x):\n" + generate(
         ir, list(tagged.values()) + [ir.output],

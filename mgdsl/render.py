@@ -7,7 +7,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 
-from .ir import IR, Instance
+from .ir import IR, Instance, reachable
 
 STEP_KINDS = ("step", "poststep")
 
@@ -61,12 +61,7 @@ def picture(ir: IR, expand: bool = False) -> Picture:
     """Contract the unrolled graph: add/sub/relu become edges, steps of a grid become one group."""
     pic = Picture(ir.name, ir.grids, ir.sizes)
     nodes = ir.nodes
-    live, stack = set(), [ir.output]
-    while stack:
-        n = stack.pop()
-        if n not in live:
-            live.add(n)
-            stack.extend(nodes[n].args)
+    live = reachable(nodes, [ir.output])
     names = sorted({i.name for i in ir.instances.values()})
     color = {name: _color(k) for k, name in enumerate(names)}
     for inst in ir.instances.values():  # an alias (Ar[l] = A[l]) is drawn in its target's colour
