@@ -105,11 +105,13 @@ class Stencil(nn.Module):
 
 
 def probe_matrix(op: nn.Module, channels: int, size: tuple[int, int], dtype=torch.float64) -> torch.Tensor:
-    """The dense matrix of a fixed linear operator, column by column (small coarse grids only)."""
+    """The dense matrix of a fixed linear operator, column by column (small coarse grids only).
+
+    Fixed operators compute in their input's dtype, so probing in float64 needs no module conversion."""
     n = channels * size[0] * size[1]
     eye = torch.eye(n, dtype=dtype).reshape(n, channels, *size)
     with torch.no_grad():
-        cols = op.double()(eye) if dtype == torch.float64 else op(eye)
+        cols = op(eye)
     return cols.reshape(n, -1).T
 
 
@@ -140,8 +142,7 @@ class Jacobi(nn.Module):
         elif isinstance(a, Stencil) and a.stride == 1 and not a.transposed:
             diag = a.kernel[:, 0, 1, 1].double().view(1, -1, 1, 1).expand(1, channels, *size)
         else:
-            diag = probe_diagonal(a.double(), channels, size)
-        a.float() if torch.get_default_dtype() == torch.float32 else None
+            diag = probe_diagonal(a, channels, size)
         self.register_buffer("scale", (omega / diag).to(torch.get_default_dtype()), persistent=False)
 
     def forward(self, x):
@@ -157,7 +158,6 @@ class Inverse(nn.Module):
         if n > 4096:
             raise ValueError(f"inverse() on {n} unknowns is too large; use it on the coarsest grid only")
         m = probe_matrix(a, channels, size)
-        a.float() if torch.get_default_dtype() == torch.float32 else None
         self.register_buffer("inv", torch.linalg.inv(m).to(torch.get_default_dtype()), persistent=False)
         self.shape = (channels, *size)
 
@@ -291,7 +291,7 @@ def build_instances(ir: IR) -> dict[str, nn.Module]:
         t = inst.in_ty
         if inst.fixed and any(l.kind == "ref" for l in inst.layers) and _channelwise(inst, ir) and t is not None \
                 and t.height is not None and inst.out_ty.shape == t.shape:
-            var = assemble(built[label].double(), t.channels, (t.height, t.width))
+            var = assemble(built[label], t.channels, (t.height, t.width))
             if var is not None:
                 built[label] = var.to(torch.get_default_dtype())
     return built
