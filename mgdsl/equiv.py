@@ -369,15 +369,11 @@ class Runner:
         raise ValueError(f"cannot evaluate {show(t)}")
 
 
-class _f64:
-    def __enter__(self):
-        import torch
-        self.old = torch.get_default_dtype()
-        torch.set_default_dtype(torch.float64)
+def _f64():
+    import torch
 
-    def __exit__(self, *a):
-        import torch
-        torch.set_default_dtype(self.old)
+    from .lowering import default_dtype
+    return default_dtype(torch.float64)
 
 
 def _err(a, b) -> float:

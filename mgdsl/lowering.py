@@ -1,6 +1,7 @@
 """IR to torch: one nn.Module per operator instance, a generated straight-line forward (like torch.fx)."""
 from __future__ import annotations
 
+import contextlib
 import linecache
 
 import torch
@@ -18,6 +19,17 @@ KERNELS = {
     "linear": [[0, 0.5, 0.5], [0.5, 1, 0.5], [0.5, 0.5, 0]],
     "average": [[1 / 9] * 3] * 3,
 }
+
+
+@contextlib.contextmanager
+def default_dtype(dtype: torch.dtype):
+    """Build modules and buffers in `dtype` (float64 for solves and theorem checks), then restore the default."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(old)
 
 
 class Scale(nn.Module):

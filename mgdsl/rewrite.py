@@ -52,7 +52,7 @@ def cmd_rewrite(args) -> int:
 
     from . import compile_ir, parse_overrides
     from .fmt import fmt
-    from .lowering import lower_ir
+    from .lowering import default_dtype, lower_ir
     from .syntax import parse_file
 
     if args.to != "mg-resnet":
@@ -65,16 +65,12 @@ def cmd_rewrite(args) -> int:
         fh.write(text)
     os.replace(tmp, args.output)
     new = compile_ir(args.output, text=text, **params)
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
+    with default_dtype(torch.float64):
         a, b = lower_ir(ir).eval(), lower_ir(new).eval()
         b.load_state_dict(a.state_dict(), strict=False)
         x = torch.randn(2, *ir.input_ty.shape)
         with torch.no_grad():
             err = (a(x) - b(x)).abs().max().item()
-    finally:
-        torch.set_default_dtype(old)
     print(f"wrote {args.output} ({new.name}, {new.total_params:,} parameters; the source has {ir.total_params:,}); "
           f"outputs agree to {err:.3g} in float64")
     return 0 if err <= 1e-9 else 1

@@ -26,16 +26,14 @@ def solve(ir, n: int, tol: float = 1e-8, max_cycles: int = 100, rhs_kind: str = 
     """Residual history of the cycle; the cycle is the lowered module, A its grid-1 operator."""
     import torch
 
-    from .lowering import lower_ir
+    from .lowering import default_dtype, lower_ir
     if "A[1]" not in ir.instances:
         raise SpecError([Diagnostic(f"{ir.name} has no A[1]: a solver spec needs the fine-grid operator", None)])
     if ir.output_ty.shape != ir.input_ty.shape:
         raise SpecError([Diagnostic(f"{ir.name} maps {ir.input_ty.shape} to {ir.output_ty.shape}; a cycle must "
                                     "return u on the fine grid", None, "use a `cycle V` or `cycle W` spec")])
     dt = getattr(torch, dtype)
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(dt)
-    try:
+    with default_dtype(dt):
         t0 = time.perf_counter()
         cycle = lower_ir(ir).to(device).eval()
         A = cycle.instance("A[1]")
@@ -56,8 +54,6 @@ def solve(ir, n: int, tol: float = 1e-8, max_cycles: int = 100, rhs_kind: str = 
         if device == "cuda":
             torch.cuda.synchronize()
         secs = time.perf_counter() - t0
-    finally:
-        torch.set_default_dtype(old)
     factors = [res[k] / res[k - 1] for k in range(1, len(res)) if res[k - 1] > 0]
     tail = factors[-5:] if len(factors) > 5 else factors
     conv = math.exp(sum(map(math.log, tail)) / len(tail)) if tail else float("nan")

@@ -86,18 +86,14 @@ def test_linear_kr_option_and_plot(tmp_path):
 def test_galerkin_coarse_operator_is_exact_at_the_boundary():
     """A[2] (assembled once) equals the sparse product R A P of scipy, boundary rows included."""
     import torch
-    from mgdsl.lowering import probe_matrix
+    from mgdsl.lowering import default_dtype, probe_matrix
     n = 17
     ir = mgdsl.compile_ir("specs/multigrid/poisson-v22.mg", n=n)
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
+    with default_dtype(torch.float64):
         m = mgdsl.lower(ir)
         P = probe_matrix(m.instance("P[1]"), 1, (9, 9)).numpy()          # fine x coarse
         R = probe_matrix(m.instance("R[1]"), 1, (n, n)).numpy()          # coarse x fine
         A2 = probe_matrix(m.instance("A[2]"), 1, (9, 9)).numpy()
-    finally:
-        torch.set_default_dtype(old)
     T = sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(n, n))
     A1 = (sp.kron(sp.eye(n), T) + sp.kron(T, sp.eye(n))).toarray()
     np.testing.assert_allclose(R, P.T, atol=1e-14)                       # R = P^T
