@@ -261,6 +261,17 @@ def augment(x, gen, pad: int = 4, flip_ok: bool = True):
     return torch.where(flip.view(n, 1, 1, 1), out.flip(3), out)
 
 
+def to_images(x, device):
+    """uint8 N x H x W x C to float N x C x H x W in [0, 1]."""
+    import torch
+    return torch.from_numpy(x).to(device).permute(0, 3, 1, 2).float().div_(255)
+
+
+def channel_stats(x):
+    """Per-channel mean and std for normalisation (std floored so a constant channel does not divide by 0)."""
+    return x.mean((0, 2, 3), keepdim=True), x.std((0, 2, 3), keepdim=True).clamp_min(1e-6)
+
+
 def evaluate(model, x, y, batch_size, amp):
     import torch
     model.eval()
@@ -347,12 +358,8 @@ def main(ir, args) -> int:
         model = model.to(memory_format=torch.channels_last)
     params = sum(p.numel() for p in model.parameters())
 
-    def to_tensor(x):
-        t = torch.from_numpy(x).to(device).permute(0, 3, 1, 2).float().div_(255)
-        return t
-    xtr_t, xte_t = to_tensor(xtr), to_tensor(xte)
-    mean = xtr_t.mean((0, 2, 3), keepdim=True)
-    std = xtr_t.std((0, 2, 3), keepdim=True).clamp_min(1e-6)
+    xtr_t, xte_t = to_images(xtr, device), to_images(xte, device)
+    mean, std = channel_stats(xtr_t)
     xtr_t, xte_t = (xtr_t - mean) / std, (xte_t - mean) / std
     ytr_t, yte_t = torch.from_numpy(ytr).to(device), torch.from_numpy(yte).to(device)
 
@@ -521,13 +528,13 @@ def cmd_eval(args) -> int:
     except RuntimeError as e:
         raise DataError(f"{wpath} does not fit {ir.name}: {str(e).splitlines()[0]}",
                         "pass the same spec and -D values as in training") from None
-    xt = torch.from_numpy(x).permute(0, 3, 1, 2).float().div(255)
+    xt = to_images(x, "cpu")
     norm = cfgj.get("normalize")
-    if norm:
+    if norm:  # the training set's statistics, saved with the run
         mean = torch.tensor(norm["mean"]).view(1, -1, 1, 1)
         std = torch.tensor(norm["std"]).view(1, -1, 1, 1)
     else:
-        mean, std = xt.mean((0, 2, 3), keepdim=True), xt.std((0, 2, 3), keepdim=True)
+        mean, std = channel_stats(xt)
     loss, acc = evaluate(model, (xt - mean) / std, torch.from_numpy(np.asarray(y)), 512, False)
     print(json.dumps({"top1": acc, "loss": loss, "n": len(y)}))
     return 0
