@@ -204,9 +204,10 @@ def adapt(ir, shape: tuple[int, int, int], classes: int):
     from .check import check
     from .diagnostics import Source
     from .elaborate import elaborate
-    from .syntax import parse_file
+    from .syntax import parse, read_source
 
-    model = parse_file(ir.path)
+    source = ir.source or Source(ir.path, read_source(ir.path))  # the very text the IR was compiled from
+    model = parse(source.text, ir.path)
     items = []
     for it in model.items:
         if isinstance(it, S.Input):
@@ -216,8 +217,7 @@ def adapt(ir, shape: tuple[int, int, int], classes: int):
             it = replace(it, values=(S.Num(classes, it.values[0].span),))
         items.append(it)
     model = replace(model, items=tuple(items))
-    source = Source(ir.path, Path(ir.path).read_text())
-    overrides = {k: v for k, v in ir.params.items()}
+    overrides = dict(ir.params)
     try:
         new = elaborate(model, source, overrides)
     except SpecError as e:
