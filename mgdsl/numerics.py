@@ -317,7 +317,8 @@ class Run:
             seq = [{"f": r}]
             for i in range(1, len(its)):
                 r = t.step({"f": r}, level, i)["f"]
-                out.see(_err(r, its[i][f] - xi(its[i][u])), grid=level, step=i, trial=trial)
+                if f in its[i] and u in its[i]:  # a state that feeds nothing is not computed
+                    out.see(_err(r, its[i][f] - xi(its[i][u])), grid=level, step=i, trial=trial)
                 seq.append({"f": r})
                 new_roles[(level, i)] = {"xi": xi, "B": roles[(level, i)]["B"]}
             new_traj[level] = seq
@@ -355,7 +356,8 @@ class Run:
                 for i in range(1, len(its)):
                     env = t.step(env, level, i)
                     for c, n in zip(canon, names):
-                        out.see(_err(env[c], its[i][n]), grid=level, step=i, trial=trial, state=n)
+                        if n in its[i]:
+                            out.see(_err(env[c], its[i][n]), grid=level, step=i, trial=trial, state=n)
                     seq.append(dict(env))
                 new_traj[level] = seq
             return new_traj, roles, canon
