@@ -290,6 +290,12 @@ def _check(ir, tfam, tir, trd, res: Result, trials: int, seed: int) -> None:
     if trd is not None:
         premises.append(Premise(f"the target {tir.path} has the {tfam} form ({trd.shape})", "ok"))
     small, res.note = _small(ir)
+    h, w = (small.input_ty.shape + (1, 1))[1:3]
+    if small.total_params > MAX_PARAMS or h * w > MAX_PIXELS:
+        res.premises = premises
+        res.reason = (f"the numerics would run the model at full size ({small.total_params:,} parameters, "
+                      f"input {h}x{w}); give the spec a `param width` (and `n`) so that they can run small")
+        return
     srd = forms.read(small) if small is not ir else rd
     from . import numerics as X
     spec = X.SpecRun(small, seed)

@@ -49,7 +49,8 @@ def first_step(role):
     (("lemma82_back",), "sigma-resnet-base.mg", "sigma-resnet-missing-sigma.mg", None),
     (("thm83",), "classic-cnn-base.mg", "classic-cnn-base.mg", first_step("chi")),
     (("sigma_swap",), None, "mg-resnet-base.mg", None),
-])
+], ids=["thm81-A-relu", "thm81-A-untied", "thm81_back", "tie-iresnet", "tie-sigma-resnet", "same-mgnet",
+        "same-mg-iresnet", "lemma82", "lemma82_back", "thm83", "sigma_swap"])
 def test_each_path_passes_its_relation_and_fails_a_spec_that_breaks_it(path, good, bad, force):
     if good:
         assert run_path(good, path) <= TOL
