@@ -23,6 +23,8 @@ from .forms import Premise, Reading
 FAMILIES = ["mg0", "linear-mgnet", "mgnet", "mg-iresnet", "iresnet", "mg-resnet", "sigma-resnet", "resnet",
             "classic-cnn"]
 TOL = 1e-9
+MAX_PARAMS = 4_000_000  # numerics beyond this size would take minutes: undecided, with how to make it small
+MAX_PIXELS = 96 * 96
 # relations whose change of variables needs A / ξ linear and one per grid: their numerics refute those premises
 USES_LINEARITY = ("thm81", "thm81_back", "thm61")
 EXIT = {"equivalent": 0, "special-case": 0, "not-equivalent": 1, "undecided": 3}
