@@ -63,3 +63,35 @@ def test_theorem_6_1_canonical_path_fails_a_wrong_transition():
     assert good["verdict"] == "equivalent" and good["max_error"] <= TOL
     bad = check_equiv(mgdsl.compile_ir("tests/equiv_corpus/linear-mgnet-R-no-residual.mg"), "mg0", trials=1)
     assert bad["verdict"] == "not-equivalent" and bad["max_error"] > 1e-6
+
+
+def test_lemma_8_2_compares_every_step_not_only_the_grid_input():
+    assert run_path("resnet-base.mg", ("lemma82",), first_step("xi")) > 1e-6  # f^{l,0} is a ReLU output here
+
+
+def test_theorem_6_1_compares_the_coarsest_grid_iterates():
+    """B doubled on the last grid only: no later f depends on it, only that grid's u iterates show it."""
+    from mgdsl.equiv import _thm61
+    ir = mgdsl.compile_ir("tests/equiv_corpus/linear-mgnet-base.mg")
+    rd = forms.read(ir)
+    sr = X.SpecRun(ir, 0)
+    roles = _carried(sr, rd)
+    run = X.Run(sr, ir.grids, max(ir.nu))
+    errors = []
+    for doubled in (False, True):
+        r = {k: dict(v, B=X.Seq(v["B"], X.Const(2.0)) if doubled and k[0] == ir.grids else v["B"])
+             for k, v in roles.items()}
+        out = X.Outcome()
+        with X.default_dtype(torch.float64), torch.no_grad():
+            _thm61(run, sr, rd, X.trajectory(ir, sr.states(0), ("u", "f")), r, out, 0, ("u", "f"), ir, None)
+        errors.append(out.error)
+    assert errors[0] <= TOL < 1e-6 < errors[1]
+
+
+def test_a_tying_gives_each_target_instance_its_own_copy():
+    ir = mgdsl.compile_ir("tests/equiv_corpus/mg-iresnet-base.mg")
+    sr = X.SpecRun(ir, 0)
+    roles = _carried(sr, forms.read(ir))
+    t = X.Run(sr, ir.grids, max(ir.nu)).target("iresnet", roles, True)
+    assert t.slots["xi[1, 1]"] is not t.slots["xi[1, 2]"] and t.slots["xi[1, 1]"] is not roles[(1, 1)]["xi"]
+    assert torch.equal(t.slots["xi[1, 1]"].mods[0].weight, t.slots["xi[1, 2]"].mods[0].weight)
