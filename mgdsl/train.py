@@ -60,22 +60,23 @@ def _fresh_run_dir(base: str) -> str:
 
 def add_train_args(p) -> None:
     g = p.add_argument_group("training (with --train)")
-    g.add_argument("--test", help="evaluation set for an .npz train set (same layout)")
+    g.add_argument("--test", help="evaluation set for an .npz train set (same layout); default: the data set's own test split")
     g.add_argument("--data", default=os.path.join(os.path.expanduser("~"), ".cache", "mgdsl"),
                    help="folder for downloaded data sets")
-    g.add_argument("--recipe", choices=sorted(RECIPES), default="paper")
-    g.add_argument("--epochs", type=int)
-    g.add_argument("--batch-size", type=int)
-    g.add_argument("--lr", type=float)
-    g.add_argument("--weight-decay", type=float)
-    g.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    g.add_argument("--recipe", choices=sorted(RECIPES), default="paper",
+                   help="paper: section 9.2 (SGD, lr 0.1 /10 every 30 epochs); official: the authors' later code")
+    g.add_argument("--epochs", type=int, help="default: from the recipe (paper 120, official 300)")
+    g.add_argument("--batch-size", type=int, help="default: from the recipe (128)")
+    g.add_argument("--lr", type=float, help="initial learning rate; default: from the recipe (0.1)")
+    g.add_argument("--weight-decay", type=float, help="default: from the recipe (paper 0, official 5e-4)")
+    g.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: cuda when available")
     g.add_argument("--amp", action="store_true", help="bf16 autocast")
-    g.add_argument("--channels-last", action="store_true")
+    g.add_argument("--channels-last", action="store_true", help="NHWC memory format (faster convolutions on GPUs)")
     g.add_argument("--compile", action="store_true", help="torch.compile the model")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling and augmentation")
     g.add_argument("--out", help="output folder (default runs/NAME-DATASET, numbered if taken)")
     g.add_argument("--overwrite", action="store_true", help="let --out replace the run already in it")
-    g.add_argument("--resume", metavar="DIR", help="continue the run in DIR exactly")
+    g.add_argument("--resume", metavar="DIR", help="continue the run in DIR exactly; default: a new run")
     g.add_argument("--no-augment", action="store_true", help="no random crop / flip")
     g.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across processes under torchrun")
 
@@ -496,11 +497,12 @@ def main(ir, args) -> int:
 
 def add_eval_parser(sub, add_defines) -> None:
     e = sub.add_parser("eval", help="top-1 accuracy of saved weights on a test set")
-    e.add_argument("spec")
+    e.add_argument("spec", help="the spec the weights were trained with (a .mg file or a bundled name)")
     add_defines(e)
-    e.add_argument("--weights", required=True)
+    e.add_argument("--weights", required=True, help="a state_dict, e.g. runs/NAME/model.pt")
     e.add_argument("--test", required=True, help="digits, cifar10, cifar100 or an .npz file")
-    e.add_argument("--data", default=os.path.join(os.path.expanduser("~"), ".cache", "mgdsl"))
+    e.add_argument("--data", default=os.path.join(os.path.expanduser("~"), ".cache", "mgdsl"),
+                   help="folder for downloaded data sets")
     e.set_defaults(fn=cmd_eval)
 
 
