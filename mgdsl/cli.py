@@ -198,9 +198,15 @@ def cmd_list(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .export import export
+    from .export import export, run_config, training_note
+    cfg = run_config(args.weights)  # a training run: its -D values, data shape and classes unless overridden
+    args.defines = [f"{k}={v}" for k, v in (cfg.get("params_override") or {}).items()] + args.defines
     ir = _ir(args)
-    for path in export(ir, args.output, weights=args.weights, formats=args.format):
+    if cfg.get("input_shape") and cfg.get("classes") and (
+            list(ir.input_ty.shape) != cfg["input_shape"] or ir.classes != cfg["classes"]):
+        from .train import adapt
+        ir = adapt(ir, tuple(cfg["input_shape"]), cfg["classes"])
+    for path in export(ir, args.output, weights=args.weights, formats=args.format, note=training_note(cfg)):
         print(path)
     return 0
 
