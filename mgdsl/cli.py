@@ -106,9 +106,8 @@ def _table(rows: list[dict], cols: list[str], right: set[str] = frozenset()) -> 
 
 def cmd_compile(args) -> int:
     ir = _ir(args)
-    if args.train:
-        from .train import main as train_main
-        return train_main(ir, args)
+    if args.train or args.resume:
+        return _train(ir, args)
     s = summary(ir)
     if args.json:
         print(json.dumps(s, indent=2))
@@ -119,6 +118,63 @@ def cmd_compile(args) -> int:
     print(f"  trainable parameters: {s['params']:,}\n")
     rows = [dict(r, io=f"{r['in_space']}:{r['in']} -> {r['out_space']}:{r['out']}") for r in s["operators"]]
     print(_table(rows, ["name", "scope", "kind", "io", "stride", "params", "uses"]))
+    return 0
+
+
+def _from_recipe(recipes: dict, key: str) -> str:
+    return "default: from the recipe (" + ", ".join(f"{n} {r[key]}" for n, r in recipes.items()) + ")"
+
+
+def add_train_args(p: argparse.ArgumentParser) -> None:
+    from .training import Options
+    from .training.recipes import RECIPES
+    d = Options()
+    g = p.add_argument_group("training (with --train)")
+    g.add_argument("--test", help="evaluation set for an .npz train set (same layout); default: the data set's own test split")
+    g.add_argument("--data", dest="data_root", default=d.data_root, help="folder for downloaded data sets")
+    g.add_argument("--recipe", choices=sorted(RECIPES), default=d.recipe,
+                   help="; ".join(f"{n}: {r['epochs']} epochs of SGD, lr {r['lr']} x{r['lr_gamma']} every {r['lr_step']}"
+                                  for n, r in RECIPES.items()))
+    g.add_argument("--epochs", type=int, help=_from_recipe(RECIPES, "epochs"))
+    g.add_argument("--batch-size", type=int, help=_from_recipe(RECIPES, "batch_size"))
+    g.add_argument("--lr", type=float, help="initial learning rate; " + _from_recipe(RECIPES, "lr"))
+    g.add_argument("--weight-decay", type=float, help=_from_recipe(RECIPES, "weight_decay"))
+    g.add_argument("--device", choices=["auto", "cpu", "cuda"], default=d.device, help="auto: cuda when available")
+    g.add_argument("--amp", action="store_true", help="bf16 autocast")
+    g.add_argument("--channels-last", action="store_true", help="NHWC memory format (faster convolutions on GPUs)")
+    g.add_argument("--compile", action="store_true", help="torch.compile the model")
+    g.add_argument("--seed", type=int, default=d.seed, help="seed of initialisation, shuffling and augmentation")
+    g.add_argument("--out", help="output folder (default runs/NAME-DATASET, numbered if taken)")
+    g.add_argument("--overwrite", action="store_true", help="let --out replace the run already in it")
+    g.add_argument("--resume", metavar="DIR", help="continue the run in DIR exactly; default: a new run")
+    g.add_argument("--no-augment", action="store_true", help="no random crop / flip")
+    g.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across processes under torchrun")
+
+
+def _train(ir, args) -> int:
+    """compile --train: run training and print its summary; NaN loss exits 1, Ctrl-C 130."""
+    from .training import OPTION_NAMES, train
+    from .training.loop import Diverged, Interrupted
+    opts = {k: getattr(args, k) for k in OPTION_NAMES if k != "augment"}
+    opts["augment"] = not args.no_augment
+    try:
+        summary = train(ir, args.train, **opts)
+    except Diverged as e:
+        if os.environ.get("RANK", "0") == "0":
+            print(f"mgdsl: stopped: {e}; the last good checkpoint is {e.checkpoint}", file=sys.stderr)
+        return 1
+    except Interrupted as e:
+        if os.environ.get("RANK", "0") == "0":
+            print(f"mgdsl: interrupted; resume with --resume {e.out}", file=sys.stderr)
+        return 130
+    if summary is not None:
+        print(json.dumps(summary))
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .training import evaluate_weights
+    print(json.dumps(evaluate_weights(_ir(args), args.weights, args.test, args.data_root)))
     return 0
 
 
@@ -204,7 +260,7 @@ def cmd_export(args) -> int:
     ir = _ir(args)
     if cfg.get("input_shape") and cfg.get("classes") and (
             list(ir.input_ty.shape) != cfg["input_shape"] or ir.classes != cfg["classes"]):
-        from .train import adapt
+        from .training import adapt
         ir = adapt(ir, tuple(cfg["input_shape"]), cfg["classes"])
     for path in export(ir, args.output, weights=args.weights, formats=args.format, note=training_note(cfg)):
         print(path)
@@ -234,7 +290,6 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--max-params", type=float, default=1e9, help="refuse larger models before allocation")
     c.add_argument("--train", metavar="DATASET",
                    help="train on digits, cifar10, cifar100, an .npz file or an image folder (default: only compile)")
-    from .train import add_train_args
     add_train_args(c)
     c.set_defaults(fn=cmd_compile)
 
@@ -280,8 +335,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which forms to write (onnx needs `pip install mgdsl[export]`)")
     x.set_defaults(fn=cmd_export)
 
-    from .train import add_eval_parser
-    add_eval_parser(sub, _add_defines)
+    from .training import Options
+
+    e = sub.add_parser("eval", help="top-1 accuracy of saved weights on a test set")
+    e.add_argument("spec", help="the spec the weights were trained with (a .mg file or a bundled name)")
+    _add_defines(e)
+    e.add_argument("--weights", required=True, help="a state_dict, e.g. runs/NAME/model.pt")
+    e.add_argument("--test", required=True, help="digits, cifar10, cifar100 or an .npz file")
+    e.add_argument("--data", dest="data_root", default=Options().data_root, help="folder for downloaded data sets")
+    e.set_defaults(fn=cmd_eval)
     from .solve import add_solve_parser
     add_solve_parser(sub, _add_defines)
     from .rewrite import add_rewrite_parser

@@ -174,7 +174,7 @@ def test_export_cli_round_trips_a_training_run(tmp_path, capsys):
     assert main(["export", "mgnet", "--weights", str(run), "-o", str(out), "--format", "py"]) == 0
     assert capsys.readouterr().out.split() == [f"{out}.py", f"{out}.pt"]
     ir = compile_spec("mgnet", {"width": 4, "nu": 1})
-    from mgdsl.train import adapt
+    from mgdsl.training import adapt
     ir = adapt(ir, (1, 8, 8), 10)
     model = lower_ir(ir)
     model.load_state_dict(torch.load(run / "model.pt", weights_only=True))
