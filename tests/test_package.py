@@ -88,6 +88,8 @@ def test_wheel_carries_the_grammar_every_spec_and_the_entry_points(wheel):
     assert z.read("mgdsl/grammars/mg.lark") == (ROOT / "grammars" / "mg.lark").read_bytes()
     for rel in SPEC_FILES:
         assert z.read(f"mgdsl/specs/{rel}") == (ROOT / "specs" / rel).read_bytes(), rel
+    modules = {p.relative_to(ROOT).as_posix() for p in (ROOT / "mgdsl").rglob("*.py")}
+    assert modules - names == set(), "modules missing from the wheel (pyproject.toml packages)"
     for fam in sorted((ROOT / "mgdsl" / "families").glob("*.mg")):
         assert f"mgdsl/families/{fam.name}" in names
     eps = z.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
