@@ -11,6 +11,7 @@ z3: the terms are a handful of operator applications and the guards are facts ab
 relations of the paper are the whole algorithm, and the derivation log is what the user reads."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -215,7 +216,8 @@ def check_equiv(ir, target: str, trials: int = 3, seed: int = 0) -> dict:
     tfam, tir, trd = _target(target)
     res = Result(ir.path, target, trials, seed)
     try:
-        _check(ir, tfam, tir, trd, res, trials, seed)
+        with contextlib.ExitStack() as stack:
+            _check(ir, tfam, tir, trd, res, trials, seed, stack)
     except SpecError:
         raise
     except Exception as e:  # never an internal error: say what could not be decided
@@ -224,6 +226,19 @@ def check_equiv(ir, target: str, trials: int = 3, seed: int = 0) -> dict:
         res.verdict = "undecided"
         res.reason = f"the check could not be completed ({type(e).__name__}: {e}); this is a bug in mgdsl"
     return res.as_dict()
+
+
+@contextlib.contextmanager
+def _one_thread():
+    """The numerics are tiny tensors: one thread is faster than several on a shared machine, and the
+    results do not depend on the thread count. Restores the caller's setting."""
+    import torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
 
 
 @dataclass
@@ -260,7 +275,7 @@ class Result:
         }
 
 
-def _check(ir, tfam, tir, trd, res: Result, trials: int, seed: int) -> None:
+def _check(ir, tfam, tir, trd, res: Result, trials: int, seed: int, stack: contextlib.ExitStack) -> None:
     rd = forms.read(ir)
     res.source_family = rd.family
     if trd is not None:
@@ -300,6 +315,7 @@ def _check(ir, tfam, tir, trd, res: Result, trials: int, seed: int) -> None:
         return
     srd = forms.read(small) if small is not ir else rd
     from . import numerics as X
+    stack.enter_context(_one_thread())
     spec = X.SpecRun(small, seed)
     # premises in order; the derivation stops at the first that fails
     for p in premises:
