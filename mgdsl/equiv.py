@@ -24,8 +24,8 @@ from .forms import Premise, Reading
 FAMILIES = ["mg0", "linear-mgnet", "mgnet", "mg-iresnet", "iresnet", "mg-resnet", "sigma-resnet", "resnet",
             "classic-cnn"]
 TOL = 1e-9
-MAX_PARAMS = 4_000_000  # numerics beyond this size would take minutes: undecided, with how to make it small
-MAX_PIXELS = 96 * 96
+MAX_PARAMS = 20_000_000  # numerics beyond this size would take minutes: undecided, with how to make it small
+MAX_PIXELS = 128 * 128
 # relations whose change of variables needs A / ξ linear and one per grid: their numerics refute those premises
 USES_LINEARITY = ("thm81", "thm81_back", "thm61")
 EXIT = {"equivalent": 0, "special-case": 0, "not-equivalent": 1, "undecided": 3}
@@ -136,7 +136,7 @@ def relu_input_premise(ir, rd: Reading) -> Premise:
 
 def edge_premises(ir, rd: Reading, path: list[Edge]) -> list[Premise]:
     out = []
-    if path and path[0].run == "thm81":
+    if any(e.run == "thm81" for e in path or []):  # definitions before it keep the roles: the spec's B
         out.append(extractor_premise(ir, rd))
     if path and path[0].run == "lemma82":
         out.append(relu_input_premise(ir, rd))

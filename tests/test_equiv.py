@@ -184,3 +184,9 @@ def test_cli_json_and_exit_codes(capsys):
 def test_the_normal_form_modules_do_not_import_torch():
     code = "import sys, mgdsl.forms, mgdsl.normal; assert 'torch' not in sys.modules"
     assert subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=os.getcwd())).returncode == 0
+
+
+def test_theorem_8_1_hypothesis_is_checked_after_definitions_too():
+    """MG0 is an MgNet by definition, but its B = S (Jacobi) is not σ∘η∘σ: no Mg-iResNet claimed."""
+    out = equiv("specs/multigrid/mg0.mg", "mg-iresnet")
+    assert out["verdict"] == "undecided" and "σ∘η∘σ" in out["reason"]
