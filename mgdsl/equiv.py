@@ -510,7 +510,7 @@ def _thm61(run, spec, rd, traj, roles, out, trial, names, small, file_target):
     t = X.Target(X.canonical("mg0", small.grids, max(small.nu)))
     X.fill(t, roles, {"A": "A", "S": "B"}, False)
     for level in range(1, small.grids):
-        lc = {s: N.normalise(small, term, "coarsen", level, 0) for s, _, term in N.equation(small, "coarsen", 0)}
+        lc = {s: N.normalise(small, term, "coarsen", level, 0) for s, _, term in N.equation(small, "coarsen", level)}
         # R is what the transition applies to f itself (R(f − A(u)) distributes to R(f) − R(A(u)))
         direct = [N.chain((x,))[0] for x in lc.get(rd.data, ()) if N.chain((x,))[1] == N.Var(rd.data)]
         if len(direct) != 1:

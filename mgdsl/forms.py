@@ -68,8 +68,9 @@ def _same(a, b) -> bool:
 
 # ------------------------------------------------------------------ MgNet (6.4)
 
-def _mgnet_step(m: dict) -> tuple | None:
-    """u + c·B(g − ξ(u)) with g another state: (u, g, B, xi_terms, form_ok) or None."""
+def _mgnet_step(m: dict, states) -> tuple | None:
+    """u + c·B(g − ξ(u)) with g another state: (u, g, B, xi_terms, form_ok) or None. Reads of earlier
+    iterates (u[i-2]) or of other grids are not states here: those schemes have another form."""
     for u, lc in sorted(m.items()):
         me = (N.Atom((), N.Var(u)), 1.0)
         if me not in lc:
@@ -79,7 +80,8 @@ def _mgnet_step(m: dict) -> tuple | None:
             continue
         op, base = N.chain(rest)
         if isinstance(base, tuple) and op.fs:
-            g = [(a, c) for a, c in base if isinstance(a.base, N.Var) and not a.ops and a.base.name != u]
+            g = [(a, c) for a, c in base if isinstance(a.base, N.Var) and not a.ops and a.base.name != u
+                 and a.base.name in states]
             others = [(a, c) for a, c in base if (a, c) not in g]
             if len(g) == 1 and others:
                 (ga, gc), = g
@@ -97,7 +99,7 @@ def _mgnet_step(m: dict) -> tuple | None:
                 k += 1
             if k:
                 gs = [(op, base) for (op, base), _ in cs if len(op.fs) == k and isinstance(base, N.Var)
-                      and base.name != u]
+                      and base.name != u and base.name in states]
                 us = [(op, base) for (op, base), _ in cs if len(op.fs) > k and base == N.Var(u)]
                 if len(gs) == 1 and len(us) == len(cs) - 1:
                     gop = gs[0][0]
@@ -114,7 +116,7 @@ def _show_xi(xi: tuple) -> str:
 def read_mgnet(ir, maps: dict) -> Reading | None:
     per = {}
     for key, m in maps.items():
-        r = _mgnet_step(m)
+        r = _mgnet_step(m, set(ir.spaces))
         if r is None:
             return None
         per[key] = r
@@ -206,7 +208,7 @@ def transition(ir, rd: Reading) -> Premise:
     text = f"the transition is {f}[l+1] = R({f} − A^l({u})) + A^{{l+1}}({u}[l+1]) with R linear (6.6)"
     for level in range(1, ir.grids):
         try:
-            m = {s: N.normalise(ir, t, "coarsen", level, 0) for s, idx, t in N.equation(ir, "coarsen", 0)}
+            m = {s: N.normalise(ir, t, "coarsen", level, 0) for s, idx, t in N.equation(ir, "coarsen", level)}
         except N.Unsupported as e:
             return Premise(text, "unproved", ir.path, f"grid {level}: {e}")
         lc = m.get(f)

@@ -151,7 +151,8 @@ def normalise(ir, t, kind: str, level: int, step: int) -> tuple:
 # ------------------------------------------------------------------ the step as a map of states
 
 def equation(ir, kind: str, step: int):
-    """The assignments that define iterate `step` (a step-specific equation wins over the general one)."""
+    """The assignments of iterate `step` (of a step) or of grid `step` (of a coarsen): a guarded equation
+    (`step[1]`, `coarsen[2]`) wins over the general one, as in elaboration."""
     eqs = ir.equations.get(kind) or []
     chosen = next((a for g, a in eqs if g == step), None)
     if chosen is None:

@@ -206,7 +206,7 @@ class Target:
 
     def coarsen(self, env: dict, level: int) -> dict:
         new: dict = {}
-        for state, _, term in N.equation(self.ir, "coarsen", 0):
+        for state, _, term in N.equation(self.ir, "coarsen", level):
             scope = dict(env, **{f"{s}[l+1]": v for s, v in new.items()})
             v = self.ev(term, scope, "coarsen", level, 0)
             new[state] = v if v is not None else torch.zeros_like(env[state])
