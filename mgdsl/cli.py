@@ -107,6 +107,26 @@ def cmd_render(args) -> int:
     return 0
 
 
+def _solvable_first(cmd):
+    """`solve` sets -D n; first say plainly when the spec is not a fixed-stencil multigrid solve can run."""
+    def run(args) -> int:
+        from .diagnostics import Diagnostic
+        ir = compile_spec(args.spec, parse_overrides([d for d in args.defines if not d.startswith("n=")]))
+        why = ([] if "n" in ir.params else ["it has no `param n` (points per side)"]) + \
+              ([] if ir.input_ty.level == 1 and ir.output_ty.shape == ir.input_ty.shape else
+               [f"it maps {ir.input_ty.describe()} to {ir.output_ty.describe()}, not f to u on grid 1"]) + \
+              ([] if "A[1]" in ir.instances else ["it has no fine-grid operator A[1]"]) + \
+              [f"{i.label} is {i.klass} with {i.params:,} trained parameters" for i in ir.instances.values()
+               if not i.fixed][:1]
+        if why:
+            raise SpecError([Diagnostic(f"{ir.name} is not a fixed-stencil multigrid: " + "; ".join(why), None,
+                                        "solve needs `param n`, `input f : 1 x n x n`, a fixed A[1] (laplace), "
+                                        "fixed R, P and smoothers, and a cycle that returns u on grid 1, "
+                                        "e.g. specs/multigrid/poisson-v11.mg")], ir.source)
+        return cmd(args)
+    return run
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mgdsl", description="Compile, check, draw, train and solve MgNet specs.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -149,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_parser(sub, _add_defines)
     from .solve import add_solve_parser
     add_solve_parser(sub, _add_defines)
+    solve = sub.choices["solve"]
+    solve.set_defaults(fn=_solvable_first(solve.get_default("fn")))
     from .rewrite import add_rewrite_parser
     add_rewrite_parser(sub, _add_defines)
     return p

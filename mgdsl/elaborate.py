@@ -14,6 +14,8 @@ MAX_CHANNELS = 1 << 16
 MAX_SIZE = 1 << 15
 MAX_GRIDS = 24
 MAX_STEPS = 256
+MAX_NESTING = 64  # operator definitions referring to definitions
+MAX_NODES = 200_000  # values in the unrolled graph
 
 LEVEL_VARS = {"l", "J"}
 # operator names that would shadow an attribute of the lowered torch module
@@ -147,6 +149,7 @@ class Elaborator:
                 if it.key in settings:
                     self.error(f"'{it.key}' is given twice", it.span)
                 settings[it.key] = it
+        self.settings = settings
         inputs = [it for it in items if isinstance(it, S.Input)]
         spaces = [d for it in items if isinstance(it, S.Spaces) for d in it.decls]
         if not inputs:
@@ -360,14 +363,17 @@ class Elaborator:
                            f"bound here: {', '.join(sorted(env))}")
         return tuple(out)
 
-    def implicit_index(self, name: str, env: dict, span) -> tuple[int, ...]:
-        """An operator used without an index takes its scope variables from the context."""
+    def scope_names(self, name: str) -> list[str]:
+        """The index variables an operator's definition is written with, e.g. ['l', 'i'] for B[l, i]."""
         defs = self.defs[name]
         general = [d for d in defs if d.index is None or all(ix.var not in (None, "J") for ix in d.index)]
         if general:
-            names = [ix.var for ix in (general[0].index or ())]
-        else:
-            names = ["l", "i", "j"][:len(defs[0].index or ())]
+            return [ix.var for ix in (general[0].index or ())]
+        return ["l", "i", "j"][:len(defs[0].index or ())]
+
+    def implicit_index(self, name: str, env: dict, span) -> tuple[int, ...]:
+        """An operator used without an index takes its scope variables from the context."""
+        names = self.scope_names(name)
         missing = [n for n in names if n not in env]
         if missing:
             raise Fail(f"{name} is indexed [{', '.join(names)}] but '{missing[0]}' is not bound here", span,
@@ -413,6 +419,14 @@ class Elaborator:
                 best, best_env, best_score = d, env, score
         if best is None:
             raise Fail(f"no definition of {label}", span, f"add a general definition {name}[l] = ...")
+        for ix, v in zip(best.index or (), values):
+            if ix.var == "l" and not 1 <= v <= self.J:
+                raise Fail(f"{label} is on grid {v}, which does not exist (the model has {self.J} grids)", span,
+                           f"the grid index of {name} runs over 1..{self.J}; check the offset")
+        if len(self._stack) >= MAX_NESTING:
+            chain = " -> ".join(self._stack[:3] + ["..."] + self._stack[-2:] + [label])
+            raise Fail(f"definitions nest more than {MAX_NESTING} deep: {chain}", span,
+                       "give the recursion a base case, e.g. A[1] = ...")
         best_env = dict(best_env, J=self.J)
         self._stack.append(label)
         try:
@@ -575,6 +589,10 @@ class Elaborator:
         pure = op != "apply" or not any(lay.kind == "bn" for lay in self._flat_layers(kw["inst"]))
         if pure and op not in ("input", "zero") and key in self._cse:
             return self._cse[key]
+        if len(self.nodes) >= MAX_NODES:
+            self.error(f"the unrolled scheme has more than {MAX_NODES:,} values", self.model.span,
+                       "fewer grids, fewer smoothing steps, or `cycle V` rather than `cycle W`")
+            raise SpecError(self.diags, self.source)
         n = Node(len(self.nodes), op, tuple(args), ty, where=self._where, **kw)
         self.nodes.append(n)
         if pure:
@@ -650,6 +668,13 @@ class Elaborator:
             w = self._where
             self.bindings.setdefault((w[0], w[1], w[2]), {})[e.name + _idx_text(e.index)] = inst.label
             ty = self.apply_instance(inst, tx, e.span)
+            if not e.index and "l" in self.scope_names(e.name) and tx.level and ty.level \
+                    and ctx.level not in (tx.level, ty.level):
+                lvl = ctx.level
+                raise Fail(f"{e.name} without an index is {inst.label}, the operator of grid {lvl} (this `{ctx.kind}` "
+                           f"line's grid), but here it maps grid {tx.level} to grid {ty.level}", e.span,
+                           f"write the grid explicitly, e.g. {e.name}[l{tx.level - lvl:+d}](...) for the operator "
+                           f"of grid {tx.level}")
             if self.is_zero(x) and inst.params == 0 and all(l.klass == "linear" for l in inst.layers) \
                     and not any(l.ref for l in inst.layers):
                 return self.zero(ty)
@@ -818,9 +843,11 @@ class Elaborator:
         eqs = self.eqs.get("coarsen", {})
         eq = eqs.get(level) or eqs.get(None)
         if eq is None:
-            self.error(f"the model has {self.J} grids but no `coarsen` equation", self.model.span,
-                       "e.g. `coarsen u[l+1] = Pi(u); f[l+1] = R(f - A(u)) + A[l+1](u[l+1])`")
-            raise Fail("", None)
+            what = "no `coarsen` equation" + (f" for grid {level}" if eqs else "")
+            where = self.settings.get("cycle") or self.settings.get("grids")
+            self.error(f"the model has {self.J} grids but {what}", where.span if where else self.model.span,
+                       "e.g. `coarsen u[l+1] = Pi(u); f[l+1] = R(f - A(u)) + A[l+1](u[l+1])`, or `grids 1`")
+            return None
         new: dict = {}
         self._where = ("coarsen", level, 0, "down")
         ctx = Ctx("coarsen", level, {"l": level, "J": self.J},
@@ -852,9 +879,8 @@ class Elaborator:
             for level in range(1, self.J + 1):
                 its = self.smooth(level, cur, self.nu[level - 1], "step", "down")
                 if level < self.J:
-                    try:
-                        cur = self.coarsen(level, its)
-                    except Fail:
+                    cur = self.coarsen(level, its)
+                    if cur is None:
                         return its[-1], level
             return its[-1], self.J
         gamma = 2 if self.cycle == "W" else 1
@@ -869,11 +895,17 @@ class Elaborator:
         if level == self.J:
             return its[-1]
         coarse0 = self.coarsen(level, its)
+        if coarse0 is None:
+            return its[-1]
         cur = coarse0
         for _ in range(gamma):
             final = self.visit(level + 1, cur, gamma, depth + 1)
             cur = {**coarse0, **{s: final[s] for s in self.iterated if s in final}}
         eq = self.eqs["refine"].get(level) or self.eqs["refine"].get(None)
+        if eq is None:
+            self.error(f"no `refine` equation for grid {level}", self.settings["cycle"].span,
+                       "add a general one, e.g. `refine u = u + P(u[l+1])`")
+            return its[-1]
         new = dict(its[-1])
         self._where = ("refine", level, 0, "up")
         ctx = Ctx("refine", level, {"l": level, "J": self.J},
