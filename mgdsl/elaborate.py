@@ -64,6 +64,17 @@ def term(e) -> tuple:
     raise TypeError(e)
 
 
+@dataclass(frozen=True)
+class GridUse:
+    """An application of a grid-indexed instance in an equation: on which grid, and whether written bare."""
+    label: str
+    level: int
+    kind: str
+    line_level: int
+    bare: bool
+    span: Span | None
+
+
 @dataclass
 class _Grid:
     """The typing rules' view of the model (prims.Grid): errors are located at the primitive's span."""
@@ -112,6 +123,7 @@ class Elaborator:
     _cse: dict = field(default_factory=dict)
     _where: tuple = ("init", 1, 0, "down")
     bindings: dict = field(default_factory=dict)
+    grid_uses: list = field(default_factory=list)
 
     # ------------------------------------------------------------ errors
     def error(self, message: str, span: Span | None, hint: str | None = None) -> None:
@@ -242,6 +254,7 @@ class Elaborator:
         self._where = ("output", out_level, 0, "down")
         out = self.guard(self.ev, outputs[0].expr, Ctx("output", out_level, {"l": out_level, "J": J},
                                                        self.reader_final(final), outputs[0].span))
+        self.check_bare_uses()
         if self.diags:
             raise SpecError(self.diags, self.source)
         classify_pass(self)
@@ -258,6 +271,21 @@ class Elaborator:
                 self.nu, self.post, self.cycle, self.spaces, self.sizes, self.instances, self.nodes, out,
                 self.states, self.state_names, warnings, equations, self.bindings)
         return mark_assembled(ir)
+
+    def check_bare_uses(self) -> None:
+        """A bare operator is the one of the line's grid (A in a coarsen line is A[l]); applying it to another
+        grid while the same instance also acts on its own grid shares one grid's weights with the next."""
+        levels: dict[str, set] = {}
+        for u in self.grid_uses:
+            levels.setdefault(u.label, set()).add(u.level)
+        for u in self.grid_uses:
+            if u.bare and u.level != u.line_level and len(levels[u.label]) > 1:
+                name = u.label.split("[")[0]
+                self.error(f"{name} without an index is {u.label}, the operator of grid {u.line_level} (this "
+                           f"`{u.kind}` line's grid), which also acts on grid {u.line_level}; here it is applied "
+                           f"to grid {u.level}", u.span,
+                           f"write {name}[l{u.level - u.line_level:+d}](...) for the operator of grid {u.level}, "
+                           f"or index it explicitly to share it")
 
     def count_uses(self, out: int) -> list[Diagnostic]:
         """Uses = applications that reach the output, plus references from used instances. An instance
@@ -668,13 +696,8 @@ class Elaborator:
             w = self._where
             self.bindings.setdefault((w[0], w[1], w[2]), {})[e.name + _idx_text(e.index)] = inst.label
             ty = self.apply_instance(inst, tx, e.span)
-            if not e.index and "l" in self.scope_names(e.name) and tx.level and ty.level \
-                    and ctx.level not in (tx.level, ty.level):
-                lvl = ctx.level
-                raise Fail(f"{e.name} without an index is {inst.label}, the operator of grid {lvl} (this `{ctx.kind}` "
-                           f"line's grid), but here it maps grid {tx.level} to grid {ty.level}", e.span,
-                           f"write the grid explicitly, e.g. {e.name}[l{tx.level - lvl:+d}](...) for the operator "
-                           f"of grid {tx.level}")
+            if "l" in inst.scope and tx.level:
+                self.grid_uses.append(GridUse(inst.label, tx.level, ctx.kind, ctx.level, not e.index, e.span))
             if self.is_zero(x) and inst.params == 0 and all(l.klass == "linear" for l in inst.layers) \
                     and not any(l.ref for l in inst.layers):
                 return self.zero(ty)
@@ -854,7 +877,11 @@ class Elaborator:
                   self.reader_final(its[-1], {(level + 1, None): new, **{(None, k): v for k, v in enumerate(its)}}),
                   eq.span)
         for a in eq.assigns:
-            lvl = self.index_values(a.index, ctx.env, a.span)[0] if a.index else None
+            try:
+                lvl = self.index_values(a.index, ctx.env, a.span)[0] if a.index else None
+            except Fail as f:
+                self.error(f.diag.message, f.diag.span, f.diag.hint)
+                continue
             if lvl != level + 1 or len(a.index or ()) != 1:
                 self.error(f"coarsen assigns the next grid: write {a.name}[l+1] = ...", a.span)
                 continue
