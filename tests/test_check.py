@@ -179,11 +179,12 @@ def test_deconv_with_stride_1_is_refused():
 
 
 POISSON = open("specs/multigrid/poisson-v11.mg").read()
+assert "A[l] = R[l-1] . A[l-1] . P[l-1]" in POISSON and "laplace(u -> f)" in POISSON
 
 
 def test_prolongation_reused_on_another_grid_is_located():
     # P[l-0] in the Galerkin product: P[2] is built for grid 2 -> 1 there, and used from grid 3 in the refine
-    text = POISSON.replace("A[l]  = R[l-1] . A[l-1] . P[l-1]", "A[l]  = R[l-1] . A[l-1] . P[l-0]")
+    text = POISSON.replace("A[l] = R[l-1] . A[l-1] . P[l-1]", "A[l] = R[l-1] . A[l-1] . P[l-0]")
     diags, msg = errors(text, n=17)
     assert diags[0].span is not None and "is built for" in msg and "hint: " in msg
 
@@ -211,7 +212,7 @@ def test_refine_for_one_grid_only_is_located():
 
 @pytest.mark.parametrize("offset", ["l-2147483648", "l+1", "l-1000", "l-2"])
 def test_out_of_range_recursive_index_is_located(offset):
-    text = POISSON.replace("A[l]  = R[l-1] . A[l-1] . P[l-1]", f"A[l]  = R[l-1] . A[{offset}] . P[l-1]")
+    text = POISSON.replace("A[l] = R[l-1] . A[l-1] . P[l-1]", f"A[l] = R[l-1] . A[{offset}] . P[l-1]")
     diags, msg = errors(text, n=17)
     assert diags[0].span is not None and diags[0].span.line == 16, msg
     assert "grid" in diags[0].message, msg
