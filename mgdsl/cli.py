@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+import traceback
 
 from . import SpecError, __version__, compile_spec, parse_overrides
 
@@ -393,7 +394,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except Exception as e:  # an internal error: one line, a traceback only on request
         if os.environ.get("MGDSL_DEBUG"):
-            raise
+            traceback.print_exc()  # the whole traceback, with the same exit status as without it
+            return EXIT_INTERNAL
         print(f"mgdsl: internal error: {type(e).__name__}: {e} (set MGDSL_DEBUG=1 for a traceback)", file=sys.stderr)
         return EXIT_INTERNAL
 
