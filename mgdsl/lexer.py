@@ -22,8 +22,8 @@ def _keywords() -> list[str]:
 
 
 def _primitives() -> list[str]:
-    from .elaborate import ALL_PRIMS
-    return sorted(ALL_PRIMS)
+    from .prims import PRIMS
+    return sorted(PRIMS)
 
 
 class MgLexer(RegexLexer):

@@ -313,10 +313,10 @@ def type_prolong(p: Prim, c: Call, x: Ty, g: Grid):
 
 def type_transpose(p: Prim, c: Call, x: Ty, g: Grid):
     tpl = g.template(c.refs[0])
-    if len(tpl) != 1 or tpl[0].get("kind") != "restrict":
+    if len(tpl) != 1 or tpl[0].kind != "restrict":
         raise PrimError("transpose takes one restriction operator, e.g. transpose(R[l])",
                         "define R[l] = restrict(f -> f) and P[l] = transpose(R[l])")
-    stencil = PRIMS["restrict"].resolve(tpl[0].get("opts", {}))["stencil"]
+    stencil = PRIMS["restrict"].resolve(tpl[0].opts)["stencil"]
     return _prolong(p, stencil, x.space, x, g)
 
 
