@@ -112,6 +112,9 @@ def cmd_compile(args) -> int:
     ir = _ir(args)
     if args.train or args.resume:
         return _train(ir, args)
+    if args.ir:
+        print(ir.text())
+        return 0
     s = summary(ir)
     if args.json:
         print(json.dumps(s, indent=2))
@@ -311,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("spec", help=SPEC_HELP)
     _add_defines(c)
     c.add_argument("--json", action="store_true", help="print one JSON object")
+    c.add_argument("--ir", action="store_true", help="print the compiler's IR: instances and the unrolled graph")
     c.add_argument("--max-params", type=float, default=1e9, help="refuse larger models before allocation")
     c.add_argument("--train", metavar="DATASET",
                    help="train on digits, cifar10, cifar100, an .npz file or an image folder (default: only compile)")

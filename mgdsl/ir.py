@@ -179,7 +179,7 @@ class IR:
     def text(self) -> str:
         """The IR as text, like torch.fx's print(graph): instances (one module each), then the live graph."""
         from .prims import BY_LAYER
-        head = (f"ir {self.name} ({self.path}): input {self.input_name} {_shape(self.input_ty)}, {self.grids} grids "
+        head = (f"ir {self.name} ({self.path}): input {_shape(self.input_ty)}, {self.grids} grids "
                 f"{' '.join(f'{h}x{w}' for h, w in self.sizes.values())}, nu {self.nu}, cycle {self.cycle}")
         out = [head, "", "instances:"]
         for label, inst in self.instances.items():
