@@ -368,7 +368,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except Exception as e:  # an internal error: one line, a traceback only on request
         if os.environ.get("MGDSL_DEBUG"):
-            raise
+            import traceback
+            traceback.print_exc()
+            return 3
         print(f"mgdsl: internal error: {type(e).__name__}: {e} (set MGDSL_DEBUG=1 for a traceback)", file=sys.stderr)
         return 3
 

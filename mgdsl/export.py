@@ -18,6 +18,7 @@ from torch import nn
 from . import __version__, lowering as L
 from .diagnostics import Diagnostic, SpecError
 from .ir import IR
+from .prims import LowerCtx
 
 FORMATS = {"all": ("py", "onnx"), "py": ("py",), "onnx": ("onnx",)}
 ONNX_OPSET = 18
@@ -71,7 +72,7 @@ def load_weights(model: nn.Module, weights: str) -> None:
 # helper classes and functions of lowering.py that an exported model may need, with what they need themselves
 HELPERS = {
     L.Scale: (), L.GlobalAvgPool: (), L.Split: (), L.Delta: (), L.SubId: (),
-    L.Stencil: ("KERNELS", "PAD_MODES"), L.VarStencil: (), L._Deconv: (),
+    L.Stencil: ("KERNELS", "PAD_MODES"), L.VarStencil: (), L.Deconv: (),
     L.Jacobi: (L.VarStencil, L.Stencil, L.probe_diagonal), L.Inverse: (L.probe_matrix,),
     L.assemble: (L.VarStencil,), L.probe_diagonal: (), L.probe_matrix: (),
 }
@@ -140,8 +141,8 @@ class _Writer:
             return f"Scale({float(m.weight.detach())!r})"
         if t is L.SubId:
             return f"SubId({self.expr(m.chi)})"
-        if t is L._Deconv:
-            return (f"_Deconv({m.in_channels}, {m.out_channels}, {m.kernel_size[0]}, {m.padding[0]}, {m.groups}, "
+        if t is L.Deconv:
+            return (f"Deconv({m.in_channels}, {m.out_channels}, {m.kernel_size[0]}, {m.padding[0]}, {m.groups}, "
                     f"{m.bias is not None}, {m.out_size!r})")
         if t is L.Stencil:
             return (f"Stencil({_stencil_name(m)!r}, {m.channels}, stride={m.stride}, transposed={m.transposed}, "
@@ -166,7 +167,8 @@ class _Writer:
             rhs = self.var[id(m)]
         elif type(m) is L.VarStencil:  # a fixed channel-wise composition, assembled into one exact stencil
             self.need(L.assemble)
-            parts = [self.expr(L._layer_module(lay, inst, _Built(self.model), self.ir)) for lay in inst.layers]
+            ctx = LowerCtx(_Built(self.model), self.ir.instances)
+            parts = [self.expr(L._layer_module(lay, ctx)) for lay in inst.layers]
             t = inst.in_ty
             rhs = f"assemble(nn.Sequential({', '.join(parts)}), {t.channels}, ({t.height}, {t.width}))"
         elif type(m) is nn.Sequential:
