@@ -33,7 +33,6 @@ class MgLexer(RegexLexer):
     aliases = ["mg", "mgdsl"]
     filenames = ["*.mg"]
     mimetypes = ["text/x-mgdsl"]
-    url = "https://github.com/mgdsl/mgdsl"
 
     tokens = {
         "root": [
