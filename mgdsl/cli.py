@@ -2,20 +2,24 @@
 
 Exit codes: 0 ok (or "yes"); 1 the answer is "no" or a run did not succeed (not canonical, not equivalent,
 not converged, training stopped on a NaN loss); 2 a spec, data or argument error (located, with a hint);
-3 an internal error (a bug: one line, MGDSL_DEBUG=1 for the traceback); 130 interrupted."""
+3 undecided (`check --equiv` found no rule and no counterexample); 70 an internal error (a bug, EX_SOFTWARE:
+one line, MGDSL_DEBUG=1 for the traceback); 130 interrupted; 143 terminated (SIGTERM)."""
 from __future__ import annotations
 
 import argparse
 import json
 import os
 import sys
+import traceback
 
 from . import SpecError, __version__, compile_spec, parse_overrides
 from .cost import si
 
+EXIT_INTERNAL = 70  # sysexits.h EX_SOFTWARE: 1 and 3 are answers ("no", "undecided"), 2 is bad input
+
 EXIT_CODES = """exit codes: 0 ok; 1 the answer is no (not canonical, not equivalent, not converged) or a training
-run stopped; 2 spec, data or argument error (file:line:col, a hint); 3 internal error (MGDSL_DEBUG=1 shows
-the traceback); 130 interrupted."""
+run stopped; 2 spec, data or argument error (file:line:col, a hint); 3 undecided (check --equiv); 70 internal
+error (MGDSL_DEBUG=1 shows the traceback); 130 interrupted; 143 terminated."""
 
 SPEC_HELP = "a .mg file, or the name of a bundled spec (`mgdsl list`), e.g. mgnet or table2/resnet18"
 
@@ -375,11 +379,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except Exception as e:  # an internal error: one line, a traceback only on request
         if os.environ.get("MGDSL_DEBUG"):
-            import traceback
-            traceback.print_exc()
-            return 3
+            traceback.print_exc()  # the whole traceback, with the same exit status as without it
+            return EXIT_INTERNAL
         print(f"mgdsl: internal error: {type(e).__name__}: {e} (set MGDSL_DEBUG=1 for a traceback)", file=sys.stderr)
-        return 3
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

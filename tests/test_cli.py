@@ -117,7 +117,7 @@ def test_version_flag(capsys):
     assert e.value.code == 0 and capsys.readouterr().out == f"mgdsl {mgdsl.__version__}\n"
 
 
-def test_fmt_check_answers_with_exit_1_and_internal_errors_exit_3(tmp_path, capsys, monkeypatch):
+def test_fmt_check_answers_with_exit_1_and_internal_errors_exit_70(tmp_path, capsys, monkeypatch):
     spec = "specs/cnn/resnet.mg"
     ugly = tmp_path / "ugly.mg"
     ugly.write_text(open(spec).read().replace("  f_in      =", "  f_in ="))  # '=' no longer aligned
@@ -127,7 +127,7 @@ def test_fmt_check_answers_with_exit_1_and_internal_errors_exit_3(tmp_path, caps
     assert main(["fmt", "-i", str(ugly)]) == 0 and main(["fmt", "--check", str(ugly)]) == 0
     import mgdsl.fmt
     monkeypatch.setattr(mgdsl.fmt, "fmt", lambda model: 1 / 0)
-    assert main(["fmt", "specs/mgnet.mg"]) == 3
+    assert main(["fmt", "specs/mgnet.mg"]) == 70
     assert "internal error: ZeroDivisionError" in capsys.readouterr().err
 
 
