@@ -13,6 +13,7 @@ import sys
 import traceback
 
 from . import SpecError, __version__, compile_spec, parse_overrides
+from .cost import si
 
 EXIT_INTERNAL = 70  # sysexits.h EX_SOFTWARE: 1 and 3 are answers ("no", "undecided"), 2 is bad input
 
@@ -89,12 +90,14 @@ def _ir(args):
 def summary(ir) -> dict:
     """What `compile --json` prints: the facts a user checks against the paper."""
     from .check import sharing_table
+    from .cost import macs
+    cost = macs(ir)
     return {
-        "name": ir.name, "spec": ir.path, "params": ir.total_params,
+        "name": ir.name, "spec": ir.path, "params": ir.total_params, "macs": cost.total,
         "input_shape": list(ir.input_ty.shape), "output_shape": list(ir.output_ty.shape),
         "grids": ir.grids, "nu": ir.nu, "cycle": ir.cycle,
         "channels": {k: v for k, v in ir.spaces.items()},
-        "operators": sharing_table(ir),
+        "operators": [dict(row, macs=cost.by_instance[row["name"]]) for row in sharing_table(ir)],
     }
 
 
@@ -122,9 +125,11 @@ def cmd_compile(args) -> int:
     print(f"{s['name']}  ({s['spec']})")
     print(f"  input {tuple(s['input_shape'])} -> output {tuple(s['output_shape'])}, {ir.grids} grids, "
           f"nu = {ir.nu}, channels {s['channels']}")
-    print(f"  trainable parameters: {s['params']:,}\n")
-    rows = [dict(r, io=f"{r['in_space']}:{r['in']} -> {r['out_space']}:{r['out']}") for r in s["operators"]]
-    print(_table(rows, ["name", "scope", "kind", "io", "stride", "params", "uses"]))
+    print(f"  trainable parameters: {s['params']:,}")
+    print(f"  multiply-accumulates per image (forward): {s['macs']:,} ({si(s['macs'])})\n")
+    rows = [dict(r, io=f"{r['in_space']}:{r['in']} -> {r['out_space']}:{r['out']}", macs=si(r["macs"]))
+            for r in s["operators"]]
+    print(_table(rows, ["name", "scope", "kind", "io", "stride", "params", "uses", "macs"], right={"macs"}))
     return 0
 
 
@@ -232,6 +237,7 @@ def cmd_fmt(args) -> int:
 
 
 def cmd_list(args) -> int:
+    from .cost import macs
     from .library import bundled
     rows, failed = [], 0
     for spec in bundled():
@@ -244,7 +250,7 @@ def cmd_list(args) -> int:
             failed += 1
             rows.append({"name": spec.name, "error": str(e).splitlines()[0]})
             continue
-        rows.append({"name": spec.name, "model": ir.name, "params": ir.total_params,
+        rows.append({"name": spec.name, "model": ir.name, "params": ir.total_params, "macs": macs(ir).total,
                      "input_shape": list(ir.input_ty.shape), "output_shape": list(ir.output_ty.shape),
                      "path": spec.path})
     if args.names:
@@ -256,7 +262,8 @@ def cmd_list(args) -> int:
             r["size"] = "x".join(map(str, r.get("input_shape", ()))) + " -> " + "x".join(
                 map(str, r.get("output_shape", ()))) if "error" not in r else r["error"]
             r["params"] = f"{r['params']:,}" if "params" in r else "-"
-        print(_table(rows, ["name", "params", "size"], right={"params"}))
+            r["MACs"] = si(r["macs"]) if "macs" in r else "-"
+        print(_table(rows, ["name", "params", "MACs", "size"], right={"params", "MACs"}))
     return 2 if failed else 0
 
 
@@ -347,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_defines(r)
     r.set_defaults(fn=cmd_render)
 
-    ls = sub.add_parser("list", help="the bundled specs, one line each, with their parameter counts")
+    ls = sub.add_parser("list", help="the bundled specs, one line each, with parameters and MACs per image")
     ls.add_argument("--json", action="store_true", help="print one JSON list")
     ls.add_argument("--names", action="store_true", help="print only the names (for scripts)")
     ls.set_defaults(fn=cmd_list)
