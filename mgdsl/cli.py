@@ -13,6 +13,7 @@ import sys
 import traceback
 
 from . import SpecError, __version__, compile_spec, parse_overrides
+from .cost import si
 
 EXIT_INTERNAL = 70  # sysexits.h EX_SOFTWARE: 1 and 3 are answers ("no", "undecided"), 2 is bad input
 
@@ -89,12 +90,14 @@ def _ir(args):
 def summary(ir) -> dict:
     """What `compile --json` prints: the facts a user checks against the paper."""
     from .check import sharing_table
+    from .cost import macs
+    cost = macs(ir)
     return {
-        "name": ir.name, "spec": ir.path, "params": ir.total_params,
+        "name": ir.name, "spec": ir.path, "params": ir.total_params, "macs": cost.total,
         "input_shape": list(ir.input_ty.shape), "output_shape": list(ir.output_ty.shape),
         "grids": ir.grids, "nu": ir.nu, "cycle": ir.cycle,
         "channels": {k: v for k, v in ir.spaces.items()},
-        "operators": sharing_table(ir),
+        "operators": [dict(row, macs=cost.by_instance[row["name"]]) for row in sharing_table(ir)],
     }
 
 
@@ -112,6 +115,9 @@ def cmd_compile(args) -> int:
     ir = _ir(args)
     if args.train or args.resume:
         return _train(ir, args)
+    if args.ir:
+        print(ir.text())
+        return 0
     s = summary(ir)
     if args.json:
         print(json.dumps(s, indent=2))
@@ -119,9 +125,11 @@ def cmd_compile(args) -> int:
     print(f"{s['name']}  ({s['spec']})")
     print(f"  input {tuple(s['input_shape'])} -> output {tuple(s['output_shape'])}, {ir.grids} grids, "
           f"nu = {ir.nu}, channels {s['channels']}")
-    print(f"  trainable parameters: {s['params']:,}\n")
-    rows = [dict(r, io=f"{r['in_space']}:{r['in']} -> {r['out_space']}:{r['out']}") for r in s["operators"]]
-    print(_table(rows, ["name", "scope", "kind", "io", "stride", "params", "uses"]))
+    print(f"  trainable parameters: {s['params']:,}")
+    print(f"  multiply-accumulates per image (forward): {s['macs']:,} ({si(s['macs'])})\n")
+    rows = [dict(r, io=f"{r['in_space']}:{r['in']} -> {r['out_space']}:{r['out']}", macs=si(r["macs"]))
+            for r in s["operators"]]
+    print(_table(rows, ["name", "scope", "kind", "io", "stride", "params", "uses", "macs"], right={"macs"}))
     return 0
 
 
@@ -229,6 +237,7 @@ def cmd_fmt(args) -> int:
 
 
 def cmd_list(args) -> int:
+    from .cost import macs
     from .library import bundled
     rows, failed = [], 0
     for spec in bundled():
@@ -241,7 +250,7 @@ def cmd_list(args) -> int:
             failed += 1
             rows.append({"name": spec.name, "error": str(e).splitlines()[0]})
             continue
-        rows.append({"name": spec.name, "model": ir.name, "params": ir.total_params,
+        rows.append({"name": spec.name, "model": ir.name, "params": ir.total_params, "macs": macs(ir).total,
                      "input_shape": list(ir.input_ty.shape), "output_shape": list(ir.output_ty.shape),
                      "path": spec.path})
     if args.names:
@@ -253,7 +262,8 @@ def cmd_list(args) -> int:
             r["size"] = "x".join(map(str, r.get("input_shape", ()))) + " -> " + "x".join(
                 map(str, r.get("output_shape", ()))) if "error" not in r else r["error"]
             r["params"] = f"{r['params']:,}" if "params" in r else "-"
-        print(_table(rows, ["name", "params", "size"], right={"params"}))
+            r["MACs"] = si(r["macs"]) if "macs" in r else "-"
+        print(_table(rows, ["name", "params", "MACs", "size"], right={"params", "MACs"}))
     return 2 if failed else 0
 
 
@@ -281,6 +291,26 @@ def cmd_render(args) -> int:
     return 0
 
 
+def _solvable_first(cmd):
+    """`solve` sets -D n; first say plainly when the spec is not a fixed-stencil multigrid solve can run."""
+    def run(args) -> int:
+        from .diagnostics import Diagnostic
+        ir = compile_spec(args.spec, parse_overrides([d for d in args.defines if not d.startswith("n=")]))
+        why = ([] if "n" in ir.params else ["it has no `param n` (points per side)"]) + \
+              ([] if ir.input_ty.level == 1 and ir.output_ty.shape == ir.input_ty.shape else
+               [f"it maps {ir.input_ty.describe()} to {ir.output_ty.describe()}, not f to u on grid 1"]) + \
+              ([] if "A[1]" in ir.instances else ["it has no fine-grid operator A[1]"]) + \
+              [f"{i.label} is {i.klass} with {i.params:,} trained parameters" for i in ir.instances.values()
+               if not i.fixed][:1]
+        if why:
+            raise SpecError([Diagnostic(f"{ir.name} is not a fixed-stencil multigrid: " + "; ".join(why), None,
+                                        "solve needs `param n`, `input f : 1 x n x n`, a fixed A[1] (laplace), "
+                                        "fixed R, P and smoothers, and a cycle that returns u on grid 1, "
+                                        "e.g. specs/multigrid/poisson-v11.mg")], ir.source)
+        return cmd(args)
+    return run
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mgdsl", description="Compile, check, draw, train, solve and export MgNet specs.",
                                 epilog=_epilog(None), formatter_class=HelpFormatter)
@@ -291,6 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("spec", help=SPEC_HELP)
     _add_defines(c)
     c.add_argument("--json", action="store_true", help="print one JSON object")
+    c.add_argument("--ir", action="store_true", help="print the compiler's IR: instances and the unrolled graph")
     c.add_argument("--max-params", type=float, default=1e9, help="refuse larger models before allocation")
     c.add_argument("--train", metavar="DATASET",
                    help="train on digits, cifar10, cifar100, an .npz file or an image folder (default: only compile)")
@@ -323,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_defines(r)
     r.set_defaults(fn=cmd_render)
 
-    ls = sub.add_parser("list", help="the bundled specs, one line each, with their parameter counts")
+    ls = sub.add_parser("list", help="the bundled specs, one line each, with parameters and MACs per image")
     ls.add_argument("--json", action="store_true", help="print one JSON list")
     ls.add_argument("--names", action="store_true", help="print only the names (for scripts)")
     ls.set_defaults(fn=cmd_list)
@@ -350,6 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(fn=cmd_eval)
     from .solve import add_solve_parser
     add_solve_parser(sub, _add_defines)
+    solve = sub.choices["solve"]
+    solve.set_defaults(fn=_solvable_first(solve.get_default("fn")))
     from .rewrite import add_rewrite_parser
     add_rewrite_parser(sub, _add_defines)
     for name, command in sub.choices.items():  # one look for every command's --help

@@ -203,7 +203,9 @@ def fit(ir, cfg: Config, *, resume: bool = False, sync_bn: bool = False, callbac
     summary = None
     if lead and metrics:
         runs.plot(metrics, out / "curves.png")
-        summary = {"name": ir.name, "dataset": cfg.dataset, "params": params, "epochs": cfg.epochs,
+        from ..cost import macs
+        summary = {"name": ir.name, "dataset": cfg.dataset, "params": params, "macs": macs(ir).total,
+                   "epochs": cfg.epochs,
                    "final_test_acc": metrics[-1]["test_acc"], "best_test_acc": max(m["test_acc"] for m in metrics),
                    "seconds": sum(m["seconds"] for m in metrics), "wall_seconds": time.time() - t_run,
                    "device": str(device)}
