@@ -81,3 +81,14 @@ def test_sharing_table_in_the_text_output(table, capsys):
     out = capsys.readouterr().out
     line = next(l for l in out.splitlines() if l.startswith("B[1, 2]"))
     assert line.split()[-1] == "eta[1]" and "[l, i]" in line
+
+
+def test_galerkin_operator_lists_what_it_is_built_from(capsys):
+    """A[2] = R[1] . A[1] . P[1] (5.11) reuses those three modules; jacobi(A) and inverse(A) are built from A's
+    values but hold no reference to A's parameters, so they share nothing."""
+    assert main(["check", "--json", "specs/multigrid/poisson-v11.mg", "-D", "n=9"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)["operators"]}
+    assert rows["A[2]"]["shares"] == ["P[1]", "A[1]", "R[1]"]  # in the order they are applied
+    assert rows["A[2]"]["kind"] == "P[1]+A[1]+R[1]" and rows["A[2]"]["params"] == 0
+    assert rows["S[1]"]["shares"] == [] and rows["S[1]"]["kind"] == "jacobi"
+    assert rows["S[3]"]["shares"] == [] and rows["S[3]"]["kind"] == "inverse"
