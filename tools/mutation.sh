@@ -13,7 +13,9 @@
 #   execute the mutated function. PYTHONPATH is unset: mutmut puts its mutated tree first on sys.path
 #   itself, and the tests' own subprocesses (python -m mgdsl, torchrun) run from that tree (the tests'
 #   conftest changes into it) and read the active mutant from MUTANT_UNDER_TEST.
-# Environment: JOBS (default 2) parallel mutants, TIMEOUT (default 3600 s) for the whole run,
+# Environment: PYTEST_ARGS extra pytest arguments, e.g.
+#   PYTEST_ARGS="--deselect tests/test_lower.py::test_torch_compile_fullgraph_tiny_model" (30 s a run);
+# JOBS (default 2) parallel mutants, TIMEOUT (default 3600 s) for the whole run,
 # KEEP=1 keeps the scratch copy. Prints the counts and the surviving mutants (with diffs) at the end,
 # and writes them to $MUTATION_DIR/report.txt.
 # Install: pip install 'mutmut>=3.8,<4'   (the `mutation` extra of pyproject.toml).
@@ -52,6 +54,7 @@ mkdir -p "$work"
   echo "pytest_add_cli_args_test_selection ="
   for t in "${tests[@]}"; do echo "    $t"; done
   printf 'pytest_add_cli_args =\n    -p\n    no:cacheprovider\n'  # one argument a line
+  for a in ${PYTEST_ARGS:-}; do echo "    $a"; done
   echo "process_isolation = forkserver"
   echo "timeout_multiplier = 5"
 } > "$work/setup.cfg"
@@ -86,7 +89,8 @@ fi
 mutmut results --all true > results.txt 2>&1 || true
 {
   echo "module: $module"
-  echo "tests: ${tests[*]}"
+  echo "tests: ${tests[*]} ${PYTEST_ARGS:-}"
+  echo "source: $(cd "$root" && git rev-parse --short HEAD)$(cd "$root" && git diff --quiet HEAD -- "$module" || echo ' (with uncommitted changes)')"
   echo "mutmut: $(mutmut --version 2>/dev/null || pip show mutmut | grep ^Version)"
   echo "seconds: $secs (exit $rc)"
   python - results.txt <<'PY'
