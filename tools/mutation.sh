@@ -28,12 +28,16 @@ tests=("$@")
 if [ ${#tests[@]} -eq 0 ]; then
   # the test files that exercise each module (keep in step with docs/testing.md)
   case "$module" in
-    mgdsl/check.py)     tests=(tests/test_check.py tests/test_budget.py) ;;
-    mgdsl/lowering.py)  tests=(tests/test_lower.py tests/test_init.py tests/test_official.py tests/test_solve.py) ;;
+    mgdsl/check.py)     tests=(tests/test_check.py tests/test_budget.py tests/test_sharing_table.py
+                               tests/test_fixed_operators.py) ;;
+    mgdsl/lowering.py)  tests=(tests/test_lower.py tests/test_init.py tests/test_official.py tests/test_golden.py
+                               tests/test_prims.py tests/test_smoothers.py tests/test_solve.py)
+                        PYTEST_ARGS=${PYTEST_ARGS:---deselect tests/test_lower.py::test_torch_compile_fullgraph_tiny_model} ;;
     mgdsl/elaborate.py) tests=(tests/test_elaborate.py tests/test_check.py tests/test_located_errors.py tests/test_budget.py) ;;
     mgdsl/equiv.py)     tests=(tests/test_equiv.py) ;;
     mgdsl/train.py)     tests=(tests/test_train.py tests/test_options.py) ;;
-    mgdsl/solve.py)     tests=(tests/test_solve.py tests/test_options.py) ;;
+    mgdsl/solve.py)     tests=(tests/test_solve.py tests/test_smoothers.py tests/test_options.py)
+                        PYTEST_ARGS=${PYTEST_ARGS:--k "not sync and not amp and not channels and not compile"} ;;
     *) echo "no default tests for $module: name them" >&2; exit 2 ;;
   esac
 fi
