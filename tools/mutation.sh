@@ -59,7 +59,8 @@ mkdir -p "$work"
   echo "pytest_add_cli_args_test_selection ="
   for t in "${tests[@]}"; do echo "    $t"; done
   printf 'pytest_add_cli_args =\n    -p\n    no:cacheprovider\n'  # one argument a line
-  for a in ${PYTEST_ARGS:-}; do echo "    $a"; done
+  eval "extra=(${PYTEST_ARGS:-})"  # shell quoting respected: -k "not a and not b" is two arguments
+  for a in "${extra[@]}"; do echo "    $a"; done
   echo "process_isolation = forkserver"
   echo "timeout_multiplier = 5"
   echo "timeout_constant = 60"  # a busy machine: forking a worker and collecting tests take seconds
