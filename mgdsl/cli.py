@@ -148,8 +148,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     d = Config()
     S = argparse.SUPPRESS
     g = p.add_argument_group("training (with --train DATASET, or --resume RUN_DIR)")
-    g.add_argument("--test", default=S, help="evaluation set (an .npz beside an .npz train set, or an image folder)")
-    g.add_argument("--data", dest="data_root", default=S, help=f"folder for downloaded data sets ({d.data_root})")
+    g.add_argument("--test", default=S, help="evaluation set (an .npz beside an .npz train set, or an image folder); "
+                   "default: the data set's own test split")
+    g.add_argument("--data", dest="data_root", default=S, help=f"folder for downloaded data sets (default: {d.data_root})")
     g.add_argument("--recipe", choices=sorted(RECIPES), default=S,
                    help=f"hyper-parameters (default {DEFAULT_RECIPE}). budget: Nesterov, weight decay 5e-4, label "
                         "smoothing 0.1, 1 epoch linear warm-up then linear decay to 0 at the last epoch (per batch), "
@@ -157,43 +158,45 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
                         "its 120 epochs (lr 0.1 / 10 every 30, no weight decay); with --epochs E the steps come every "
                         "round(30 E / 120) epochs (E = 15: at 4, 8, 12). official: the authors' code (300 epochs, "
                         "wd 5e-4, / 10 every 50), compressed the same way")
-    g.add_argument("--epochs", type=int, default=S, help="epochs (resuming: a larger number extends the run)")
-    g.add_argument("--batch-size", type=int, default=S)
-    g.add_argument("--lr", type=float, default=S, help="peak learning rate")
-    g.add_argument("--momentum", type=float, default=S)
-    g.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=S)
-    g.add_argument("--weight-decay", type=float, default=S)
-    g.add_argument("--label-smoothing", type=float, default=S)
+    g.add_argument("--epochs", type=int, default=S,
+                   help="epochs (resuming: a larger number extends the run); " + _from_recipe(RECIPES, "epochs"))
+    g.add_argument("--batch-size", type=int, default=S, help="images per step, over all processes; " + _from_recipe(RECIPES, "batch_size"))
+    g.add_argument("--lr", type=float, default=S, help="peak learning rate; " + _from_recipe(RECIPES, "lr"))
+    g.add_argument("--momentum", type=float, default=S, help="SGD momentum; " + _from_recipe(RECIPES, "momentum"))
+    g.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=S,
+                   help="Nesterov momentum; " + _from_recipe(RECIPES, "nesterov"))
+    g.add_argument("--weight-decay", type=float, default=S, help="L2 weight decay; " + _from_recipe(RECIPES, "weight_decay"))
+    g.add_argument("--label-smoothing", type=float, default=S, help="in the training loss; " + _from_recipe(RECIPES, "label_smoothing"))
     g.add_argument("--schedule", choices=["step", "linear"], default=S,
-                   help="step: lr * lr_gamma every lr_step epochs; linear: warm-up, then linear decay to 0")
-    g.add_argument("--lr-step", type=int, default=S)
-    g.add_argument("--lr-gamma", type=float, default=S)
-    g.add_argument("--warmup-epochs", type=float, default=S)
+                   help="step: lr * lr_gamma every lr_step epochs; linear: warm-up, then linear decay to 0; " + _from_recipe(RECIPES, "schedule"))
+    g.add_argument("--lr-step", type=int, default=S, help="epochs between steps (step schedule); " + _from_recipe(RECIPES, "lr_step"))
+    g.add_argument("--lr-gamma", type=float, default=S, help="factor at each step; " + _from_recipe(RECIPES, "lr_gamma"))
+    g.add_argument("--warmup-epochs", type=float, default=S, help="linear warm-up from 0; " + _from_recipe(RECIPES, "warmup_epochs"))
     g.add_argument("--tta", action=argparse.BooleanOptionalAction, default=S,
                    help="test-time augmentation: average the logits of each test image and its mirror (only "
-                        "when training flips)")
-    g.add_argument("--no-augment", dest="augment", action="store_false", default=S, help="no random crop or flip")
+                        "when training flips); " + _from_recipe(RECIPES, "tta"))
+    g.add_argument("--no-augment", dest="augment", action="store_false", default=S, help="no random crop or flip (default: crop and the data set's flip rule)")
     g.add_argument("--flip", action=argparse.BooleanOptionalAction, default=S,
                    help="random horizontal flips (default: on for natural images - cifar10, cifar100, image "
                         "folders; off for digits and .npz files)")
-    g.add_argument("--device", choices=["auto", "cpu", "cuda"], default=S)
-    g.add_argument("--amp", action="store_true", default=S, help="bf16 autocast")
-    g.add_argument("--channels-last", action="store_true", default=S)
-    g.add_argument("--compile", action="store_true", default=S, help="torch.compile the model")
-    g.add_argument("--sync-bn", action="store_true", default=S, help="SyncBatchNorm across processes (torchrun)")
+    g.add_argument("--device", choices=["auto", "cpu", "cuda"], default=S, help="default: auto (cuda when available)")
+    g.add_argument("--amp", action="store_true", default=S, help="bf16 autocast (default: off)")
+    g.add_argument("--channels-last", action="store_true", default=S, help="NHWC memory format (default: off)")
+    g.add_argument("--compile", action="store_true", default=S, help="torch.compile the model (default: off)")
+    g.add_argument("--sync-bn", action="store_true", default=S, help="SyncBatchNorm across processes (torchrun, CUDA only; default: off)")
     g.add_argument("--seed", type=int, default=S, help=f"default {d.seed}")
     g.add_argument("--threads", type=int, default=S, help="torch CPU threads (default: torch's choice)")
     g.add_argument("--log-interval", type=int, default=S, metavar="N",
                    help="without a terminal: a line every N batches (default: epoch lines only); on a terminal "
                         "a progress bar")
     g.add_argument("--tensorboard", action="store_true", default=S,
-                   help="write TensorBoard scalars (loss, accuracy, lr, images/s) to OUT/tensorboard")
+                   help="write TensorBoard scalars (loss, accuracy, lr, images/s) to OUT/tensorboard (default: off)")
     g.add_argument("--out", default=S, help="output folder (default runs/NAME-DATASET, numbered if taken)")
-    g.add_argument("--overwrite", action="store_true", default=S, help="let --out replace the run already in it")
+    g.add_argument("--overwrite", action="store_true", default=S, help="let --out replace the run already in it (default: off: refused)")
     g.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its own spec, -D, data and recipe "
-                   "(add --epochs N to extend it)")
+                   "(add --epochs N to extend it); default: a new run")
     g.add_argument("--config", metavar="FILE", help="a YAML or JSON file of flag values (keys as the flags, e.g. "
-                   "batch_size: 64, defines: [width=32]); a run's config.json works too; flags given win")
+                   "batch_size: 64, defines: [width=32]); a run's config.json works too; flags given win; default: none")
     g.add_argument("--print-config", action="store_true", help="print the resolved training config and exit")
 
 
@@ -509,8 +512,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_defines(e)
     e.add_argument("--weights", help="a .pt file (default RUN_DIR/model.pt; RUN_DIR/best.pt is the best epoch)")
     e.add_argument("--test", help="score this test set instead (scored whole): digits, cifar10, cifar100, an .npz "
-                   "or an image folder")
-    e.add_argument("--data", dest="data_root", help="folder for downloaded data sets")
+                   "or an image folder; default: the run's own test set")
+    e.add_argument("--data", dest="data_root", help="folder for downloaded data sets (default: the run's, else ~/.cache/mgdsl)")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.set_defaults(fn=cmd_eval)
     from .solve import add_solve_parser
