@@ -78,8 +78,8 @@ def cmd_rewrite(args) -> int:
 
 def add_rewrite_parser(sub, add_defines) -> None:
     r = sub.add_parser("rewrite", help="write the spec a theorem constructs (classic CNN -> Mg-ResNet)")
-    r.add_argument("spec")
-    r.add_argument("--to", required=True, choices=["mg-resnet"])
-    r.add_argument("-o", "--output", required=True)
+    r.add_argument("spec", help="the classic network (a .mg file or a bundled name)")
+    r.add_argument("--to", required=True, choices=["mg-resnet"], help="the form to construct (Theorem 8.3)")
+    r.add_argument("-o", "--output", required=True, help="the spec file to write")
     add_defines(r)
     r.set_defaults(fn=cmd_rewrite)
