@@ -3,9 +3,10 @@ count, linearity class, MACs, the torch module it lowers to) in one entry, read 
 checker, the cost model and the lowering alike. torch is imported only inside the `lower` functions."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Protocol
 
+from .diagnostics import did_you_mean
 from .ir import Layer, Ty
 
 # fixed stencils of the paper: K_A (5.4), K_R bilinear (4.13) and linear (4.14), R_ave (4.15)
@@ -124,7 +125,6 @@ class Prim:
             o = self.option(key)
             if o is None:
                 keys = [v for o in self.options for v in (o.values if o.bare else (o.key,))]
-                from .diagnostics import did_you_mean
                 raise PrimError(f"{self.name} has no option '{key}'",
                                 did_you_mean(key, keys) or (f"options: {', '.join(keys)}" if keys else
                                                             f"{self.name} takes no options"))
