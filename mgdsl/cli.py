@@ -1,17 +1,82 @@
-"""The `mgdsl` command: a thin layer over the pipeline stages; exit 0 ok, 2 spec error, 1 runtime error."""
+"""The `mgdsl` command: a thin layer over the pipeline stages.
+
+Exit codes: 0 ok (or "yes"); 1 the answer is "no" or a run did not succeed (not canonical, not equivalent,
+not converged, training stopped on a NaN loss); 2 a spec, data or argument error (located, with a hint);
+3 undecided (`check --equiv` found no rule and no counterexample); 70 an internal error (a bug, EX_SOFTWARE:
+one line, MGDSL_DEBUG=1 for the traceback); 130 interrupted; 143 terminated (SIGTERM)."""
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shlex
 import sys
+import traceback
 
-from . import SpecError, compile_spec, parse_overrides
+from . import SpecError, __version__, compile_spec, parse_overrides
+from .cost import si
+
+EXIT_INTERNAL = 70  # sysexits.h EX_SOFTWARE: 1 and 3 are answers ("no", "undecided"), 2 is bad input
+
+EXIT_CODES = """exit codes: 0 ok; 1 the answer is no (not canonical, not equivalent, not converged) or a training
+run stopped; 2 spec, data or argument error (file:line:col, a hint); 3 undecided (check --equiv); 70 internal
+error (MGDSL_DEBUG=1 shows the traceback); 130 interrupted; 143 terminated."""
+
+SPEC_HELP = "a .mg file, or the name of a bundled spec (`mgdsl list`), e.g. mgnet or table2/resnet18"
+
+# the examples that end each command's --help (tests/test_cli.py parses every one of them)
+EXAMPLES = {
+    "compile": ["mgdsl compile mgnet",
+                "mgdsl compile table2/mgnet-256-256-pi1 --json",
+                "mgdsl compile mgnet -D width=32 --train digits --epochs 20"],
+    "check": ["mgdsl check mgnet",
+              "mgdsl check mgnet --equiv iresnet",
+              "mgdsl check cnn/resnet --json"],
+    "fmt": ["mgdsl fmt my-net.mg",
+            "mgdsl fmt --check specs/*.mg specs/*/*.mg",
+            "mgdsl fmt -i my-net.mg"],
+    "render": ["mgdsl render mgnet -o mgnet.svg",
+               "mgdsl render table2/resnet18 mgnet -D width=64 -o side-by-side.png",
+               "mgdsl render multigrid/poisson-v11 --expand -o v11.pdf"],
+    "eval": ["mgdsl eval mgnet -D width=32 --weights runs/mgnet-digits/model.pt --test digits",
+             "mgdsl eval mgnet -D width=32 --weights runs/mgnet-x/model.pt --test test.npz"],
+    "solve": ["mgdsl solve multigrid/poisson-v11 --n 129",
+              "mgdsl solve multigrid/poisson-v22 --n 257 --json",
+              "mgdsl solve multigrid/poisson-w11 --n 65 --plot w11.png"],
+    "rewrite": ["mgdsl rewrite cnn/classic-cnn --to mg-resnet -o mg-resnet.mg",
+                "mgdsl rewrite cnn/classic-cnn --to mg-resnet -D width=16 -o small.mg"],
+    "list": ["mgdsl list",
+             "mgdsl list --json",
+             "mgdsl list --names | grep table2"],
+    "export": ["mgdsl export mgnet -D width=32 -o mgnet32",
+               "mgdsl export mgnet -D width=32 --weights runs/mgnet-digits -o mgnet_digits",
+               "mgdsl export table2/resnet18 --format py -o resnet18"],
+}
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Examples kept as written; every option shows its default (an option without one says so itself)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (not action.option_strings or action.required or action.default is argparse.SUPPRESS
+                or "default" in text or action.default is None):
+            return text
+        if action.default is False:
+            return f"{text} (default: off)"
+        if action.default == []:
+            return f"{text} (default: none)"
+        return f"{text} (default: %(default)s)"
+
+
+def _epilog(command: str | None) -> str:
+    lines = EXAMPLES.get(command, []) if command else [ex[0] for ex in EXAMPLES.values()]
+    return "examples:\n" + "\n".join(f"  {x}" for x in lines) + "\n\n" + EXIT_CODES
 
 
 def _add_defines(p: argparse.ArgumentParser) -> None:
     p.add_argument("-D", dest="defines", action="append", default=[], metavar="NAME=VALUE",
-                   help="override a `param` of the spec, e.g. -D width=32")
+                   help="override a `param` of the spec, e.g. -D width=32; repeatable")
 
 
 def _ir(args):
@@ -26,26 +91,37 @@ def _ir(args):
 def summary(ir) -> dict:
     """What `compile --json` prints: the facts a user checks against the paper."""
     from .check import sharing_table
+    from .cost import macs
+    cost = macs(ir)
     return {
-        "name": ir.name, "spec": ir.path, "params": ir.total_params,
+        "name": ir.name, "spec": ir.path, "params": ir.total_params, "macs": cost.total,
         "input_shape": list(ir.input_ty.shape), "output_shape": list(ir.output_ty.shape),
         "grids": ir.grids, "nu": ir.nu, "cycle": ir.cycle,
         "channels": {k: v for k, v in ir.spaces.items()},
-        "operators": sharing_table(ir),
+        "operators": [dict(row, macs=cost.by_instance[row["name"]]) for row in sharing_table(ir)],
     }
 
 
-def _table(rows: list[dict], cols: list[str]) -> str:
+def _table(rows: list[dict], cols: list[str], right: set[str] = frozenset()) -> str:
     widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
-    head = "  ".join(c.ljust(widths[c]) for c in cols)
-    body = ["  ".join(str(r[c]).ljust(widths[c]) for c in cols) for r in rows]
+
+    def cell(c: str, v) -> str:
+        return str(v).rjust(widths[c]) if c in right else str(v).ljust(widths[c])
+    head = "  ".join(cell(c, c) for c in cols).rstrip()
+    body = ["  ".join(cell(c, r[c]) for c in cols).rstrip() for r in rows]
     return "\n".join([head, "-" * len(head), *body])
 
 
 def cmd_compile(args) -> int:
-    ir = _ir(args)
-    if args.train or args.resume:
+    if args.spec is None and not args.resume:
+        from .training.data import DataError
+        raise DataError("compile: the spec file is missing", "mgdsl compile SPEC [...], or mgdsl compile --resume DIR")
+    ir = _ir(args) if args.spec is not None else None
+    if getattr(args, "train", None) or args.resume or args.print_config:
         return _train(ir, args)
+    if args.ir:
+        print(ir.text())
+        return 0
     s = summary(ir)
     if args.json:
         print(json.dumps(s, indent=2))
@@ -53,60 +129,185 @@ def cmd_compile(args) -> int:
     print(f"{s['name']}  ({s['spec']})")
     print(f"  input {tuple(s['input_shape'])} -> output {tuple(s['output_shape'])}, {ir.grids} grids, "
           f"nu = {ir.nu}, channels {s['channels']}")
-    print(f"  trainable parameters: {s['params']:,}\n")
-    rows = [dict(r, io=f"{r['in_space']}:{r['in']} -> {r['out_space']}:{r['out']}") for r in s["operators"]]
-    print(_table(rows, ["name", "scope", "kind", "io", "stride", "params", "uses"]))
+    print(f"  trainable parameters: {s['params']:,}")
+    print(f"  multiply-accumulates per image (forward): {s['macs']:,} ({si(s['macs'])})\n")
+    rows = [dict(r, io=f"{r['in_space']}:{r['in']} -> {r['out_space']}:{r['out']}", macs=si(r["macs"]))
+            for r in s["operators"]]
+    print(_table(rows, ["name", "scope", "kind", "io", "stride", "params", "uses", "macs"], right={"macs"}))
     return 0
 
 
+def _from_recipe(recipes: dict, key: str) -> str:
+    return "default: from the recipe (" + ", ".join(f"{n} {r[key]}" for n, r in recipes.items()) + ")"
+
+
 def add_train_args(p: argparse.ArgumentParser) -> None:
-    from .training import Options
-    from .training.recipes import RECIPES
-    d = Options()
-    g = p.add_argument_group("training (with --train)")
-    g.add_argument("--test", help="evaluation set for an .npz train set (same layout)")
-    g.add_argument("--data", dest="data_root", default=d.data_root, help="folder for downloaded data sets")
-    g.add_argument("--recipe", choices=sorted(RECIPES), default=d.recipe)
-    g.add_argument("--epochs", type=int)
-    g.add_argument("--batch-size", type=int)
-    g.add_argument("--lr", type=float)
-    g.add_argument("--weight-decay", type=float)
-    g.add_argument("--device", choices=["auto", "cpu", "cuda"], default=d.device)
-    g.add_argument("--amp", action="store_true", help="bf16 autocast")
-    g.add_argument("--channels-last", action="store_true")
-    g.add_argument("--compile", action="store_true", help="torch.compile the model")
-    g.add_argument("--seed", type=int, default=d.seed)
-    g.add_argument("--out", help="output folder (default runs/NAME-DATASET, numbered if taken)")
-    g.add_argument("--overwrite", action="store_true", help="let --out replace the run already in it")
-    g.add_argument("--resume", metavar="DIR", help="continue the run in DIR exactly")
-    g.add_argument("--no-augment", action="store_true", help="no random crop / flip")
-    g.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across processes under torchrun")
+    """The training flags; none has an argparse default, so the namespace holds only what the user gave
+    (a --config file counts as given) and the recipe fills in the rest."""
+    from .training.recipes import DEFAULT_RECIPE, RECIPES, Config
+    d = Config()
+    S = argparse.SUPPRESS
+    g = p.add_argument_group("training (with --train DATASET, or --resume RUN_DIR)")
+    g.add_argument("--test", default=S, help="evaluation set (an .npz beside an .npz train set, or an image folder)")
+    g.add_argument("--data", dest="data_root", default=S, help=f"folder for downloaded data sets ({d.data_root})")
+    g.add_argument("--recipe", choices=sorted(RECIPES), default=S,
+                   help=f"hyper-parameters (default {DEFAULT_RECIPE}). budget: Nesterov, weight decay 5e-4, label "
+                        "smoothing 0.1, 1 epoch linear warm-up then linear decay to 0 at the last epoch (per batch), "
+                        "flip test-time augmentation; for any --epochs (default 15). paper: section 9.2 exactly at "
+                        "its 120 epochs (lr 0.1 / 10 every 30, no weight decay); with --epochs E the steps come every "
+                        "round(30 E / 120) epochs (E = 15: at 4, 8, 12). official: the authors' code (300 epochs, "
+                        "wd 5e-4, / 10 every 50), compressed the same way")
+    g.add_argument("--epochs", type=int, default=S, help="epochs (resuming: a larger number extends the run)")
+    g.add_argument("--batch-size", type=int, default=S)
+    g.add_argument("--lr", type=float, default=S, help="peak learning rate")
+    g.add_argument("--momentum", type=float, default=S)
+    g.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=S)
+    g.add_argument("--weight-decay", type=float, default=S)
+    g.add_argument("--label-smoothing", type=float, default=S)
+    g.add_argument("--schedule", choices=["step", "linear"], default=S,
+                   help="step: lr * lr_gamma every lr_step epochs; linear: warm-up, then linear decay to 0")
+    g.add_argument("--lr-step", type=int, default=S)
+    g.add_argument("--lr-gamma", type=float, default=S)
+    g.add_argument("--warmup-epochs", type=float, default=S)
+    g.add_argument("--tta", action=argparse.BooleanOptionalAction, default=S,
+                   help="test-time augmentation: average the logits of each test image and its mirror (only "
+                        "when training flips)")
+    g.add_argument("--no-augment", dest="augment", action="store_false", default=S, help="no random crop or flip")
+    g.add_argument("--flip", action=argparse.BooleanOptionalAction, default=S,
+                   help="random horizontal flips (default: on for natural images - cifar10, cifar100, image "
+                        "folders; off for digits and .npz files)")
+    g.add_argument("--device", choices=["auto", "cpu", "cuda"], default=S)
+    g.add_argument("--amp", action="store_true", default=S, help="bf16 autocast")
+    g.add_argument("--channels-last", action="store_true", default=S)
+    g.add_argument("--compile", action="store_true", default=S, help="torch.compile the model")
+    g.add_argument("--sync-bn", action="store_true", default=S, help="SyncBatchNorm across processes (torchrun)")
+    g.add_argument("--seed", type=int, default=S, help=f"default {d.seed}")
+    g.add_argument("--threads", type=int, default=S, help="torch CPU threads (default: torch's choice)")
+    g.add_argument("--log-interval", type=int, default=S, metavar="N",
+                   help="without a terminal: a line every N batches (default: epoch lines only); on a terminal "
+                        "a progress bar")
+    g.add_argument("--tensorboard", action="store_true", default=S,
+                   help="write TensorBoard scalars (loss, accuracy, lr, images/s) to OUT/tensorboard")
+    g.add_argument("--out", default=S, help="output folder (default runs/NAME-DATASET, numbered if taken)")
+    g.add_argument("--overwrite", action="store_true", default=S, help="let --out replace the run already in it")
+    g.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its own spec, -D, data and recipe "
+                   "(add --epochs N to extend it)")
+    g.add_argument("--config", metavar="FILE", help="a YAML or JSON file of flag values (keys as the flags, e.g. "
+                   "batch_size: 64, defines: [width=32]); a run's config.json works too; flags given win")
+    g.add_argument("--print-config", action="store_true", help="print the resolved training config and exit")
+
+
+def _given(args) -> dict:
+    """The training options the user gave (flags or --config), by Config field name."""
+    from .training.recipes import CONFIG_KEYS
+    return {k: getattr(args, k) for k in CONFIG_KEYS if hasattr(args, k)}
+
+
+def load_config_file(path: str, parser: argparse.ArgumentParser) -> dict:
+    """A --config file as parser defaults: YAML (needs pyyaml) or JSON; a run's config.json gives its
+    config and -D values. Unknown keys and values of the wrong type are errors."""
+    from .training.data import DataError
+    from .training.recipes import CONFIG_KEYS
+    try:
+        text = open(path).read()
+    except OSError as e:
+        raise DataError(f"--config {path}: {e.strerror}") from None
+    if path.endswith(".json"):
+        try:
+            raw = json.loads(text)
+        except ValueError as e:
+            raise DataError(f"--config {path}: not valid JSON ({e})") from None
+    else:
+        try:
+            import yaml
+        except ImportError:
+            raise DataError(f"--config {path}: reading YAML needs pyyaml (pip install pyyaml), or pass JSON") from None
+        try:
+            raw = yaml.safe_load(text) or {}
+        except yaml.YAMLError as e:
+            raise DataError(f"--config {path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise DataError(f"--config {path}: expected a mapping of flag names to values")
+    if isinstance(raw.get("config"), dict):  # a run's config.json: its config and its -D values
+        spec = raw.get("spec") or {}
+        raw = {k: v for k, v in raw["config"].items() if k not in ("out", "overwrite")}
+        raw["defines"] = [f"{k}={v}" for k, v in (spec.get("defines") or {}).items()]
+    actions = {a.dest: a for a in parser._actions}
+    out = {}
+    for key, value in raw.items():
+        k = key.replace("-", "_")
+        if k not in CONFIG_KEYS and k not in ("defines", "resume"):
+            raise DataError(f"--config {path}: unknown key '{key}'",
+                            f"known: {', '.join(sorted(CONFIG_KEYS + ('defines',)))}")
+        a = actions.get(k)
+        if value is not None and a is not None:
+            if a.nargs == 0 or isinstance(a, argparse.BooleanOptionalAction):
+                if not isinstance(value, bool):
+                    raise DataError(f"--config {path}: {key} must be true or false, not {value!r}")
+            elif k == "defines":
+                value = [str(v) for v in (value if isinstance(value, list) else [value])]
+            elif a.type is not None:
+                try:
+                    value = a.type(value) if not isinstance(value, bool) else None
+                    assert value is not None
+                except (TypeError, ValueError, AssertionError):
+                    raise DataError(f"--config {path}: {key} must be a {a.type.__name__}, not {raw[key]!r}") from None
+            if a.choices is not None and value not in a.choices:
+                raise DataError(f"--config {path}: {key} must be one of {', '.join(map(str, a.choices))}")
+        out[k] = value
+    return out
 
 
 def _train(ir, args) -> int:
-    """compile --train: run training and print its summary; NaN loss exits 1, Ctrl-C 130."""
-    from .training import OPTION_NAMES, train
+    """compile --train / --resume: run training and print its summary; NaN loss exits 1, Ctrl-C 130."""
+    from .training import train
     from .training.loop import Diverged, Interrupted
-    opts = {k: getattr(args, k) for k in OPTION_NAMES if k != "augment"}
-    opts["augment"] = not args.no_augment
+    given = _given(args)
+    if args.print_config:
+        return _print_config(args, given)
     try:
-        summary = train(ir, args.train, **opts)
+        summary = train(ir, given.pop("train", None), resume=args.resume, defines=args.defines, **given)
     except Diverged as e:
         if os.environ.get("RANK", "0") == "0":
             print(f"mgdsl: stopped: {e}; the last good checkpoint is {e.checkpoint}", file=sys.stderr)
         return 1
     except Interrupted as e:
         if os.environ.get("RANK", "0") == "0":
-            print(f"mgdsl: interrupted; resume with --resume {e.out}", file=sys.stderr)
+            print(f"mgdsl: interrupted; the run in {e.out} is complete up to its last epoch; continue it with:\n"
+                  f"  mgdsl compile --resume {shlex.quote(str(e.out))}", file=sys.stderr)
         return 130
     if summary is not None:
         print(json.dumps(summary))
     return 0
 
 
+def _print_config(args, given: dict) -> int:
+    """--print-config: the resolved config (recipe filled in), in a form --config reads back."""
+    from dataclasses import asdict
+
+    from .training.data import flip_default
+    from .training.recipes import Config, resolve
+    cfg = Config(**given)
+    cfg = resolve(cfg, flip_default(cfg.train) if cfg.train else False)
+    d = {k: v for k, v in asdict(cfg).items() if k not in ("out", "overwrite") or v}
+    d["defines"] = list(args.defines)
+    try:
+        import yaml
+        print(yaml.safe_dump(d, sort_keys=False), end="")
+    except ImportError:
+        print(json.dumps(d, indent=2))
+    return 0
+
+
 def cmd_eval(args) -> int:
-    from .training import evaluate_weights
-    print(json.dumps(evaluate_weights(_ir(args), args.weights, args.test, args.data_root)))
+    from .training import evaluate_run
+    r = evaluate_run(args.target, defines=args.defines, weights=args.weights, test=args.test,
+                     data_root=args.data_root)
+    if args.json:
+        print(json.dumps(r))
+    else:
+        print(f"{r['weights']}: top-1 {100 * r['top1']:.2f}% ({round(r['top1'] * r['n'])} / {r['n']}), "
+              f"loss {r['loss']:.4f} on {r['test']}{' with flip TTA' if r['tta'] else ''}")
     return 0
 
 
@@ -127,23 +328,77 @@ def cmd_check(args) -> int:
 
 
 def cmd_fmt(args) -> int:
+    from .diagnostics import Diagnostic, Source
     from .fmt import fmt
+    from .library import resolve
     from .syntax import parse, read_source
-    text = read_source(args.spec)
-    out = fmt(parse(text, args.spec))
-    if args.check:
-        if out != text:
-            print(f"{args.spec}: not canonical (run mgdsl fmt -i)", file=sys.stderr)
-            return 1
+    if args.check and args.in_place:
+        raise SpecError([Diagnostic("--check and -i exclude each other", None, "check first, then rewrite")])
+    canonical = True
+    for spec in args.specs:
+        path = resolve(spec)
+        if args.in_place and path != spec:
+            raise SpecError([Diagnostic(f"{spec} is a bundled spec, not a file here: -i does not rewrite it", None,
+                                        f"copy it first: mgdsl fmt {spec} > my.mg")], Source(spec, ""))
+        text = read_source(path)
+        out = fmt(parse(text, path))
+        if args.check:
+            if out != text:
+                print(f"{spec}: not canonical (mgdsl fmt -i {spec} rewrites it)", file=sys.stderr)
+                canonical = False
+        elif args.in_place:
+            if out != text:
+                tmp = path + ".tmp"
+                with open(tmp, "w") as fh:
+                    fh.write(out)
+                os.replace(tmp, path)
+        else:
+            sys.stdout.write(out)
+    return 0 if canonical else 1
+
+
+def cmd_list(args) -> int:
+    from .cost import macs
+    from .library import bundled
+    rows, failed = [], 0
+    for spec in bundled():
+        if args.names:
+            print(spec.name)
+            continue
+        try:
+            ir = compile_spec(spec.path)
+        except SpecError as e:
+            failed += 1
+            rows.append({"name": spec.name, "error": str(e).splitlines()[0]})
+            continue
+        rows.append({"name": spec.name, "model": ir.name, "params": ir.total_params, "macs": macs(ir).total,
+                     "input_shape": list(ir.input_ty.shape), "output_shape": list(ir.output_ty.shape),
+                     "path": spec.path})
+    if args.names:
         return 0
-    if args.in_place:
-        if out != text:
-            tmp = args.spec + ".tmp"
-            with open(tmp, "w") as fh:
-                fh.write(out)
-            os.replace(tmp, args.spec)
-        return 0
-    sys.stdout.write(out)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            r["size"] = "x".join(map(str, r.get("input_shape", ()))) + " -> " + "x".join(
+                map(str, r.get("output_shape", ()))) if "error" not in r else r["error"]
+            r["params"] = f"{r['params']:,}" if "params" in r else "-"
+            r["MACs"] = si(r["macs"]) if "macs" in r else "-"
+        print(_table(rows, ["name", "params", "MACs", "size"], right={"params", "MACs"}))
+    return 2 if failed else 0
+
+
+def cmd_export(args) -> int:
+    from .export import export, run_config, training_note
+    cfg = run_config(args.weights)  # a training run: its -D values, data shape and classes unless overridden
+    args.defines = [f"{k}={v}" for k, v in (cfg.get("params_override") or {}).items()] + args.defines
+    ir = _ir(args)
+    if cfg.get("input_shape") and cfg.get("classes") and (
+            list(ir.input_ty.shape) != cfg["input_shape"] or ir.classes != cfg["classes"]):
+        from .training import adapt
+        ir = adapt(ir, tuple(cfg["input_shape"]), cfg["classes"])
+    for path in export(ir, args.output, weights=args.weights, formats=args.format, note=training_note(cfg)):
+        print(path)
     return 0
 
 
@@ -157,62 +412,124 @@ def cmd_render(args) -> int:
     return 0
 
 
+def _solvable_first(cmd):
+    """`solve` sets -D n; first say plainly when the spec is not a fixed-stencil multigrid solve can run."""
+    def run(args) -> int:
+        from .diagnostics import Diagnostic
+        ir = compile_spec(args.spec, parse_overrides([d for d in args.defines if not d.startswith("n=")]))
+        why = ([] if "n" in ir.params else ["it has no `param n` (points per side)"]) + \
+              ([] if ir.input_ty.level == 1 and ir.output_ty.shape == ir.input_ty.shape else
+               [f"it maps {ir.input_ty.describe()} to {ir.output_ty.describe()}, not f to u on grid 1"]) + \
+              ([] if "A[1]" in ir.instances else ["it has no fine-grid operator A[1]"]) + \
+              [f"{i.label} is {i.klass} with {i.params:,} trained parameters" for i in ir.instances.values()
+               if not i.fixed][:1]
+        if why:
+            raise SpecError([Diagnostic(f"{ir.name} is not a fixed-stencil multigrid: " + "; ".join(why), None,
+                                        "solve needs `param n`, `input f : 1 x n x n`, a fixed A[1] (laplace), "
+                                        "fixed R, P and smoothers, and a cycle that returns u on grid 1, "
+                                        "e.g. specs/multigrid/poisson-v11.mg")], ir.source)
+        return cmd(args)
+    return run
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """parse_args, with a --config file's values as the compile command's defaults (timm's convention)."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config")
+    known, _ = pre.parse_known_args(argv)
+    if known.config and argv[:1] == ["compile"]:
+        c = parser.compile_parser
+        c.set_defaults(**load_config_file(known.config, c))
+    return parser.parse_args(argv)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mgdsl", description="Compile, check, draw, train and solve MgNet specs.")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = argparse.ArgumentParser(prog="mgdsl", description="Compile, check, draw, train, solve and export MgNet specs.",
+                                epilog=_epilog(None), formatter_class=HelpFormatter)
+    p.add_argument("--version", action="version", version=f"mgdsl {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     c = sub.add_parser("compile", help="check a spec and print its operators and parameter count (or train it)")
-    c.add_argument("spec")
+    c.add_argument("spec", nargs="?", help=SPEC_HELP + " (not needed with --resume)")
     _add_defines(c)
     c.add_argument("--json", action="store_true", help="print one JSON object")
+    c.add_argument("--ir", action="store_true", help="print the compiler's IR: instances and the unrolled graph")
     c.add_argument("--max-params", type=float, default=1e9, help="refuse larger models before allocation")
-    c.add_argument("--train", metavar="DATASET", help="digits, cifar10, cifar100, an .npz file or an image folder")
+    c.add_argument("--train", metavar="DATASET", default=argparse.SUPPRESS,
+                   help="train on digits, cifar10, cifar100, an .npz file or an image folder (default: only compile)")
     add_train_args(c)
     c.set_defaults(fn=cmd_compile)
+    p.compile_parser = c
 
     k = sub.add_parser("check", help="static checks: linearity classes and the sharing table")
-    k.add_argument("spec")
+    k.add_argument("spec", help=SPEC_HELP)
     _add_defines(k)
-    k.add_argument("--json", action="store_true")
-    k.add_argument("--equiv", metavar="TARGET", help="a spec or family (mg0, iresnet, mg-iresnet, resnet, ...)")
-    k.add_argument("--trials", type=int, default=3)
-    k.add_argument("--seed", type=int, default=0)
+    k.add_argument("--json", action="store_true", help="print one JSON object")
+    k.add_argument("--equiv", metavar="TARGET",
+                   help="which classic network is it: a spec, or a family (mg0, iresnet, mg-iresnet, resnet, ...);"
+                        " default: no equivalence check")
+    k.add_argument("--trials", type=int, default=3, help="random float64 inputs for the --equiv numerics")
+    k.add_argument("--seed", type=int, default=0, help="seed of the --equiv numerics")
     k.set_defaults(fn=cmd_check)
 
-    f = sub.add_parser("fmt", help="print the canonical text of a spec")
-    f.add_argument("spec")
-    f.add_argument("--check", action="store_true", help="exit 1 if the file is not canonical")
-    f.add_argument("-i", "--in-place", action="store_true", help="rewrite the file")
+    f = sub.add_parser("fmt", help="print the canonical text of specs (or check or rewrite them)")
+    f.add_argument("specs", nargs="+", metavar="SPEC", help=SPEC_HELP)
+    f.add_argument("--check", action="store_true", help="print nothing; exit 1 if a file is not canonical")
+    f.add_argument("-i", "--in-place", action="store_true", help="rewrite the files that are not canonical")
     f.set_defaults(fn=cmd_fmt)
 
     r = sub.add_parser("render", help="draw specs as the paper does (grids as bands, smoothing folded)")
-    r.add_argument("specs", nargs="+", metavar="SPEC")
-    r.add_argument("-o", "--output", required=True, metavar="FILE")
+    r.add_argument("specs", nargs="+", metavar="SPEC", help=SPEC_HELP + "; several go side by side")
+    r.add_argument("-o", "--output", required=True, metavar="FILE", help="the picture (or .dot) to write")
     r.add_argument("--format", choices=["svg", "png", "pdf", "dot"], help="default: from the file name")
     r.add_argument("--expand", action="store_true", help="one box per smoothing step")
     r.add_argument("--ir", action="store_true", help="the raw unrolled IR graph (first spec)")
     _add_defines(r)
     r.set_defaults(fn=cmd_render)
 
-    from .training import Options
+    ls = sub.add_parser("list", help="the bundled specs, one line each, with parameters and MACs per image")
+    ls.add_argument("--json", action="store_true", help="print one JSON list")
+    ls.add_argument("--names", action="store_true", help="print only the names (for scripts)")
+    ls.set_defaults(fn=cmd_list)
 
-    e = sub.add_parser("eval", help="top-1 accuracy of saved weights on a test set")
-    e.add_argument("spec")
+    x = sub.add_parser("export", help="standalone PyTorch source (OUT.py) and ONNX (OUT.onnx) of a spec")
+    x.add_argument("spec", help=SPEC_HELP)
+    _add_defines(x)
+    x.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="write OUT.py, OUT.onnx (and OUT.pt with --weights)")
+    x.add_argument("--weights", metavar="FILE|RUN_DIR",
+                   help="a state_dict (model.pt) or a training run folder; default: fresh random weights")
+    x.add_argument("--format", choices=["all", "py", "onnx"], default="all",
+                   help="which forms to write (onnx needs `pip install mgdsl[export]`)")
+    x.set_defaults(fn=cmd_export)
+
+    e = sub.add_parser("eval", help="top-1 accuracy of a run's model (or of saved weights) on a test set")
+    e.add_argument("target", metavar="RUN_DIR|SPEC",
+                   help="a run folder (its spec, -D, normalisation and test set) or a spec with --weights")
     _add_defines(e)
-    e.add_argument("--weights", required=True)
-    e.add_argument("--test", required=True, help="digits, cifar10, cifar100 or an .npz file")
-    e.add_argument("--data", dest="data_root", default=Options().data_root)
+    e.add_argument("--weights", help="a .pt file (default RUN_DIR/model.pt; RUN_DIR/best.pt is the best epoch)")
+    e.add_argument("--test", help="score this test set instead (scored whole): digits, cifar10, cifar100, an .npz "
+                   "or an image folder")
+    e.add_argument("--data", dest="data_root", help="folder for downloaded data sets")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
     e.set_defaults(fn=cmd_eval)
     from .solve import add_solve_parser
     add_solve_parser(sub, _add_defines)
+    solve = sub.choices["solve"]
+    solve.set_defaults(fn=_solvable_first(solve.get_default("fn")))
     from .rewrite import add_rewrite_parser
     add_rewrite_parser(sub, _add_defines)
+    for name, command in sub.choices.items():  # one look for every command's --help
+        command.formatter_class = HelpFormatter
+        command.epilog = _epilog(name)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
     try:
+        args = _parse(parser, argv)
         return args.fn(args)
     except SpecError as e:
         print(str(e), file=sys.stderr)
@@ -224,9 +541,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except Exception as e:  # an internal error: one line, a traceback only on request
         if os.environ.get("MGDSL_DEBUG"):
-            raise
+            traceback.print_exc()  # the whole traceback, with the same exit status as without it
+            return EXIT_INTERNAL
         print(f"mgdsl: internal error: {type(e).__name__}: {e} (set MGDSL_DEBUG=1 for a traceback)", file=sys.stderr)
-        return 1
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":
