@@ -89,3 +89,26 @@ def test_inverse_on_the_coarsest_grid_solves_exactly(cycle):
     A3 = P2.T @ (P1.T @ laplace(9) @ P1) @ P2
     b = np.random.default_rng(0).standard_normal(9)
     np.testing.assert_allclose(A3 @ _apply(cycle.instance("S[3]"), b, 3), b, atol=1e-12)
+
+
+def circulant_laplace(n: int) -> np.ndarray:
+    """K_A with periodic boundary values: T wraps around."""
+    T = 2 * np.eye(n) - np.roll(np.eye(n), 1, axis=1) - np.roll(np.eye(n), -1, axis=1)
+    return np.kron(np.eye(n), T) + np.kron(T, np.eye(n))
+
+
+@pytest.mark.parametrize("pad,matrix", [("zero", laplace), ("periodic", circulant_laplace)])
+def test_laplace_stencil_honours_its_padding(tmp_path, pad, matrix):
+    p = tmp_path / "pad.mg"
+    p.write_text(COMPOSED.replace("A[1] = laplace(f -> f) . laplace(f -> f) . laplace(u -> f)",
+                                  f"A[1] = laplace(u -> f, pad {pad})"))
+    with default_dtype(torch.float64):
+        A = mgdsl.load(str(p)).instance("A[1]")
+    n = 9
+    cols = np.stack([_apply(A, e, n) for e in np.eye(n * n)], 1)
+    np.testing.assert_allclose(cols, matrix(n), atol=1e-12)
+
+
+def test_fixed_operators_are_not_in_the_state_dict(cycle):
+    """A checkpoint holds what training changes; stencils, diagonals and inverses are rebuilt from the spec."""
+    assert list(cycle.state_dict()) == []
