@@ -102,3 +102,14 @@ def own_run(out: Path) -> bool:
     except (OSError, ValueError):
         return False
     return saved is not None and saved == job_id()
+
+
+def inject_fault(rank: int, epoch: int, step: int) -> None:
+    """Fault injection for tests and drills: MGDSL_FAULT=SIGNAL:RANK:EPOCH:STEP (e.g. KILL:1:0:3) sends the
+    signal to this process after that step (epoch from 0, step from 1), in torchrun's first attempt only."""
+    spec = os.environ.get("MGDSL_FAULT")
+    if not spec or restarted():
+        return
+    sig, r, e, s = spec.split(":")
+    if (int(r), int(e), int(s)) == (rank, epoch, step):
+        os.kill(os.getpid(), getattr(signal, f"SIG{sig}"))

@@ -280,8 +280,10 @@ class Stream:
 
 
 def stream(train_set, test_set, classes: int, shape: Sequence[int], *, batch_size: int, world: int, rank: int,
-           seed: int, workers: int, pin: bool, flip: bool = True) -> Stream:
-    """Loaders for this rank: training batches of batch_size // world, evaluation sharded without repeats."""
+           seed: int, workers: int, pin: bool, augment: bool = True, flip: bool = True) -> Stream:
+    """Loaders for this rank: training batches of batch_size // world, evaluation sharded without repeats.
+
+    Without augment, training images are resized and centre-cropped like evaluation images."""
     per_rank = batch_size // world
     if per_rank < 1 or batch_size % world:
         raise _error(f"--batch-size {batch_size} does not split evenly over {world} processes",
@@ -291,7 +293,8 @@ def stream(train_set, test_set, classes: int, shape: Sequence[int], *, batch_siz
                      "use a smaller --batch-size")
     mean, std = estimate_stats(train_set, shape)
     sampler = ShardSampler(len(train_set), world, rank, seed)
-    train = make_loader(Augmented(train_set, train_transform(shape, mean, std, flip)), sampler, per_rank,
+    t = train_transform(shape, mean, std, flip) if augment else eval_transform(shape, mean, std)
+    train = make_loader(Augmented(train_set, t), sampler, per_rank,
                         workers, pin, drop_last=True)
     test = make_loader(Augmented(test_set, eval_transform(shape, mean, std)), EvalShard(len(test_set), world, rank),
                        per_rank, workers, pin, drop_last=False)
