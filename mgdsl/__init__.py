@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from .diagnostics import SpecError
+from .training import train  # noqa: F401  (mgdsl.train(spec, data, **options) -> summary)
 
 __version__ = "0.1.0"
 

@@ -44,9 +44,8 @@ def _table(rows: list[dict], cols: list[str]) -> str:
 
 def cmd_compile(args) -> int:
     ir = _ir(args)
-    if args.train:
-        from .train import main as train_main
-        return train_main(ir, args)
+    if args.train or args.resume:
+        return _train(ir, args)
     s = summary(ir)
     if args.json:
         print(json.dumps(s, indent=2))
@@ -57,6 +56,57 @@ def cmd_compile(args) -> int:
     print(f"  trainable parameters: {s['params']:,}\n")
     rows = [dict(r, io=f"{r['in_space']}:{r['in']} -> {r['out_space']}:{r['out']}") for r in s["operators"]]
     print(_table(rows, ["name", "scope", "kind", "io", "stride", "params", "uses"]))
+    return 0
+
+
+def add_train_args(p: argparse.ArgumentParser) -> None:
+    from .training import Options
+    from .training.recipes import RECIPES
+    d = Options()
+    g = p.add_argument_group("training (with --train)")
+    g.add_argument("--test", help="evaluation set for an .npz train set (same layout)")
+    g.add_argument("--data", dest="data_root", default=d.data_root, help="folder for downloaded data sets")
+    g.add_argument("--recipe", choices=sorted(RECIPES), default=d.recipe)
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--lr", type=float)
+    g.add_argument("--weight-decay", type=float)
+    g.add_argument("--device", choices=["auto", "cpu", "cuda"], default=d.device)
+    g.add_argument("--amp", action="store_true", help="bf16 autocast")
+    g.add_argument("--channels-last", action="store_true")
+    g.add_argument("--compile", action="store_true", help="torch.compile the model")
+    g.add_argument("--seed", type=int, default=d.seed)
+    g.add_argument("--out", help="output folder (default runs/NAME-DATASET, numbered if taken)")
+    g.add_argument("--overwrite", action="store_true", help="let --out replace the run already in it")
+    g.add_argument("--resume", metavar="DIR", help="continue the run in DIR exactly")
+    g.add_argument("--no-augment", action="store_true", help="no random crop / flip")
+    g.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across processes under torchrun")
+
+
+def _train(ir, args) -> int:
+    """compile --train: run training and print its summary; NaN loss exits 1, Ctrl-C 130."""
+    from .training import OPTION_NAMES, train
+    from .training.loop import Diverged, Interrupted
+    opts = {k: getattr(args, k) for k in OPTION_NAMES if k != "augment"}
+    opts["augment"] = not args.no_augment
+    try:
+        summary = train(ir, args.train, **opts)
+    except Diverged as e:
+        if os.environ.get("RANK", "0") == "0":
+            print(f"mgdsl: stopped: {e}; the last good checkpoint is {e.checkpoint}", file=sys.stderr)
+        return 1
+    except Interrupted as e:
+        if os.environ.get("RANK", "0") == "0":
+            print(f"mgdsl: interrupted; resume with --resume {e.out}", file=sys.stderr)
+        return 130
+    if summary is not None:
+        print(json.dumps(summary))
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .training import evaluate_weights
+    print(json.dumps(evaluate_weights(_ir(args), args.weights, args.test, args.data_root)))
     return 0
 
 
@@ -117,7 +167,6 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true", help="print one JSON object")
     c.add_argument("--max-params", type=float, default=1e9, help="refuse larger models before allocation")
     c.add_argument("--train", metavar="DATASET", help="digits, cifar10, cifar100, an .npz file or an image folder")
-    from .train import add_train_args
     add_train_args(c)
     c.set_defaults(fn=cmd_compile)
 
@@ -145,8 +194,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_defines(r)
     r.set_defaults(fn=cmd_render)
 
-    from .train import add_eval_parser
-    add_eval_parser(sub, _add_defines)
+    from .training import Options
+
+    e = sub.add_parser("eval", help="top-1 accuracy of saved weights on a test set")
+    e.add_argument("spec")
+    _add_defines(e)
+    e.add_argument("--weights", required=True)
+    e.add_argument("--test", required=True, help="digits, cifar10, cifar100 or an .npz file")
+    e.add_argument("--data", dest="data_root", default=Options().data_root)
+    e.set_defaults(fn=cmd_eval)
     from .solve import add_solve_parser
     add_solve_parser(sub, _add_defines)
     from .rewrite import add_rewrite_parser

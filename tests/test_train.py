@@ -101,18 +101,12 @@ def test_spec_needing_three_channels_fed_one_channel(tmp_path, capsys):
 
 
 def test_official_recipe_resolves_documented_values():
-    from argparse import Namespace
-
-    from mgdsl.train import resolve_config
-    args = Namespace(recipe="official", epochs=None, batch_size=None, lr=None, weight_decay=None, train="digits",
-                     test=None, data="d", device="cpu", amp=False, channels_last=False, compile=False, seed=0,
-                     out=None, no_augment=False)
-    cfg = resolve_config(Namespace(name="m"), args)
-    assert (cfg.weight_decay, cfg.lr_step, cfg.epochs, cfg.lr, cfg.momentum, cfg.batch_size) == \
+    from mgdsl.training.recipes import resolve_recipe
+    r = resolve_recipe("official")
+    assert (r["weight_decay"], r["lr_step"], r["epochs"], r["lr"], r["momentum"], r["batch_size"]) == \
         (5e-4, 50, 300, 0.1, 0.9, 128)
-    args.recipe = "paper"
-    cfg = resolve_config(Namespace(name="m"), args)
-    assert (cfg.weight_decay, cfg.lr_step, cfg.epochs) == (0.0, 30, 120)
+    r = resolve_recipe("paper")
+    assert (r["weight_decay"], r["lr_step"], r["epochs"]) == (0.0, 30, 120)
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_npz, tmp_path, capsys):
@@ -195,7 +189,7 @@ def test_an_earlier_run_is_never_overwritten(tiny_npz, tmp_path, capsys, monkeyp
     assert _train(tiny_npz, out, "--epochs", "1", "--overwrite") == 0
     # the default folder is numbered instead
     monkeypatch.chdir(tmp_path)
-    from mgdsl.train import _fresh_run_dir
+    from mgdsl.training.runs import fresh_run_dir
     (tmp_path / "runs" / "m-d").mkdir(parents=True)
     (tmp_path / "runs" / "m-d" / "model.pt").write_bytes(b"x")
-    assert _fresh_run_dir("runs/m-d") == "runs/m-d-2"
+    assert fresh_run_dir("runs/m-d") == "runs/m-d-2"

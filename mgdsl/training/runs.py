@@ -1,0 +1,108 @@
+"""The run folder: where a run is written, its config, metrics and checkpoints; every write atomic and fsynced."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+from pathlib import Path
+
+RUN_FILES = ("config.json", "metrics.jsonl", "model.pt", "last.pt", "summary.json")
+
+
+def holds_run(d: Path) -> bool:
+    """True if d already holds (part of) a run that must not be overwritten."""
+    return d.is_dir() and any((d / f).exists() for f in RUN_FILES)
+
+
+def fresh_run_dir(base: str) -> str:
+    """runs/NAME-DATA, or runs/NAME-DATA-2, -3, ... so that an earlier run is never overwritten."""
+    k, out = 1, base
+    while holds_run(Path(out)):
+        k += 1
+        out = f"{base}-{k}"
+    return out
+
+
+def atomic_write(path: Path, data: bytes | str) -> None:
+    """Write to a temporary file beside path, fsync it, then rename: a reader sees the old file or the new one,
+    never half of one, even after a crash or Ctrl-C."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data.encode() if isinstance(data, str) else data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    try:  # the rename itself survives a power cut only once the folder is synced
+        fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def save_torch(obj, path: Path) -> None:
+    """torch.save through atomic_write."""
+    import torch
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write(path, buf.getvalue())
+
+
+def write_json(obj, path: Path) -> None:
+    atomic_write(path, json.dumps(obj, indent=2))
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """The metrics.jsonl lines, one dict per epoch."""
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def write_metrics(metrics: list[dict], path: Path) -> None:
+    """Rewrite metrics.jsonl whole (atomically): one line per finished epoch."""
+    atomic_write(path, "".join(json.dumps(m) + "\n" for m in metrics))
+
+
+def remove_partial_writes(out: Path) -> None:
+    """A write cut short leaves only a .tmp file: the previous complete file is still in place."""
+    for tmp in out.glob("*.tmp*"):
+        tmp.unlink(missing_ok=True)
+
+
+def versions() -> dict:
+    """Versions of what produced the run, saved in its config."""
+    import lark
+    import numpy
+    import torch
+
+    from .. import __version__
+    return {"mgdsl": __version__, "torch": torch.__version__, "numpy": numpy.__version__, "lark": lark.__version__,
+            "python": sys.version.split()[0]}
+
+
+def plot(metrics: list[dict], path: Path) -> None:
+    """curves.png: loss and accuracy per epoch, train and test."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    ep = [m["epoch"] for m in metrics]
+    fig, ax = plt.subplots(1, 2, figsize=(9, 3.5))
+    ax[0].plot(ep, [m["train_loss"] for m in metrics], label="train")
+    ax[0].plot(ep, [m["test_loss"] for m in metrics], label="test")
+    ax[0].set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    ax[1].plot(ep, [m["train_acc"] for m in metrics], label="train")
+    ax[1].plot(ep, [m["test_acc"] for m in metrics], label="test")
+    ax[1].set(xlabel="epoch", ylabel="top-1 accuracy", title="accuracy")
+    for a in ax:
+        a.legend()
+        a.grid(alpha=0.3)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write(path, buf.getvalue())
