@@ -61,7 +61,7 @@ def cmd_compile(args) -> int:
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
     from .training import Options
-    from .training.recipes import RECIPES
+    from .training.recipes import DATA_MODES, RECIPES
     d = Options()
     g = p.add_argument_group("training (with --train)")
     g.add_argument("--test", help="evaluation set for an .npz train set (same layout)")
@@ -81,10 +81,16 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--resume", metavar="DIR", help="continue the run in DIR exactly")
     g.add_argument("--no-augment", action="store_true", help="no random crop / flip")
     g.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across processes under torchrun")
+    g.add_argument("--data-mode", choices=DATA_MODES, default=d.data_mode,
+                   help="memory: decode the whole set onto the device; stream: decode per batch with DataLoader "
+                        "workers; auto: image folders stream, arrays stay in memory if they fit the budget")
+    g.add_argument("--workers", type=int, help="DataLoader processes per rank when streaming (default: CPUs - 1, <= 8)")
+    g.add_argument("--checkpoint-interval", type=int, default=d.checkpoint_interval, metavar="STEPS",
+                   help="also write last.pt every STEPS steps (resumable mid-epoch); it is always written per epoch")
 
 
 def _train(ir, args) -> int:
-    """compile --train: run training and print its summary; NaN loss exits 1, Ctrl-C 130."""
+    """compile --train: run training and print its summary; NaN loss exits 1, Ctrl-C 130, SIGTERM 143."""
     from .training import OPTION_NAMES, train
     from .training.loop import Diverged, Interrupted
     opts = {k: getattr(args, k) for k in OPTION_NAMES if k != "augment"}
@@ -98,7 +104,7 @@ def _train(ir, args) -> int:
     except Interrupted as e:
         if os.environ.get("RANK", "0") == "0":
             print(f"mgdsl: interrupted; resume with --resume {e.out}", file=sys.stderr)
-        return 130
+        return e.status
     if summary is not None:
         print(json.dumps(summary))
     return 0

@@ -33,6 +33,9 @@ class Options:
     resume: str | None = None
     augment: bool = True
     sync_bn: bool = False
+    data_mode: str = "auto"
+    workers: int | None = None
+    checkpoint_interval: int = 0
 
 
 OPTION_NAMES = tuple(f.name for f in fields(Options))
@@ -74,19 +77,28 @@ def adapt(ir, shape: tuple[int, int, int], classes: int):
     return check(new, source)
 
 
+def default_out(ir, data: str) -> str:
+    """runs/NAME-DATA: where a run goes without --out (numbered by runs.fresh_run_dir when taken)."""
+    return os.path.join("runs", f"{ir.name}-{Path(data).stem}")
+
+
 def _config(ir, data: str, o: Options):
     """The resolved config of a new run: recipe, flags on top, and a run folder that holds no earlier run."""
     from . import runs
     from .data import DataError
     from .recipes import Config, resolve_recipe
     r = resolve_recipe(o.recipe, o.epochs, o.batch_size, o.lr, o.weight_decay)
-    out = o.out or runs.fresh_run_dir(os.path.join("runs", f"{ir.name}-{Path(data).stem}"))
+    for name in ("workers", "checkpoint_interval"):
+        if (getattr(o, name) or 0) < 0:
+            raise DataError(f"--{name.replace('_', '-')} {getattr(o, name)}: must be 0 or more")
+    out = o.out or runs.fresh_run_dir(default_out(ir, data))
     rank0 = os.environ.get("RANK", "0") == "0"  # only rank 0 writes; the others must not race its first files
     if rank0 and o.out and runs.holds_run(Path(out)) and not o.overwrite:
         raise DataError(f"{out} already holds a run (config.json / model.pt): it is not overwritten",
                         f"continue it with --resume {out}, pick another --out, or pass --overwrite")
     return Config(dataset=data, test=o.test, data=o.data_root, recipe=o.recipe, device=o.device, amp=o.amp,
-                  channels_last=o.channels_last, compile=o.compile, seed=o.seed, out=out, augment=o.augment, **r)
+                  channels_last=o.channels_last, compile=o.compile, seed=o.seed, out=out, augment=o.augment,
+                  data_mode=o.data_mode, workers=o.workers, checkpoint_interval=o.checkpoint_interval, **r)
 
 
 def train(spec, data: str | None, *, callback=None, **options) -> dict | None:
@@ -106,6 +118,14 @@ def train(spec, data: str | None, *, callback=None, **options) -> dict | None:
     if isinstance(spec, (str, os.PathLike)):
         from .. import compile_spec, parse_overrides
         spec = compile_spec(str(spec), parse_overrides(defines))
+    from . import faults
+    if data is not None and not o.resume and faults.restarted():
+        # torchrun restarted this process after a failure: continue the run this job started, if any
+        prev = faults.find_own_run(o.out or default_out(spec, data), numbered=o.out is None)
+        if prev is not None and (prev / "last.pt").exists():
+            o.resume = str(prev)
+        elif prev is not None:
+            o.out, o.overwrite = str(prev), True
     if o.resume:
         resume = Path(o.resume)
         if not (resume / "config.json").exists() or not (resume / "last.pt").exists():

@@ -26,8 +26,10 @@ def rng_states(data: torch.Generator | None = None) -> dict:
 
 def restore_rng(states: dict, data: torch.Generator | None = None) -> None:
     """Put back what rng_states saved (the data generator only when one is given)."""
-    random.setstate(states["python"])
-    np.random.set_state(states["numpy"])
+    if states.get("python") is not None:  # a checkpoint of an older mgdsl holds only "torch"
+        random.setstate(states["python"])
+    if states.get("numpy") is not None:
+        np.random.set_state(states["numpy"])
     torch.set_rng_state(states["torch"])
     if states.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
@@ -113,3 +115,17 @@ def inject_fault(rank: int, epoch: int, step: int) -> None:
     sig, r, e, s = spec.split(":")
     if (int(r), int(e), int(s)) == (rank, epoch, step):
         os.kill(os.getpid(), getattr(signal, f"SIG{sig}"))
+
+
+def find_own_run(base: str, numbered: bool) -> Path | None:
+    """The run folder this torchrun job wrote: `base` itself, or (numbered) the last of base, base-2, ..."""
+    from .runs import holds_run
+    if not numbered:
+        return Path(base) if own_run(Path(base)) else None
+    found, k, out = None, 1, Path(base)
+    while holds_run(out):
+        if own_run(out):
+            found = out
+        k += 1
+        out = Path(f"{base}-{k}")
+    return found

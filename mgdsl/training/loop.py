@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import runs
-from .data import DIGITS_NOTE, DataError, channel_stats, in_memory_batches, load_dataset, steps_per_epoch, to_images
+from .data import DIGITS_NOTE, DataError
 from .recipes import Config
 
 
@@ -22,11 +22,13 @@ class Diverged(FloatingPointError):
 
 
 class Interrupted(KeyboardInterrupt):
-    """Ctrl-C during training; every file in the run folder is complete (the last epoch's)."""
+    """Ctrl-C or SIGTERM during training; every file in the run folder is complete, last.pt holds the step
+    the run stopped at. status: the exit status (faults.EXIT_STATUS: 130 for Ctrl-C, 143 for SIGTERM)."""
 
-    def __init__(self, out: Path):
+    def __init__(self, out: Path, status: int = 130):
         super().__init__(str(out))
         self.out = out
+        self.status = status
 
 
 @dataclass
@@ -43,13 +45,15 @@ def dist_env() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
 
 
-def train_epoch(fwd, opt, batches, *, device, amp: bool, channels_last: bool, on_step=None) -> EpochStats:
-    """One pass over `batches` (an iterable of (images, labels) on the device): forward, loss, step."""
+def train_epoch(fwd, opt, batches, *, device, amp: bool, channels_last: bool, on_step=None,
+                stats: EpochStats | None = None) -> EpochStats:
+    """One pass over `batches` (an iterable of (images, labels) on the device): forward, loss, step.
+
+    stats: the sums of the steps already taken this epoch (a resumed epoch); on_step(stats) after each step."""
     import torch
     fwd.train()
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
-    seen = 0
+    if stats is None:
+        stats = EpochStats(torch.zeros((), device=device), torch.zeros((), device=device, dtype=torch.long), 0)
     for xb, yb in batches:
         if channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)
@@ -59,12 +63,12 @@ def train_epoch(fwd, opt, batches, *, device, amp: bool, channels_last: bool, on
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        loss_sum += loss.detach() * len(yb)
-        correct += (logits.detach().argmax(1) == yb).sum()
-        seen += len(yb)
+        stats.loss_sum += loss.detach() * len(yb)
+        stats.correct += (logits.detach().argmax(1) == yb).sum()
+        stats.seen += len(yb)
         if on_step:
-            on_step()
-    return EpochStats(loss_sum, correct, seen)
+            on_step(stats)
+    return stats
 
 
 def evaluate(model, x, y, batch_size: int, amp: bool) -> tuple[float, float]:
@@ -102,9 +106,15 @@ def fit(ir, cfg: Config, *, resume: bool = False, sync_bn: bool = False, callbac
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
 
-    xtr, ytr, xte, yte = load_dataset(cfg.dataset, cfg.test, cfg.data)
-    classes = int(max(ytr.max(), yte.max()) + 1)
-    ir = adapt(ir, (xtr.shape[3], xtr.shape[1], xtr.shape[2]), classes)
+    from . import faults
+    from .feed import open_feed
+    from .metrics import evaluate as evaluate_sharded
+    from .recipes import lr_factor
+    feed = open_feed(dataset=cfg.dataset, test=cfg.test, data_root=cfg.data, data_mode=cfg.data_mode,
+                     spec_shape=ir.input_ty.shape, batch_size=cfg.batch_size, seed=cfg.seed, augment=cfg.augment,
+                     workers=cfg.workers, device=device, rank=rank, world=world)
+    classes = feed.classes
+    ir = adapt(ir, feed.shape, classes)
 
     from ..lowering import lower_ir
     model = lower_ir(ir).to(device)
@@ -112,22 +122,21 @@ def fit(ir, cfg: Config, *, resume: bool = False, sync_bn: bool = False, callbac
         model = model.to(memory_format=torch.channels_last)
     params = sum(p.numel() for p in model.parameters())
 
-    xtr_t, xte_t = to_images(xtr, device), to_images(xte, device)
-    mean, std = channel_stats(xtr_t)
-    xtr_t, xte_t = (xtr_t - mean) / std, (xte_t - mean) / std
-    ytr_t, yte_t = torch.from_numpy(ytr).to(device), torch.from_numpy(yte).to(device)
-
+    steps = feed.steps
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
+    # one scheduler step per optimizer step: warm-up is per step, decay at epoch milestones (recipes.lr_factor)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: lr_factor(cfg, k / steps))
     out = Path(cfg.out)
-    start_epoch = 0
+    start_epoch, start_step, partial = 0, 0, None
     if resume:
-        ck = torch.load(out / "last.pt", map_location=device, weights_only=False)
+        ck = torch.load(out / "last.pt", map_location="cpu", weights_only=False)  # RNG states stay CPU tensors
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
-        torch.set_rng_state(ck["rng"]["torch"])
-        start_epoch = ck["epoch"]
+        faults.restore_rng(ck["rng"])
+        start_epoch, start_step, partial = ck["epoch"], ck.get("step", 0), ck.get("epoch_stats")
+        if rank == 0:
+            print(f"mgdsl: resuming {out} at epoch {start_epoch + 1}, step {start_step}", file=sys.stderr)
     net = model
     if world > 1 and sync_bn:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -143,59 +152,100 @@ def fit(ir, cfg: Config, *, resume: bool = False, sync_bn: bool = False, callbac
         runs.write_json({
             "config": asdict(cfg), "spec": ir.path, "spec_sha256": hashlib.sha256(spec_text.encode()).hexdigest(),
             "params_override": ir.params, "input_shape": list(ir.input_ty.shape), "classes": classes,
-            "params": params, "normalize": {"mean": mean.flatten().tolist(), "std": std.flatten().tolist()},
-            "world_size": world, "versions": runs.versions(),
+            "params": params, "normalize": {"mean": feed.mean, "std": feed.std},
+            "data_plan": {"mode": feed.plan.mode, "reason": feed.plan.reason, "train_images": feed.n_train,
+                          "test_images": feed.n_test},
+            "world_size": world, "job": faults.job_id(), "versions": runs.versions(),
             "data_note": DIGITS_NOTE if cfg.dataset == "digits" else None}, out / "config.json")
     metrics_path = out / "metrics.jsonl"
     metrics = runs.read_metrics(metrics_path)[:start_epoch] if resume else []
     if lead:
         runs.write_metrics(metrics, metrics_path)
 
-    pad = max(1, round(4 * xtr_t.shape[2] / 32))  # the paper's pad 4 at 32x32, scaled with the image
-    flip_ok = cfg.dataset != "digits"  # a mirrored digit is another symbol
-    steps = steps_per_epoch(len(xtr_t), cfg.batch_size)
+    def checkpoint(epoch: int, step: int, stats: EpochStats | None) -> None:
+        """last.pt: all a run needs to continue at step `step` of epoch `epoch` exactly (atomic)."""
+        part = None
+        if stats is not None:  # the epoch's sums so far, over all ranks (rank 0 carries them on resume)
+            part = torch.stack([stats.loss_sum.double(), stats.correct.double(),
+                                torch.tensor(float(stats.seen), dtype=torch.float64, device=device)])
+            if world > 1:
+                import torch.distributed as dist
+                dist.all_reduce(part)
+            part = part.cpu()
+        if lead:
+            runs.save_torch({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                             "scheduler": sched.state_dict(), "epoch": epoch, "step": step, "epoch_stats": part,
+                             "rng": faults.rng_states(feed.generator)}, out / "last.pt")
+
     tty = sys.stderr.isatty() and lead
     t_run = time.time()
     try:
-        for epoch in range(start_epoch, cfg.epochs):
-            gen = torch.Generator(device=device).manual_seed(cfg.seed * 100003 + epoch)
-            batches = in_memory_batches(xtr_t, ytr_t, batch_size=cfg.batch_size, gen=gen, rank=rank, world=world,
-                                        augment_on=cfg.augment, pad=pad, flip_ok=flip_ok)
-            t0 = time.time()
-            bar = None
-            if tty:
-                from tqdm import tqdm
-                bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, file=sys.stderr)
-            st = train_epoch(fwd, opt, batches, device=device, amp=cfg.amp, channels_last=cfg.channels_last,
-                             on_step=bar.update if bar else None)
-            if bar:
-                bar.close()
-            loss_sum, correct, seen = st.loss_sum, st.correct, st.seen
-            if world > 1:  # the logged epoch metrics are over the global batch (one sync per epoch)
-                import torch.distributed as dist
-                tot = torch.stack([loss_sum, correct.to(loss_sum.dtype), torch.tensor(float(seen), device=device)])
-                dist.all_reduce(tot)
-                loss_sum, correct, seen = tot[0], tot[1], int(tot[2].item())
-            train_loss = loss_sum.item() / seen
-            if not math.isfinite(train_loss):
-                raise Diverged(f"epoch {epoch + 1}: the training loss is {train_loss}", out / "last.pt")
-            lr = sched.get_last_lr()[0]
-            sched.step()
-            secs = time.time() - t0
-            if lead:
-                test_loss, test_acc = evaluate(model, xte_t, yte_t, 512, cfg.amp)
-                m = {"epoch": epoch + 1, "lr": lr,
-                     "train_loss": train_loss, "train_acc": float(correct.item()) / seen, "test_loss": test_loss,
-                     "test_acc": test_acc, "seconds": secs, "images_per_s": seen / secs}
-                metrics.append(m)
-                runs.write_metrics(metrics, metrics_path)
-                runs.save_torch(model.state_dict(), out / "model.pt")
-                runs.save_torch({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                 "scheduler": sched.state_dict(), "epoch": epoch + 1,
-                                 "rng": {"torch": torch.get_rng_state()}}, out / "last.pt")
-                print(f"epoch {epoch + 1:3d}  lr {m['lr']:.4g}  train {train_loss:.4f} / {m['train_acc']:.4f}  "
-                      f"test {test_loss:.4f} / {test_acc:.4f}  {secs:.1f}s  {m['images_per_s']:.0f} img/s",
-                      file=sys.stderr)
+        with faults.StopRequest() as stop:
+            for epoch in range(start_epoch, cfg.epochs):
+                first = epoch == start_epoch
+                step = start_step if first else 0
+                batches = feed.batches(epoch, step)
+                stats = None
+                if first and step > 0 and feed.generator is not None and ck["rng"].get("data") is not None:
+                    feed.generator.set_state(ck["rng"]["data"])  # mid-epoch: the memory path's crop/flip generator
+                if first and partial is not None:
+                    p = partial.to(device) if lead else torch.zeros(3, dtype=torch.float64, device=device)
+                    stats = EpochStats(p[0].float(), p[1].long(), int(p[2].item()))
+                t0 = time.time()
+                bar = None
+                if tty:
+                    from tqdm import tqdm
+                    bar = tqdm(total=steps, initial=step, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
+                               file=sys.stderr)
+
+                def on_step(st: EpochStats) -> None:
+                    nonlocal step
+                    step += 1
+                    sched.step()
+                    if bar:
+                        bar.update(1)
+                    saved = cfg.checkpoint_interval > 0 and step % cfg.checkpoint_interval == 0
+                    if saved:
+                        checkpoint(epoch, step, st)
+                    faults.inject_fault(rank, epoch, step)
+                    if stop.agreed(world, device):
+                        if not saved:
+                            checkpoint(epoch, step, st)
+                        raise Interrupted(out, stop.exit_status)
+
+                st = train_epoch(fwd, opt, batches, device=device, amp=cfg.amp, channels_last=cfg.channels_last,
+                                 on_step=on_step, stats=stats)
+                if bar:
+                    bar.close()
+                loss_sum, correct, seen = st.loss_sum, st.correct, st.seen
+                if world > 1:  # the logged epoch metrics are over the global batch (one sync per epoch)
+                    import torch.distributed as dist
+                    tot = torch.stack([loss_sum.double(), correct.double(),
+                                       torch.tensor(float(seen), dtype=torch.float64, device=device)])
+                    dist.all_reduce(tot)
+                    loss_sum, correct, seen = tot[0], tot[1], int(tot[2].item())
+                train_loss = loss_sum.item() / seen
+                if not math.isfinite(train_loss):
+                    raise Diverged(f"epoch {epoch + 1}: the training loss is {train_loss}", out / "last.pt")
+                lr = sched.base_lrs[0] * lr_factor(cfg, epoch)  # the lr the epoch started with
+                secs = time.time() - t0
+                sc = evaluate_sharded(model, feed.eval_batches(), device, cfg.amp, classes, world)
+                if lead:
+                    m = {"epoch": epoch + 1, "lr": lr,
+                         "train_loss": train_loss, "train_acc": float(correct.item()) / seen, "test_loss": sc.loss,
+                         "test_acc": sc.top1, "test_top5": sc.top5, "seconds": secs, "images_per_s": seen / secs}
+                    metrics.append(m)
+                    runs.write_metrics(metrics, metrics_path)
+                    runs.save_torch(model.state_dict(), out / "model.pt")
+                    top5 = f" / top-5 {sc.top5:.4f}" if sc.top5 is not None else ""
+                    print(f"epoch {epoch + 1:3d}  lr {m['lr']:.4g}  train {train_loss:.4f} / {m['train_acc']:.4f}  "
+                          f"test {sc.loss:.4f} / {sc.top1:.4f}{top5}  {secs:.1f}s  {m['images_per_s']:.0f} img/s",
+                          file=sys.stderr)
+                checkpoint(epoch + 1, 0, None)  # after metrics.jsonl: a resume never skips an epoch's line
+    except Interrupted:
+        if lead:
+            runs.remove_partial_writes(out)
+        raise
     except KeyboardInterrupt:
         if lead:
             runs.remove_partial_writes(out)

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
+from .recipes import DATA_MODES  # noqa: F401  (the feed checks --data-mode against it)
+
 # channels the spec wants -> the PIL mode every image is converted to
 PIL_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
 
@@ -30,11 +32,10 @@ EVAL_CROP = 224 / 256
 # normalisation statistics are estimated from this many training images (evenly spaced, eval transform)
 STATS_SAMPLE = 256
 
-DATA_MODES = ("auto", "memory", "stream")
 
 
 def _error(message: str, hint: str | None = None) -> Exception:
-    from ..train import DataError  # the one "bad data, exit 2" error of the training stage
+    from .data import DataError  # the one "bad data, exit 2" error of the training stage
     return DataError(message, hint)
 
 
@@ -127,7 +128,9 @@ def image_folder(root: Path, mode: str):
     if not root.is_dir():
         raise _error(f"no such folder: {root}")
     try:
-        ds = ImageFolder(str(root), loader=ImageLoader(mode))
+        # a class folder without images still names a class: labels stay folder positions, and a split
+        # that lacks some class (a tiny validation set) keeps the same labels as the training set
+        ds = ImageFolder(str(root), loader=ImageLoader(mode), allow_empty=True)
     except (FileNotFoundError, RuntimeError) as e:
         raise _error(f"{root}: {e}", "expected one sub-folder of images per class") from None
     if not len(ds):
@@ -258,10 +261,18 @@ def default_workers() -> int:
     return max(0, min(8, per_rank - 1))
 
 
+def _worker_init(worker_id: int) -> None:
+    """Loader workers ignore SIGTERM and Ctrl-C: a cluster signals every process of a job, and the main
+    process must finish its step and write its checkpoint with its workers still alive (they exit with it)."""
+    import signal
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def make_loader(ds: Dataset, sampler: Sampler, batch_size: int, workers: int, pin: bool, drop_last: bool):
     """A DataLoader with worker processes kept across epochs and pinned batches when they go to a GPU."""
     return DataLoader(ds, batch_size=batch_size, sampler=sampler, num_workers=workers, pin_memory=pin,
-                      persistent_workers=workers > 0, drop_last=drop_last,
+                      persistent_workers=workers > 0, drop_last=drop_last, worker_init_fn=_worker_init,
                       prefetch_factor=4 if workers > 0 else None)
 
 
