@@ -30,7 +30,7 @@ def test_lr_schedule_divides_by_ten_at_each_milestone_and_warms_up_linearly():
     assert [lr_factor(paper, e) for e in (0, 30, 61, 119)] == pytest.approx([1, 0.1, 0.01, 0.001])
 
 
-def test_imagenet_recipe_takes_a_real_step_on_the_full_imagenet_mgnet(tmp_path):
+def test_imagenet_recipe_takes_a_real_step_on_the_full_imagenet_mgnet(tmp_path, capsys):
     """The whole command on a tiny 224x224 ImageFolder with ImageNet's 1,000 class folders (two hold an
     image): the 71,270,504-parameter model is built, trained one step (batch 2) and evaluated."""
     rng = np.random.default_rng(0)
@@ -44,6 +44,7 @@ def test_imagenet_recipe_takes_a_real_step_on_the_full_imagenet_mgnet(tmp_path):
     assert main(["compile", "specs/variants/mgnet-imagenet.mg", "--train", str(tmp_path / "imagenet"),
                  "--recipe", "imagenet", "--epochs", "1", "--batch-size", "2", "--workers", "0",
                  "--out", str(out)]) == 0
+    assert "998 of 1000 class folders" in capsys.readouterr().err  # said, not silent
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["params"] == 71_270_504 and cfg["classes"] == 1000 and cfg["input_shape"] == [3, 224, 224]
     assert cfg["config"]["lr"] == pytest.approx(0.1 * 2 / 256) and cfg["data_plan"]["mode"] == "stream"

@@ -88,8 +88,9 @@ def _image_folder(root: Path, test: Path | None):
             raise DataError(f"{folder}: images differ in size; resize them to one size first")
         return np.stack(imgs), np.asarray(ds.targets, dtype=np.int64)
 
-    if test is None and (root / "train").is_dir() and (root / "test").is_dir():
-        root, test = root / "train", root / "test"
+    from .stream import folder_split  # the one rule for train/ + val/ or test/ (memory and stream alike)
+    split = folder_split(root, test)
+    root, test = split.train, split.test
     x, y = read(root)
     if test is None:
         rng = np.random.default_rng(0)

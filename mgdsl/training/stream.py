@@ -138,12 +138,22 @@ def image_folder(root: Path, mode: str):
     return ds
 
 
+def _warn_empty(ds, root: Path) -> None:
+    """Say which training class folders hold no images (their classes can never be predicted right)."""
+    import sys
+    empty = [c for i, c in enumerate(ds.classes) if i not in set(ds.targets)]
+    if empty and os.environ.get("RANK", "0") == "0":
+        print(f"mgdsl: warning: {len(empty)} of {len(ds.classes)} class folders in {root} hold no images "
+              f"(e.g. {', '.join(empty[:3])}); their labels are kept", file=sys.stderr)
+
+
 def open_folders(root: Path, test: Path | None, channels: int):
     """(train set, eval set, class names) of an image folder; the eval set must name the same classes."""
     from torch.utils.data import Subset
     split = folder_split(root, test)
     mode = pil_mode(channels)
     tr = image_folder(split.train, mode)
+    _warn_empty(tr, split.train)
     if split.test is None:
         a, b = holdout_split(len(tr))
         return Subset(tr, a.tolist()), Subset(tr, b.tolist()), tr.classes
