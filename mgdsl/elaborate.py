@@ -6,23 +6,15 @@ from dataclasses import dataclass, field
 from . import syntax as S
 from .diagnostics import Diagnostic, Source, Span, SpecError, did_you_mean
 from .ir import IR, KLASS_ORDER, Instance, Layer, Node, Ty, reachable
+from .passes import classify as classify_pass, mark_assembled
+from .prims import BY_LAYER, INLINE, PRIMS, UP, Call, PrimError, ceil_half, layer_at
+from .prims import SpaceMismatch as PrimSpaceMismatch
 
 MAX_CHANNELS = 1 << 16
 MAX_SIZE = 1 << 15
 MAX_GRIDS = 24
 MAX_STEPS = 256
 
-# primitives usable inside expressions (no parameters, no configuration)
-INLINE_PRIMS = {"relu", "id", "avgpool", "maxpool2", "avgpool2", "maxpool3"}
-# primitives that only appear in operator definitions
-DEF_PRIMS = {"bn", "linear", "scale", "laplace", "restrict", "prolong", "transpose", "jacobi", "inverse", "split",
-             "sub_id",
-             "delta"}
-CONV_KERNELS = {f"conv{k}": k for k in (1, 3, 5, 7)} | {f"deconv{k}": k for k in (2, 3, 4)}
-ALL_PRIMS = INLINE_PRIMS | DEF_PRIMS | set(CONV_KERNELS)
-CONV_OPTS = {"stride", "bias", "depthwise", "groups", "pad"}
-PADS = {"zero": "zeros", "periodic": "circular", "reflect": "reflect"}
-STENCILS = {"bilinear", "linear", "average"}
 LEVEL_VARS = {"l", "J"}
 # operator names that would shadow an attribute of the lowered torch module
 MODULE_ATTRS = {"forward", "forward_states", "train", "eval", "training", "to", "cuda", "cpu", "double", "float",
@@ -70,19 +62,28 @@ def term(e) -> tuple:
     raise TypeError(e)
 
 
-def _num_opt(opts: dict, key: str, default, span, kind=int):
-    """A numeric option (stride 2, omega 0.8): a clear error when it is not a number."""
-    v = opts.get(key, default)
-    try:
-        if kind is int and not float(v).is_integer():
-            raise ValueError
-        return kind(v)
-    except (TypeError, ValueError):
-        raise Fail(f"{key} must be a {'whole ' if kind is int else ''}number, got {v!r}", span) from None
+@dataclass
+class _Grid:
+    """The typing rules' view of the model (prims.Grid): errors are located at the primitive's span."""
+    el: "Elaborator"
+    span: Span | None
 
+    @property
+    def J(self) -> int:
+        return self.el.J
 
-def _ceil_half(n: int) -> int:
-    return (n + 1) // 2
+    @property
+    def sizes(self) -> dict:
+        return self.el.sizes
+
+    def chan(self, space: str, level: int | None) -> int:
+        return self.el.chan(space, level, self.span)
+
+    def apply(self, label: str, x: Ty) -> Ty:
+        return self.el.apply_instance(self.el.instances[label], x, self.span)
+
+    def template(self, label: str) -> list:
+        return self.el.instances[label].template
 
 
 @dataclass
@@ -167,13 +168,13 @@ class Elaborator:
         if g is None or g.values[0] == "auto":
             J, n = 1, min(h, w)
             while n > 3 and J < MAX_GRIDS:
-                n, J = _ceil_half(n), J + 1
+                n, J = ceil_half(n), J + 1
         else:
             J = self.guard(self.count, g.values[0], "grids", MAX_GRIDS) or 1
         self.J = J
         self.sizes = {1: (h, w)}
         for lvl in range(2, J + 1):
-            self.sizes[lvl] = tuple(map(_ceil_half, self.sizes[lvl - 1]))
+            self.sizes[lvl] = tuple(map(ceil_half, self.sizes[lvl - 1]))
         if min(self.sizes[J]) < 1:
             self.error("too many grids for the input size", g.span if g else inp.span)
         self.nu = self.per_level(settings.get("smooth"), "smooth", J, default=0)
@@ -196,7 +197,7 @@ class Elaborator:
         self.defs: dict[str, list[S.OpDef]] = {}
         for it in items:
             if isinstance(it, S.OpDef):
-                if it.name in ALL_PRIMS or it.name in self.spaces or it.name == inp.name:
+                if it.name in PRIMS or it.name in self.spaces or it.name == inp.name:
                     self.error(f"'{it.name}' is a reserved name (a primitive, space or the input)", it.span)
                     continue
                 if it.name in MODULE_ATTRS or it.name.startswith("_"):
@@ -240,11 +241,7 @@ class Elaborator:
                                                        self.reader_final(final), outputs[0].span))
         if self.diags:
             raise SpecError(self.diags, self.source)
-        for inst in self.instances.values():
-            inst.klass = max((lay.klass for lay in inst.layers), key=KLASS_ORDER.get, default="linear")
-            for lay in inst.layers:
-                if lay.ref:
-                    inst.klass = max(inst.klass, self.instances[lay.ref].klass, key=KLASS_ORDER.get)
+        classify_pass(self)
         warnings = self.count_uses(out)
         used = {i.name for i in self.instances.values()}
         for name, defs in self.defs.items():
@@ -254,9 +251,10 @@ class Elaborator:
                             for guard, eq in sorted(slot.items(), key=lambda kv: (kv[0] is not None, kv[0] or 0))]
                      for kind, slot in self.eqs.items()}
         equations["output"] = [(None, [("output", "", term(outputs[0].expr))])]
-        return IR(self.model.name, self.source.path, dict(self.params), inp.name, self.input_ty, self.classes, J,
-                  self.nu, self.post, self.cycle, self.spaces, self.sizes, self.instances, self.nodes, out,
-                  self.states, self.state_names, warnings, equations, self.bindings)
+        ir = IR(self.model.name, self.source.path, dict(self.params), inp.name, self.input_ty, self.classes, J,
+                self.nu, self.post, self.cycle, self.spaces, self.sizes, self.instances, self.nodes, out,
+                self.states, self.state_names, warnings, equations, self.bindings)
+        return mark_assembled(ir)
 
     def count_uses(self, out: int) -> list[Diagnostic]:
         """Uses = applications that reach the output, plus references from used instances. An instance
@@ -335,11 +333,11 @@ class Elaborator:
     # ------------------------------------------------------------ definitions
     def check_def_names(self, d: S.OpDef) -> None:
         for t in d.body:
-            if isinstance(t, S.OpRef) and t.name not in ALL_PRIMS and t.name not in self.defs:
+            if isinstance(t, S.OpRef) and t.name not in PRIMS and t.name not in self.defs:
                 raise Fail(f"undefined operator '{t.name}'", t.span,
-                           did_you_mean(t.name, list(self.defs) + sorted(ALL_PRIMS)))
-            if isinstance(t, S.Prim) and t.name not in ALL_PRIMS:
-                raise Fail(f"unknown primitive '{t.name}'", t.span, did_you_mean(t.name, ALL_PRIMS))
+                           did_you_mean(t.name, list(self.defs) + sorted(PRIMS)))
+            if isinstance(t, S.Prim) and t.name not in PRIMS:
+                raise Fail(f"unknown primitive '{t.name}'", t.span, did_you_mean(t.name, PRIMS))
             if isinstance(t, S.Prim):
                 for a in t.args:
                     if isinstance(a, S.Sig):
@@ -391,7 +389,7 @@ class Elaborator:
 
     def instance(self, name: str, values: tuple[int, ...], span) -> Instance:
         if name not in self.defs:
-            raise Fail(f"undefined operator '{name}'", span, did_you_mean(name, list(self.defs) + sorted(ALL_PRIMS)))
+            raise Fail(f"undefined operator '{name}'", span, did_you_mean(name, list(self.defs) + sorted(PRIMS)))
         label = name + (f"[{', '.join(map(str, values))}]" if values else "")
         if label in self.instances:
             return self.instances[label]
@@ -429,9 +427,11 @@ class Elaborator:
 
     def layer_template(self, t, env) -> dict:
         if isinstance(t, S.OpRef):
-            if t.name in ALL_PRIMS:
-                if t.name in ("linear", "scale", "laplace", "restrict", "prolong", "transpose", "jacobi", "inverse"):
-                    raise Fail(f"{t.name} needs arguments", t.span, f"e.g. {t.name}(...)")
+            if t.name in PRIMS:
+                p = PRIMS[t.name]
+                if p.sig or p.refs:
+                    raise Fail(f"{t.name} needs arguments", t.span,
+                               f"e.g. {t.name}({', '.join(['A[l]'] * p.refs + ['u -> f'] * p.sig)})")
                 return {"kind": t.name, "span": t.span, "opts": {}}
             vals = self.index_values(t.index, env, t.span) if t.index else self.implicit_index(t.name, env, t.span)
             ref = self.instance(t.name, vals, t.span)
@@ -468,8 +468,9 @@ class Elaborator:
         return self.spaces[space][level - 1]
 
     def apply_instance(self, inst: Instance, x: Ty, span) -> Ty:
+        """The type of `inst(x)`: the first use types the layers; a later use must agree with it."""
         if inst.in_ty is None:
-            inst.in_ty = x
+            inst.in_ty, inst.first_use = x, span
             inst.layers, inst.params = [], 0
             y = x
             try:
@@ -486,170 +487,86 @@ class Elaborator:
                     inst.layers.append(lay)
                     inst.params += lay.params
             except Fail:
-                inst.in_ty = None  # untyped again: a later, correct use may still type it
+                inst.in_ty = inst.first_use = None  # untyped again: a later, correct use may still type it
                 raise
             inst.out_ty = y
-        elif inst.in_ty.space != x.space:
+            return y
+        if inst.in_ty.space != x.space:
             raise Fail(f"{inst.label} maps {inst.in_ty.space} -> {inst.out_ty.space} but is applied to {x.space}", span,
                        f"its input here is {x.describe()}")
-        elif (inst.in_ty.channels, inst.in_ty.height is None) != (x.channels, x.height is None):
+        if (inst.in_ty.channels, inst.in_ty.height is None) != (x.channels, x.height is None):
             raise Fail(f"{inst.label} is one shared instance, first applied to {inst.in_ty.describe()}, "
                        f"here to {x.describe()}", span,
                        f"index it (e.g. {inst.name}[l]) to get one instance per grid")
-        inst.uses += 1
-        return self.out_type(inst, x, span)
+        return self.reapply(inst, x, span)
 
-    def out_type(self, inst: Instance, x: Ty, span) -> Ty:
-        y = inst.out_ty
-        if y.height is None:
-            return Ty(y.space, None, y.channels)
-        if x.level is None:
+    def reapply(self, inst: Instance, x: Ty, span) -> Ty:
+        """A later use: run the typed layers' shape rules at x; a layer built for one size must get that size."""
+        if x == inst.in_ty:
+            return inst.out_ty
+        y = x
+        for lay in inst.layers:
+            if lay.kind == "ref":
+                y = self.apply_instance(self.instances[lay.ref], y, span)
+                continue
+            p = BY_LAYER[lay.kind]
+            if p.size_bound and (y.level, y.height, y.width) != (lay.in_ty.level, lay.in_ty.height, lay.in_ty.width):
+                first = f" (line {inst.first_use.line})" if inst.first_use else ""
+                raise Fail(f"{inst.label} is built for {lay.in_ty.describe()} at its first use{first}, but here it "
+                           f"gets {y.describe()}", span,
+                           f"its {p.name} lands on one grid's size: index it so that each grid gets its own "
+                           f"instance, e.g. {inst.name}[l]")
+            y = self.layer_at(lay, y, inst, span)
+        return y
+
+    def layer_at(self, lay: Layer, x: Ty, inst: Instance, span) -> Ty:
+        """A typed layer's output at input x (prims.layer_at), checked against the grids and the spaces."""
+        if lay.out_ty.height is not None and x.height is None:
             raise Fail(f"{inst.label} needs a grid value but gets a pooled vector", span)
-        if x.level == 0 or inst.delta is None:
-            return y if x == inst.in_ty else Ty(y.space, x.level, y.channels, y.height, y.width)
-        lvl = x.level + inst.delta
-        if lvl < 1 or lvl > self.J:
-            raise Fail(f"{inst.label} maps grid {x.level} to grid {lvl}, which does not exist", span)
-        return Ty(y.space, lvl, self.chan(y.space, lvl, span), *self.sizes[lvl])
+        if lay.kind in UP and (x.level or 0) < 2:
+            raise Fail(f"{inst.label} maps grid {x.level} to the next finer grid, which does not exist", span)
+        if lay.kind not in UP and lay.stride == 2 and x.level and x.level + 1 > self.J:
+            raise Fail(f"{inst.label} maps grid {x.level} to grid {x.level + 1}, but the model has {self.J} grids",
+                       span)
+        y = layer_at(lay, x, self.sizes)
+        if y.level and y.space in self.spaces and self.chan(y.space, y.level, span) != y.channels:
+            raise Fail(f"{inst.label} gives {y.channels} channels of {y.space}, but {y.space} on grid {y.level} "
+                       f"has {self.chan(y.space, y.level, span)}", span,
+                       f"index it (e.g. {inst.name}[l]) to get one instance per grid")
+        return y
+
+    def call(self, p, tpl: dict) -> Call:
+        """A written primitive checked against its table entry: signature, operator arguments, options."""
+        sig, refs = tpl.get("sig"), tuple(tpl.get("refs", ()))
+        example = f"{p.name}({', '.join(['A[l]'] * p.refs + ['u -> f'] * p.sig)})"
+        if p.sig and sig is None:
+            raise PrimError(f"{p.name} needs a signature, e.g. {example}")
+        if sig is not None and not p.sig:
+            raise PrimError(f"{p.name} takes no signature: it keeps the space of its input", f"write {p.name}")
+        if len(refs) != p.refs:
+            raise PrimError(f"{p.name} takes {p.refs or 'no'} operator argument{'s' if p.refs != 1 else ''}, "
+                            f"got {len(refs)}", f"e.g. {example}")
+        return Call(p.name, sig, p.resolve(tpl.get("opts", {})), refs)
 
     def type_layer(self, tpl: dict, x: Ty, inst: Instance) -> tuple[Layer, Ty]:
-        kind, span, opts = tpl["kind"], tpl["span"], tpl.get("opts", {})
-        sig = tpl.get("sig")
+        """One part of a definition at input type x, by the primitive table's shape rule."""
+        kind, span = tpl["kind"], tpl["span"]
         if kind == "ref":
             ref = self.instances[tpl["ref"]]
             y = self.apply_instance(ref, x, span)
-            return Layer("ref", x.channels, y.channels, ref=ref.label, klass="linear"), y
-        if sig and x.space != sig[0]:
-            raise SpaceMismatch(f"maps {sig[0]} -> {sig[1]} but is applied to {x.space}")
-        for key in opts:
-            allowed = CONV_OPTS if kind in CONV_KERNELS else {
-                "restrict": {"bilinear", "linear", "average"}, "prolong": {"bilinear", "linear"},
-                "jacobi": {"omega"}, "scale": {"init"}, "laplace": {"pad"}, "linear": {"bias"}}.get(kind, set())
-            if key not in allowed:
-                raise Fail(f"{kind} has no option '{key}'", span,
-                           did_you_mean(key, allowed) or (f"options: {', '.join(sorted(allowed))}" if allowed else
-                                                          f"{kind} takes no options"))
-        if kind in ("relu", "id", "bn"):
-            params = 2 * x.channels if kind == "bn" else 0
-            klass = {"relu": "nonlinear", "id": "linear", "bn": "affine"}[kind]
-            return Layer(kind, x.channels, x.channels, params=params, klass=klass, vector=x.height is None), x
-        if kind in ("avgpool",):
-            return Layer(kind, x.channels, x.channels), Ty(x.space, None, x.channels)
-        if kind in ("maxpool2", "avgpool2", "maxpool3"):
-            return self.strided(Layer(kind, x.channels, x.channels, stride=2,
-                                      klass="nonlinear" if kind.startswith("max") else "linear"), x, x.space, span)
-        if kind == "split":
-            return Layer(kind, x.channels, 2 * x.channels), Ty(x.space, x.level, 2 * x.channels, x.height, x.width)
-        if kind == "delta":
-            if x.channels % 2:
-                raise Fail("delta needs an even channel count [X, Y]", span)
-            return Layer(kind, x.channels, x.channels // 2), Ty(x.space, x.level, x.channels // 2, x.height, x.width)
-        if kind == "scale":
-            return Layer(kind, x.channels, x.channels, init=_num_opt(opts, "init", 1.0, span, float), params=1), x
-        if kind in CONV_KERNELS or kind in ("linear", "laplace", "restrict", "prolong"):
-            if sig is None:
-                raise Fail(f"{kind} needs a signature, e.g. {kind}(u -> f)", span)
-        if kind == "linear":
-            if x.height is not None:
-                raise Fail("linear maps a pooled vector; apply avgpool first", span, "e.g. fc(avgpool(u))")
-            cout = self.chan(sig[1], None, span)
-            bias = opts.get("bias", True) not in (0, "false", "no")
-            return Layer("linear", x.channels, cout, bias=bias, params=x.channels * cout + cout * bias,
-                         klass="affine" if bias else "linear"), Ty(sig[1], None, cout)
-        if x.height is None:
-            raise Fail(f"{kind} needs a grid value but gets a pooled vector", span)
-        if kind in CONV_KERNELS:
-            k = CONV_KERNELS[kind]
-            stride = _num_opt(opts, "stride", 1, span)
-            if stride not in (1, 2):
-                raise Fail(f"stride must be 1 or 2, got {stride}", span)
-            pad = opts.get("pad", "zero")
-            if pad not in PADS:
-                raise Fail(f"unknown padding '{pad}'", span, f"use one of {', '.join(PADS)}")
-            if pad == "reflect" and min(x.height, x.width) <= k // 2:
-                raise Fail(f"reflect padding needs more than {k // 2} point(s) per side, but this grid is "
-                           f"{x.height}x{x.width}", span, "use pad zero or periodic, or fewer grids")
-            transposed = kind.startswith("deconv")
-            lay = Layer("deconv" if transposed else "conv", x.channels, 0, kernel=k, stride=stride, pad=pad,
-                        bias="bias" in opts)
-            lvl = x.level if stride == 1 else (x.level - 1 if transposed else x.level + 1)
-            cout = self.chan(sig[1], lvl if x.level else x.level, span)
-            lay.cout = cout
-            if "depthwise" in opts:
-                lay.groups = x.channels
-                if cout != x.channels:
-                    raise Fail(f"a depthwise conv keeps the channels, but maps {x.channels} to {cout}", span)
-            elif "groups" in opts:
-                lay.groups = _num_opt(opts, "groups", 1, span)
-                if x.channels % lay.groups or cout % lay.groups:
-                    raise Fail(f"groups={lay.groups} must divide {x.channels} and {cout}", span)
-            lay.params = cout * (x.channels // lay.groups) * k * k + (cout if lay.bias else 0)
-            lay.klass = "affine" if lay.bias else "linear"
-            if stride == 1:
-                return lay, Ty(sig[1], x.level, cout, x.height, x.width)
-            if transposed:
-                return self.prolonged(lay, x, sig[1], cout, span)
-            return self.strided(lay, x, sig[1], span, cout)
-        if kind == "laplace":
-            cout = self.chan(sig[1], x.level, span)
-            if cout != x.channels:
-                raise Fail("laplace acts channel-wise and keeps the channel count", span)
-            return Layer("stencil", x.channels, cout, kernel=3, stencil="laplace", pad=opts.get("pad", "zero")), \
-                Ty(sig[1], x.level, cout, x.height, x.width)
-        if kind == "restrict":
-            kernel = next((k for k in opts if k in STENCILS), "bilinear")
-            lay = Layer("restrict", x.channels, x.channels, kernel=3, stride=2, stencil=kernel)
-            return self.strided(lay, x, sig[1], span, x.channels)
-        if kind == "prolong":
-            kernel = next((k for k in opts if k in STENCILS), "bilinear")
-            lay = Layer("prolong", x.channels, x.channels, kernel=3, stride=2, stencil=kernel)
-            return self.prolonged(lay, x, sig[1], x.channels, span)
-        if kind == "transpose":
-            (ref,) = tpl["refs"] or [None]
-            r = self.instances.get(ref)
-            if r is None or len(r.template) != 1 or r.template[0]["kind"] != "restrict":
-                raise Fail("transpose takes one restriction operator, e.g. transpose(R[l])", span)
-            kernel = next((k for k in r.template[0]["opts"] if k in STENCILS), "bilinear")
-            lay = Layer("prolong", x.channels, x.channels, kernel=3, stride=2, stencil=kernel, ref=None)
-            return self.prolonged(lay, x, x.space, x.channels, span)
-        if kind == "sub_id":
-            if len(tpl["refs"]) != 1:
-                raise Fail("sub_id takes one operator, e.g. sub_id(chi[l, i]) for chi - id", span)
-            a = self.instances[tpl["refs"][0]]
-            y = self.apply_instance(a, x, span)
-            if (y.space, y.channels, y.height) != (x.space, x.channels, x.height):
-                raise Fail(f"sub_id({a.label}) needs an operator that keeps its type, but it maps "
-                           f"{x.describe()} to {y.describe()}", span)
-            return Layer("sub_id", x.channels, x.channels, ref=a.label, klass=a.klass), y
-        if kind in ("jacobi", "inverse"):
-            if not tpl["refs"] or sig is None:
-                raise Fail(f"{kind} takes an operator and a signature, e.g. {kind}(A[l], f -> u)", span)
-            a = self.instances[tpl["refs"][0]]
-            at = Ty(sig[1], x.level, self.chan(sig[1], x.level, span), x.height, x.width)
-            ay = self.apply_instance(a, at, span)
-            a.uses -= 1  # typing only, not a use in the graph
-            if ay.space != x.space or ay.channels != x.channels:
-                raise Fail(f"{kind}({a.label}) inverts {at.space} -> {ay.space} but gets {x.space}", span)
-            lay = Layer(kind, x.channels, at.channels, ref=a.label, omega=_num_opt(opts, "omega", 1.0, span, float))
-            return lay, at
-        raise Fail(f"{kind} cannot be used here", span)
-
-    def strided(self, lay: Layer, x: Ty, space: str, span, cout: int | None = None):
-        cout = lay.cout if cout is None else cout
-        h, w = _ceil_half(x.height), _ceil_half(x.width)
-        if x.level == 0:
-            return lay, Ty(space, 0, cout, h, w)
-        if x.level + 1 > self.J:
-            raise Fail(f"this stride-2 operator maps grid {x.level} to grid {x.level + 1}, "
-                       f"but the model has {self.J} grids", span)
-        lay.out_size = self.sizes[x.level + 1]
-        return lay, Ty(space, x.level + 1, cout, *self.sizes[x.level + 1])
-
-    def prolonged(self, lay: Layer, x: Ty, space: str, cout: int, span):
-        if not x.level or x.level < 2:
-            raise Fail("a prolongation maps a coarse grid to the next finer one, but this value is on grid 1", span)
-        lay.out_size = self.sizes[x.level - 1]
-        return lay, Ty(space, x.level - 1, cout, *self.sizes[x.level - 1])
+            return Layer("ref", x.channels, y.channels, ref=ref.label, klass="linear", in_ty=x, out_ty=y), y
+        p = PRIMS[kind]
+        try:
+            c = self.call(p, tpl)
+            if c.sig and x.space != c.sig[0]:
+                raise SpaceMismatch(f"maps {c.sig[0]} -> {c.sig[1]} but is applied to {x.space}")
+            lay, y = p.type(p, c, x, _Grid(self, span))
+        except PrimSpaceMismatch as e:
+            raise SpaceMismatch(str(e)) from None
+        except PrimError as e:
+            raise Fail(str(e), span, e.hint) from None
+        lay.params, lay.klass, lay.in_ty, lay.out_ty = p.params(lay), p.klass(lay), x, y
+        return lay, y
 
     # ------------------------------------------------------------ graph building
     def node(self, op, args, ty, **kw) -> int:
@@ -710,7 +627,7 @@ class Elaborator:
         if isinstance(e, S.Apply):
             x = self.ev(e.arg, ctx)
             tx = self.nodes[x].ty
-            if e.name in INLINE_PRIMS and e.name not in self.defs:
+            if e.name in INLINE and e.name not in self.defs:
                 if e.index:
                     raise Fail(f"{e.name} is a primitive and takes no index", e.span)
                 tpl = {"kind": e.name, "span": e.span, "opts": {}}
@@ -721,12 +638,12 @@ class Elaborator:
                 if e.name == "relu" and self.is_zero(x):
                     return self.zero(ty)
                 return self.node("prim", (x,), ty, prim=e.name)
-            if e.name in ALL_PRIMS:
+            if e.name in PRIMS:
                 raise Fail(f"{e.name} has parameters or options; define it as an operator", e.span,
                            f"e.g. `N[l] = {e.name}(...)` and use N(...)")
             if e.name not in self.defs:
                 raise Fail(f"undefined operator '{e.name}'", e.span,
-                           did_you_mean(e.name, list(self.defs) + sorted(INLINE_PRIMS)))
+                           did_you_mean(e.name, list(self.defs) + sorted(INLINE)))
             vals = self.index_values(e.index, ctx.env, e.span) if e.index else \
                 self.implicit_index(e.name, ctx.env, e.span)
             inst = self.instance(e.name, vals, e.span)
@@ -840,7 +757,7 @@ class Elaborator:
             self._rebased = True
             self.sizes = {1: (ty.height, ty.width)}
             for lvl in range(2, self.J + 1):
-                self.sizes[lvl] = tuple(map(_ceil_half, self.sizes[lvl - 1]))
+                self.sizes[lvl] = tuple(map(ceil_half, self.sizes[lvl - 1]))
         n = self.nodes[v]
         n.ty = Ty(ty.space, 1, ty.channels, ty.height, ty.width)
         return v

@@ -48,6 +48,8 @@ class Layer:
     vector: bool = False  # acts on a pooled vector (BatchNorm1d rather than 2d)
     params: int = 0
     klass: str = "linear"
+    in_ty: Ty | None = None   # the types at the instance's first use (later uses re-run the shape rule)
+    out_ty: Ty | None = None
 
 
 @dataclass
@@ -66,6 +68,8 @@ class Instance:
     span: Span | None = None
     def_text: str = ""
     template: list = field(default_factory=list, repr=False)  # the definition's parts, before typing
+    first_use: Span | None = None  # where it was typed: later uses that disagree point back here
+    assembled: bool = False  # a fixed channel-wise composition lowered as one exact 3x3 variable stencil
 
     @property
     def delta(self) -> int | None:

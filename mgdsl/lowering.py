@@ -9,17 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .ir import IR, Instance, Layer, reachable
-
-PAD_MODES = {"zero": "zeros", "periodic": "circular", "reflect": "reflect"}
-
-# fixed stencils of the paper: K_A (5.4), K_R bilinear (4.13) and linear (4.14), R_ave (4.15)
-KERNELS = {
-    "laplace": [[0, -1, 0], [-1, 4, -1], [0, -1, 0]],
-    "bilinear": [[0.25, 0.5, 0.25], [0.5, 1, 0.5], [0.25, 0.5, 0.25]],
-    "linear": [[0, 0.5, 0.5], [0.5, 1, 0.5], [0.5, 0.5, 0]],
-    "average": [[1 / 9] * 3] * 3,
-}
-
+from .prims import BY_LAYER, KERNELS, PAD_MODES, LowerCtx
 
 @contextlib.contextmanager
 def default_dtype(dtype: torch.dtype):
@@ -178,57 +168,12 @@ class Inverse(nn.Module):
         return (flat @ self.inv.to(x.dtype).T).reshape(x.shape[0], *self.shape)
 
 
-def _layer_module(lay: Layer, inst: Instance, built: dict[str, nn.Module], ir: IR) -> nn.Module:
-    if lay.kind == "ref":
-        return built[lay.ref]
-    if lay.kind == "conv":
-        m = nn.Conv2d(lay.cin, lay.cout, lay.kernel, lay.stride, padding=lay.kernel // 2, groups=lay.groups,
-                      bias=lay.bias, padding_mode=PAD_MODES[lay.pad])
-        nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        return m
-    if lay.kind == "deconv":
-        pad = (lay.kernel - 1) // 2
-        return _Deconv(lay.cin, lay.cout, lay.kernel, pad, lay.groups, lay.bias, lay.out_size)
-    if lay.kind == "bn":
-        return nn.BatchNorm1d(lay.cin) if lay.vector else nn.BatchNorm2d(lay.cin)
-    if lay.kind == "relu":
-        return nn.ReLU()
-    if lay.kind == "id":
-        return nn.Identity()
-    if lay.kind == "avgpool":
-        return GlobalAvgPool()
-    if lay.kind == "maxpool2":
-        return nn.MaxPool2d(2, 2, ceil_mode=True)
-    if lay.kind == "avgpool2":
-        return nn.AvgPool2d(2, 2, ceil_mode=True)
-    if lay.kind == "maxpool3":
-        return nn.MaxPool2d(3, 2, padding=1)
-    if lay.kind == "linear":
-        return nn.Linear(lay.cin, lay.cout, bias=lay.bias)
-    if lay.kind == "scale":
-        return Scale(lay.init)
-    if lay.kind == "split":
-        return Split()
-    if lay.kind == "delta":
-        return Delta()
-    if lay.kind == "stencil":
-        return Stencil(lay.stencil, lay.cin, pad=lay.pad)
-    if lay.kind == "restrict":
-        return Stencil(lay.stencil, lay.cin, stride=2)
-    if lay.kind == "prolong":
-        return Stencil(lay.stencil, lay.cin, transposed=True, out_size=lay.out_size)
-    if lay.kind == "sub_id":
-        return SubId(built[lay.ref])
-    a = ir.instances[lay.ref]
-    size = (a.in_ty.height, a.in_ty.width)
-    if lay.kind == "jacobi":
-        return Jacobi(built[lay.ref], a.in_ty.channels, size, lay.omega)
-    if lay.kind == "inverse":
-        return Inverse(built[lay.ref], a.in_ty.channels, size)
-    raise ValueError(f"no lowering for {lay.kind}")
+def _layer_module(lay: Layer, ctx: LowerCtx) -> nn.Module:
+    """A layer's module, by the primitive table; a reference is the referenced instance's very module."""
+    return ctx.built[lay.ref] if lay.kind == "ref" else BY_LAYER[lay.kind].lower(lay, ctx)
 
 
-class _Deconv(nn.ConvTranspose2d):
+class Deconv(nn.ConvTranspose2d):
     """A trained transposed convolution (P of V-MgNet) that lands exactly on the finer grid's size."""
 
     def __init__(self, cin, cout, k, pad, groups, bias, out_size):
@@ -261,14 +206,6 @@ class VarStencil(nn.Module):
         return out
 
 
-CHANNELWISE = {"stencil", "restrict", "prolong", "id"}
-
-
-def _channelwise(inst: Instance, ir: IR) -> bool:
-    return all(l.kind in CHANNELWISE or (l.kind == "ref" and _channelwise(ir.instances[l.ref], ir))
-               for l in inst.layers)
-
-
 def assemble(op: nn.Module, channels: int, size: tuple[int, int]) -> VarStencil | None:
     """Probe a fixed channel-wise operator with 9 colourings (period 3) into a VarStencil; None if it is wider."""
     h, w = size
@@ -297,15 +234,16 @@ def assemble(op: nn.Module, channels: int, size: tuple[int, int]) -> VarStencil 
 def build_instances(ir: IR) -> dict[str, nn.Module]:
     """label -> module; a reference to another instance is that very module (shared parameters)."""
     built: dict[str, nn.Module] = {}
+    ctx = LowerCtx(built, ir.instances)
     for label, inst in ir.instances.items():
-        mods = [_layer_module(lay, inst, built, ir) for lay in inst.layers]
+        mods = [_layer_module(lay, ctx) for lay in inst.layers]
         built[label] = mods[0] if len(mods) == 1 and inst.layers[0].kind != "ref" else nn.Sequential(*mods)
-        t = inst.in_ty
-        if inst.fixed and any(l.kind == "ref" for l in inst.layers) and _channelwise(inst, ir) and t is not None \
-                and t.height is not None and inst.out_ty.shape == t.shape:
+        if inst.assembled:
+            t = inst.in_ty
             var = assemble(built[label], t.channels, (t.height, t.width))
-            if var is not None:
-                built[label] = var.to(torch.get_default_dtype())
+            if var is None:
+                raise AssertionError(f"{label} was classified as a 3x3 stencil but its stencil is wider")
+            built[label] = var.to(torch.get_default_dtype())
     return built
 
 

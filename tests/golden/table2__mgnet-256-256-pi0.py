@@ -1,0 +1,35 @@
+def forward(self, x):
+    v0 = x
+    v1 = self.f_in(v0)  # f^{1,0} down
+    v4 = self.B["1"]["1"](v1)  # u^{1,1} down
+    v5 = self.A["1"](v4)
+    v6 = v1 - v5
+    v7 = self.B["1"]["2"](v6)
+    v8 = v4 + v7  # u^{1,2} down
+    v10 = self.Ar["1"](v8)
+    v11 = v1 - v10
+    v12 = self.R["1"](v11)  # f^{2,0} down
+    v14 = self.B["2"]["1"](v12)  # u^{2,1} down
+    v15 = self.A["2"](v14)
+    v16 = v12 - v15
+    v17 = self.B["2"]["2"](v16)
+    v18 = v14 + v17  # u^{2,2} down
+    v20 = self.Ar["2"](v18)
+    v21 = v12 - v20
+    v22 = self.R["2"](v21)  # f^{3,0} down
+    v24 = self.B["3"]["1"](v22)  # u^{3,1} down
+    v25 = self.A["3"](v24)
+    v26 = v22 - v25
+    v27 = self.B["3"]["2"](v26)
+    v28 = v24 + v27  # u^{3,2} down
+    v30 = self.Ar["3"](v28)
+    v31 = v22 - v30
+    v32 = self.R["3"](v31)  # f^{4,0} down
+    v34 = self.B["4"]["1"](v32)  # u^{4,1} down
+    v35 = self.A["4"](v34)
+    v36 = v32 - v35
+    v37 = self.B["4"]["2"](v36)
+    v38 = v34 + v37  # u^{4,2} down
+    v39 = v38.mean((-2, -1))
+    v40 = self.fc(v39)
+    return v40

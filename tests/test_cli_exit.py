@@ -1,0 +1,59 @@
+"""Exit codes: 0 ok, 2 for bad input, 1 for an internal error, which is one line unless MGDSL_DEBUG=1.
+
+An internal error is provoked from outside mgdsl: standard output raises when written to (as a broken
+terminal or a full disk would), so every command that prints reaches the error path.
+"""
+import os
+import subprocess
+import sys
+
+import pytest
+
+BOOM = """
+import runpy, sys
+class Boom:
+    def write(self, s):
+        raise RuntimeError("stdout is on fire")
+    def flush(self):
+        pass
+sys.stdout = Boom()
+sys.argv = ["mgdsl", *sys.argv[1:]]
+runpy.run_module("mgdsl", run_name="__main__")
+"""
+
+
+def _mgdsl_with_broken_stdout(*argv, debug=None):
+    env = {k: v for k, v in os.environ.items() if k != "MGDSL_DEBUG"}
+    if debug is not None:
+        env["MGDSL_DEBUG"] = debug
+    return subprocess.run([sys.executable, "-c", BOOM, *argv], capture_output=True, text=True, env=env, timeout=120)
+
+
+@pytest.mark.parametrize("argv", [["check", "specs/mgnet.mg"], ["compile", "specs/mgnet.mg", "--json"],
+                                  ["fmt", "specs/mgnet.mg"]])
+def test_internal_error_exits_1_with_one_line(argv):
+    r = _mgdsl_with_broken_stdout(*argv)
+    assert r.returncode == 1, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("mgdsl: internal error: RuntimeError: stdout is on fire")
+    assert "MGDSL_DEBUG=1" in lines[0]
+
+
+def test_mgdsl_debug_shows_the_traceback():
+    r = _mgdsl_with_broken_stdout("check", "specs/mgnet.mg", debug="1")
+    assert r.returncode == 1
+    assert "Traceback (most recent call last)" in r.stderr
+    assert "RuntimeError: stdout is on fire" in r.stderr
+    assert "in write" in r.stderr  # the frame that raised, not only the summary line
+
+
+def test_bad_input_is_exit_2_not_an_internal_error(tmp_path):
+    text = open("specs/mgnet.mg").read()
+    line = text[:text.index("u + B(f - A(u))")].count("\n") + 1
+    bad = tmp_path / "bad.mg"
+    bad.write_text(text.replace("u + B(f - A(u))", "u + Bb(f - A(u))"))
+    r = subprocess.run([sys.executable, "-m", "mgdsl", "check", str(bad)], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 2 and "internal error" not in r.stderr and "Traceback" not in r.stderr
+    assert f"{bad}:{line}:" in r.stderr and "undefined operator 'Bb'" in r.stderr

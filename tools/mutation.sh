@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Mutation testing with mutmut (3.x), one module at a time, with the tests that exercise it.
+#
+#   tools/mutation.sh MODULE [TEST_FILE ...]
+#   tools/mutation.sh mgdsl/check.py                        # the test files listed below for that module
+#   tools/mutation.sh mgdsl/check.py tests/test_budget.py   # or name them
+#
+# Each run works in a scratch copy of the working tree (MUTATION_DIR, default /tmp/mgdsl-mutation/NAME),
+# so the checkout is never mutated and runs for different modules do not share state. The mutmut
+# configuration is the [mutmut] section of a setup.cfg written into that copy:
+#   only_mutate = MODULE; pytest_add_cli_args_test_selection = the test files; process_isolation =
+#   forkserver (torch is not fork-safe). mutmut then runs, for each mutant, only the selected tests that
+#   execute the mutated function. PYTHONPATH is unset: mutmut puts its mutated tree first on sys.path
+#   itself, and the tests' own subprocesses (python -m mgdsl, torchrun) run from that tree (the tests'
+#   conftest changes into it) and read the active mutant from MUTANT_UNDER_TEST.
+# Environment: JOBS (default 2) parallel mutants, TIMEOUT (default 3600 s) for the whole run,
+# KEEP=1 keeps the scratch copy. Prints the counts and the surviving mutants (with diffs) at the end,
+# and writes them to $MUTATION_DIR/report.txt.
+# Install: pip install 'mutmut>=3.8,<4'   (the `mutation` extra of pyproject.toml).
+set -euo pipefail
+
+module=${1:?usage: tools/mutation.sh MODULE [TEST_FILE ...]}
+shift
+tests=("$@")
+if [ ${#tests[@]} -eq 0 ]; then
+  # the test files that exercise each module (keep in step with docs/testing.md)
+  case "$module" in
+    mgdsl/check.py)     tests=(tests/test_check.py tests/test_budget.py) ;;
+    mgdsl/lowering.py)  tests=(tests/test_lower.py tests/test_init.py tests/test_official.py tests/test_solve.py) ;;
+    mgdsl/elaborate.py) tests=(tests/test_elaborate.py tests/test_check.py tests/test_located_errors.py tests/test_budget.py) ;;
+    mgdsl/equiv.py)     tests=(tests/test_equiv.py) ;;
+    mgdsl/train.py)     tests=(tests/test_train.py tests/test_options.py) ;;
+    mgdsl/solve.py)     tests=(tests/test_solve.py tests/test_options.py) ;;
+    *) echo "no default tests for $module: name them" >&2; exit 2 ;;
+  esac
+fi
+[ -f "$module" ] || { echo "no such module: $module" >&2; exit 2; }
+command -v mutmut >/dev/null || { echo "mutmut is not installed: pip install 'mutmut>=3.8,<4'" >&2; exit 2; }
+
+root=$(git rev-parse --show-toplevel)
+name=$(basename "$module" .py)
+work=${MUTATION_DIR:-/tmp/mgdsl-mutation/$name}
+rm -rf "$work"
+mkdir -p "$work"
+# the working tree as it is (tracked and untracked, not ignored files), without .git
+(cd "$root" && git ls-files -co --exclude-standard -z | xargs -0 tar -cf - 2>/dev/null) | tar -xf - -C "$work"
+{
+  echo "[mutmut]"
+  echo "source_paths = mgdsl"
+  echo "only_mutate = $module"
+  printf 'also_copy =\n    grammars\n    specs\n    docs\n    tools\n    README.md\n'  # what the tests read
+  echo "pytest_add_cli_args_test_selection ="
+  for t in "${tests[@]}"; do echo "    $t"; done
+  printf 'pytest_add_cli_args =\n    -p\n    no:cacheprovider\n'  # one argument a line
+  echo "process_isolation = forkserver"
+  echo "timeout_multiplier = 5"
+} > "$work/setup.cfg"
+# pyproject.toml's [tool.mutmut] would take precedence over setup.cfg: drop any such section in the copy
+python - "$work/pyproject.toml" <<'PY'
+import re, sys
+p = sys.argv[1]
+try:
+    t = open(p).read()
+except FileNotFoundError:
+    sys.exit()
+open(p, "w").write(re.sub(r"(?ms)^\[tool\.mutmut\].*?(?=^\[|\Z)", "", t))
+PY
+
+cd "$work"
+unset PYTHONPATH  # a PYTHONPATH entry for the tree hides mutmut's trampolines from its stats run
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+start=$(date +%s)
+set +e
+timeout "${TIMEOUT:-3600}" nice -n 10 mutmut run --max-children "${JOBS:-2}" > run.log 2>&1
+rc=$?
+set -e
+secs=$(( $(date +%s) - start ))
+if [ $rc -eq 124 ]; then
+  echo "mutmut stopped by the ${TIMEOUT:-3600} s timeout: the counts below are partial" | tee -a run.log
+elif [ $rc -ne 0 ]; then
+  tail -n 30 run.log >&2
+  echo "mutmut failed (exit $rc); the log is $work/run.log" >&2
+  exit 1
+fi
+
+mutmut results --all true > results.txt 2>&1 || true
+{
+  echo "module: $module"
+  echo "tests: ${tests[*]}"
+  echo "mutmut: $(mutmut --version 2>/dev/null || pip show mutmut | grep ^Version)"
+  echo "seconds: $secs (exit $rc)"
+  python - results.txt <<'PY'
+import collections, sys
+counts = collections.Counter()
+for line in open(sys.argv[1]):
+    if ":" in line and "__mutmut_" in line:
+        counts[line.rsplit(":", 1)[1].strip()] += 1
+total = sum(counts.values())
+killed = counts.get("killed", 0)
+print("counts:", dict(counts))
+if total:
+    print(f"score: {killed}/{total} killed = {100 * killed / total:.1f}%")
+PY
+  echo
+  echo "surviving mutants:"
+  for m in $(grep -E ": (survived|no tests)$" results.txt | cut -d: -f1); do
+    echo "--- $m"
+    mutmut show "$m" 2>/dev/null | sed -n '1,40p'
+  done
+} > report.txt
+sed -n '1,6p' report.txt
+echo "report: $work/report.txt"
+if [ "${KEEP:-1}" != 1 ]; then rm -rf "$work/mutants"; fi
