@@ -120,13 +120,15 @@ def test_sigterm_exits_143_with_a_checkpoint_in_a_real_process(npz, tmp_path):
                          env=dict(os.environ, OMP_NUM_THREADS="1"), stderr=subprocess.PIPE, text=True)
     import time
     deadline = time.time() + 120
-    while not (out / "metrics.jsonl").exists() and time.time() < deadline:
+    while not (out / "last.pt").exists() and time.time() < deadline:  # training is under way
         time.sleep(0.1)
     p.send_signal(signal.SIGTERM)
     _, err = p.communicate(timeout=60)
     assert p.returncode == 143, err[-1000:]
     assert "resume with --resume" in err and "Traceback" not in err
-    assert torch.load(out / "last.pt", weights_only=False)["step"] >= 0
+    ck = torch.load(out / "last.pt", weights_only=False)
+    assert ck["step"] >= 1 and ck["epoch_stats"] is not None  # written at the step the signal stopped, not an epoch's end
+    assert not list(out.glob("*.tmp"))
 
 
 def _free_port() -> int:

@@ -97,6 +97,8 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=2000, help="CIFAR-sized images for the throughput part")
     ap.add_argument("--width", type=int, default=16)
     ap.add_argument("--with-memory-mode", action="store_true", help="also the in-memory path's peak memory")
+    ap.add_argument("--only", choices=["throughput", "memory"], help="run one part")
+    ap.add_argument("--rounds", type=int, default=1, help="throughput: alternate the modes, keep each one's best")
     a = ap.parse_args()
     env = dict(os.environ, OMP_NUM_THREADS="2", PYTHONPATH=str(ROOT))
     tiny = ["-D", f"width={a.width}", "-D", "nu=1"]
@@ -110,13 +112,18 @@ def main() -> None:
             rng = np.random.default_rng(0)
             x, y, source = rng.integers(0, 256, (a.images, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, a.images), "random"
         folder = write_folder(tmp / "cifar", x, y)
-        for mode in ("memory", "stream"):
-            out = tmp / f"run-{mode}"
-            run(["compile", "specs/mgnet.mg", *tiny, "--train", str(folder), "--epochs", "2", "--batch-size", "128",
-                 "--data-mode", mode, "--workers", "1", "--out", str(out)], env)
-            m = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-            results[f"{mode}_images_per_s"] = round(m[-1]["images_per_s"], 1)
+        for k in range(a.rounds if a.only != "memory" else 0):
+            for mode in ("memory", "stream"):
+                out = tmp / f"run-{mode}-{k}"
+                run(["compile", "specs/mgnet.mg", *tiny, "--train", str(folder), "--epochs", "2", "--batch-size",
+                     "128", "--data-mode", mode, "--workers", "1", "--out", str(out)], env)
+                m = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+                key = f"{mode}_images_per_s"
+                results[key] = max(results.get(key, 0), round(m[-1]["images_per_s"], 1))
         results["throughput_data"] = f"{source}, 32x32 PNG folder, 80/20 split, mgnet width {a.width} nu 1, batch 128"
+        if a.only == "throughput":
+            print(json.dumps(results, indent=2))
+            return
 
         rng = np.random.default_rng(1)
         for n in (600, 2400):
