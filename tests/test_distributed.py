@@ -76,4 +76,4 @@ def test_two_process_mgnet_run_writes_once(data, tmp_path):
     lines = (out / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 2  # one line per epoch: rank 1 wrote nothing
     assert {p.name for p in out.iterdir()} == {"config.json", "metrics.jsonl", "model.pt", "last.pt", "curves.png",
-                                               "summary.json"}
+                                               "summary.json", "best.pt"}

@@ -7,27 +7,31 @@ import pytest
 from PIL import Image
 
 from mgdsl.cli import main
-from mgdsl.training.recipes import lr_factor, resolve_recipe
+from mgdsl.training.recipes import Config, lr_at, resolve
+
+
+def resolve_recipe(recipe, **flags):
+    return resolve(Config(recipe=recipe, **flags), flip_default=True)
 
 
 def test_imagenet_recipe_is_goyal_et_al_with_linear_scaling():
     r = resolve_recipe("imagenet")
-    assert (r["epochs"], r["batch_size"], r["lr"], r["momentum"], r["weight_decay"]) == (90, 256, 0.1, 0.9, 1e-4)
-    assert r["lr_milestones"] == [30, 60, 80] and r["warmup_epochs"] == 0
+    assert (r.epochs, r.batch_size, r.lr, r.momentum, r.weight_decay, r.nesterov) == (90, 256, 0.1, 0.9, 1e-4, False)
+    assert r.lr_milestones == [30, 60, 80] and r.warmup_epochs == 0 and r.schedule == "multistep"
     big = resolve_recipe("imagenet", batch_size=8192)
-    assert big["lr"] == pytest.approx(3.2) and big["warmup_epochs"] == 5  # 0.1 x 8192 / 256, 5 warm-up epochs
-    assert resolve_recipe("imagenet", batch_size=1024, lr=0.05)["lr"] == 0.05  # an explicit --lr wins
-    assert resolve_recipe("imagenet", epochs=9)["lr_milestones"] == [3, 6, 8]  # the schedule shrinks with the run
+    assert big.lr == pytest.approx(3.2) and big.warmup_epochs == 5  # 0.1 x 8192 / 256, 5 warm-up epochs
+    assert resolve_recipe("imagenet", batch_size=1024, lr=0.05).lr == 0.05  # an explicit --lr wins
+    assert resolve_recipe("imagenet", epochs=9).lr_milestones == [3, 6, 8]  # the schedule shrinks with the run
 
 
 def test_lr_schedule_divides_by_ten_at_each_milestone_and_warms_up_linearly():
     r = resolve_recipe("imagenet")
-    assert [lr_factor(r, e) for e in (0, 29.99, 30, 59.9, 60, 80, 89.9)] == \
-        pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.001, 0.001])
+    steps = 100  # per epoch
+    assert [lr_at(r, round(e * steps), steps) for e in (0, 29.99, 30, 59.9, 60, 80, 89.9)] == \
+        pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001, 0.0001, 0.0001])
     big = resolve_recipe("imagenet", batch_size=1024)  # k = 4: from 0.1 to 0.4 over 5 epochs (Goyal et al. 2.2)
-    assert [lr_factor(big, e) for e in (0, 2.5, 5, 6)] == pytest.approx([0.25, 0.625, 1, 1])
-    paper = resolve_recipe("paper")  # StepLR as before: /10 every 30 epochs
-    assert [lr_factor(paper, e) for e in (0, 30, 61, 119)] == pytest.approx([1, 0.1, 0.01, 0.001])
+    assert [lr_at(big, round(e * steps), steps) for e in (0, 2.5, 5, 6, 30)] == \
+        pytest.approx([0.1, 0.25, 0.4, 0.4, 0.04])
 
 
 def test_imagenet_recipe_takes_a_real_step_on_the_full_imagenet_mgnet(tmp_path, capsys):

@@ -88,7 +88,7 @@ def test_sigterm_mid_epoch_then_resume_equals_an_uninterrupted_run(kind, npz, tm
     # SIGTERM after step 3 of epoch 1 (of 6 steps): the stop is honoured at the step boundary
     monkeypatch.setenv("MGDSL_FAULT", "TERM:0:1:3")
     assert main(common + ["--out", str(tmp_path / "cut")]) == 143
-    assert "resume with --resume" in capsys.readouterr().err
+    assert "continue it with" in capsys.readouterr().err
     ck = torch.load(tmp_path / "cut" / "last.pt", weights_only=False)
     assert (ck["epoch"], ck["step"]) == (1, 3) and len(_metrics(tmp_path / "cut")) == 1
     monkeypatch.delenv("MGDSL_FAULT")
@@ -125,7 +125,7 @@ def test_sigterm_exits_143_with_a_checkpoint_in_a_real_process(npz, tmp_path):
     p.send_signal(signal.SIGTERM)
     _, err = p.communicate(timeout=60)
     assert p.returncode == 143, err[-1000:]
-    assert "resume with --resume" in err and "Traceback" not in err
+    assert "continue it with" in err and "Traceback" not in err
     ck = torch.load(out / "last.pt", weights_only=False)
     assert ck["step"] >= 1 and ck["epoch_stats"] is not None  # written at the step the signal stopped, not an epoch's end
     assert not list(out.glob("*.tmp"))

@@ -2,43 +2,95 @@
 on, and this rank's share of the evaluation set."""
 from __future__ import annotations
 
-import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 from . import stream as S
 
 
+@dataclass
+class Source:
+    """A data set opened but, when it streams, not decoded: what the spec adapts to and the feed reads."""
+    plan: S.DataPlan
+    shape: tuple[int, int, int]  # C x H x W of the model's input: the images' (memory) or the spec's (stream)
+    classes: int
+    flip_default: bool
+    note: str | None
+    arrays: object = None  # data.DataSet (memory, or arrays that stream)
+    sets: tuple | None = None  # (train, test) torchvision-style data sets of a streamed folder
+
+
+def open_source(name: str, test: str | None, root: str, data_mode: str, spec_shape) -> Source:
+    """Memory or stream (stream.choose_mode); a folder that streams is listed, never decoded whole."""
+    from .data import DataError, flip_default, load_dataset
+    if data_mode not in S.DATA_MODES:
+        raise DataError(f"--data-mode {data_mode}: expected one of {', '.join(S.DATA_MODES)}")
+    spec_shape = tuple(int(v) for v in spec_shape)
+    if Path(name).is_dir():
+        plan = S.choose_mode(data_mode, True, None, S.default_budget())
+        if plan.mode == "stream":
+            tr, te, names = S.open_folders(Path(name), Path(test) if test else None, spec_shape[0])
+            note = None if not hasattr(tr, "indices") else f"{name}: a fixed 80 / 20 split (numpy default_rng(0))"
+            return Source(plan, spec_shape, len(names), flip_default(name), note, sets=(tr, te))
+    data = load_dataset(name, test, root)
+    if not Path(name).is_dir():
+        plan = S.choose_mode(data_mode, False, data.x_train.nbytes + data.x_test.nbytes, S.default_budget())
+    x = data.x_train
+    shape = (int(x.shape[3]), int(x.shape[1]), int(x.shape[2])) if plan.mode == "memory" else spec_shape
+    return Source(plan, shape, data.classes, data.flip_default, data.note, arrays=data)
+
+
+def make_feed(src: Source, cfg, *, device, rank: int, world: int, normalize: dict | None):
+    """The feed of this rank; normalize: the run's saved statistics (a resumed run), else computed here."""
+    if src.plan.mode == "memory":
+        return MemoryFeed(src, cfg, device=device, rank=rank, world=world, normalize=normalize)
+    if src.sets is not None:
+        tr, te = src.sets
+    else:
+        mode = S.pil_mode(src.shape[0])
+        d = src.arrays
+        tr, te = S.ArrayImages(d.x_train, d.y_train, mode), S.ArrayImages(d.x_test, d.y_test, mode)
+    workers = S.default_workers() if cfg.workers is None else cfg.workers
+    data = S.stream(tr, te, src.classes, src.shape, batch_size=cfg.batch_size, world=world, rank=rank,
+                    seed=cfg.seed, workers=workers, pin=device.type == "cuda", augment=cfg.augment, flip=cfg.flip,
+                    stats=(normalize["mean"], normalize["std"]) if normalize else None)
+    return StreamFeed(data, plan=src.plan, device=device, world=world, batch_size=cfg.batch_size)
+
+
 class MemoryFeed:
     """The data set decoded whole onto the device (digits, CIFAR, .npz, small one-size folders): fastest."""
 
-    def __init__(self, arrays, *, plan: S.DataPlan, dataset: str, batch_size: int, seed: int, augment: bool,
-                 device, rank: int, world: int):
-        from .data import channel_stats, steps_per_epoch, to_images
+    def __init__(self, src: Source, cfg, *, device, rank: int, world: int, normalize: dict | None):
         import torch
-        xtr, ytr, xte, yte = arrays
-        self.plan, self.device, self.rank, self.world = plan, device, rank, world
-        self.batch_size, self.seed, self.augment = batch_size, seed, augment
-        self.shape = (int(xtr.shape[3]), int(xtr.shape[1]), int(xtr.shape[2]))  # the spec adapts to the data
-        self.classes = int(max(ytr.max(), yte.max()) + 1)
-        x, xt = to_images(xtr, device), to_images(xte, device)
-        mean, std = channel_stats(x)
+
+        from .data import channel_stats, steps_per_epoch, to_images
+        d = src.arrays
+        self.plan, self.device, self.rank, self.world = src.plan, device, rank, world
+        self.batch_size, self.seed, self.augment, self.flip = cfg.batch_size, cfg.seed, cfg.augment, cfg.flip
+        self.shape, self.classes = src.shape, src.classes
+        x, xt = to_images(d.x_train, device), to_images(d.x_test, device)
+        if normalize:
+            mean = torch.tensor(normalize["mean"], device=device).view(1, -1, 1, 1)
+            std = torch.tensor(normalize["std"], device=device).view(1, -1, 1, 1)
+        else:
+            mean, std = channel_stats(x)
         self.x, self.xt = (x - mean) / std, (xt - mean) / std
-        self.y, self.yt = torch.from_numpy(ytr).to(device), torch.from_numpy(yte).to(device)
+        self.y, self.yt = torch.from_numpy(d.y_train).to(device), torch.from_numpy(d.y_test).to(device)
         self.mean, self.std = mean.flatten().tolist(), std.flatten().tolist()
-        self.n_train, self.n_test = len(xtr), len(xte)
-        self.steps = steps_per_epoch(self.n_train, batch_size)
+        self.n_train, self.n_test = len(d.x_train), len(d.x_test)
+        self.steps = steps_per_epoch(self.n_train, self.batch_size)
         self.pad = max(1, round(4 * self.shape[1] / 32))  # the paper's pad 4 at 32x32, scaled with the image
-        self.flip_ok = dataset != "digits"  # a mirrored digit is another symbol
         self.generator = None
 
     def batches(self, epoch: int, start: int = 0) -> Iterator:
         """Epoch `epoch` from step `start` on: the skipped steps replay their draws, so the rest is exact."""
         import torch
+
         from .data import in_memory_batches
         self.generator = torch.Generator(device=self.device).manual_seed(self.seed * 100003 + epoch)
         it = in_memory_batches(self.x, self.y, batch_size=self.batch_size, gen=self.generator, rank=self.rank,
-                               world=self.world, augment_on=self.augment, pad=self.pad, flip_ok=self.flip_ok)
+                               world=self.world, augment_on=self.augment, pad=self.pad, flip_ok=self.flip)
         for _ in range(start):
             next(it)
         return it
@@ -64,8 +116,12 @@ class StreamFeed:
         self.generator = None  # augmentation seeds are a function of (seed, epoch, index): no state to save
 
     def _to_device(self, batches) -> Iterator:
-        for x, y in batches:
-            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        from .data import DataError
+        try:
+            for x, y in batches:
+                yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        except DataError as e:  # raised in a loader worker: its message carries the worker's traceback
+            raise DataError(str(e).strip().splitlines()[-1].split("DataError: ")[-1]) from None
 
     def batches(self, epoch: int, start: int = 0) -> Iterator:
         self.s.sampler.set_position(epoch, start * self.per_rank)
@@ -73,36 +129,3 @@ class StreamFeed:
 
     def eval_batches(self) -> Iterator:
         return self._to_device(self.s.test)
-
-
-def open_feed(*, dataset: str, test: str | None, data_root: str, data_mode: str, spec_shape, batch_size: int,
-              seed: int, augment: bool, workers: int | None, device, rank: int, world: int,
-              budget: int | None = None):
-    """Memory or stream (stream.choose_mode), then the feed; a folder that streams is never decoded whole."""
-    from .data import DataError, load_dataset
-    if data_mode not in S.DATA_MODES:
-        raise DataError(f"--data-mode {data_mode}: expected one of {', '.join(S.DATA_MODES)}")
-    budget = S.default_budget() if budget is None else budget
-    workers = S.default_workers() if workers is None else workers
-    pin = device.type == "cuda"
-    folder = Path(dataset).is_dir()
-    if folder:
-        plan = S.choose_mode(data_mode, True, None, budget)
-        if plan.mode == "stream":
-            tr, te, names = S.open_folders(Path(dataset), Path(test) if test else None, int(spec_shape[0]))
-            data = S.stream(tr, te, len(names), spec_shape, batch_size=batch_size, world=world, rank=rank, seed=seed,
-                            workers=workers, pin=pin, augment=augment)
-            return StreamFeed(data, plan=plan, device=device, world=world, batch_size=batch_size)
-    arrays = load_dataset(dataset, test, data_root)
-    if not folder:
-        plan = S.choose_mode(data_mode, False, sum(a.nbytes for a in arrays[::2]), budget)
-    if plan.mode == "memory":
-        return MemoryFeed(arrays, plan=plan, dataset=dataset, batch_size=batch_size, seed=seed, augment=augment,
-                          device=device, rank=rank, world=world)
-    xtr, ytr, xte, yte = arrays
-    mode = S.pil_mode(int(spec_shape[0]))
-    classes = int(max(ytr.max(), yte.max()) + 1)
-    data = S.stream(S.ArrayImages(xtr, ytr, mode), S.ArrayImages(xte, yte, mode), classes, spec_shape,
-                    batch_size=batch_size, world=world, rank=rank, seed=seed, workers=workers, pin=pin,
-                    augment=augment, flip=dataset != "digits")
-    return StreamFeed(data, plan=plan, device=device, world=world, batch_size=batch_size)

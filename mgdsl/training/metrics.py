@@ -49,13 +49,17 @@ def sync_buffers(model: torch.nn.Module, world: int) -> None:
 
 
 def evaluate(model: torch.nn.Module, batches: Iterable, device: torch.device, amp: bool, classes: int,
-             world: int = 1) -> Scores:
-    """Scores of rank 0's `model` (the plain module, not DDP: shards may differ in length) over all ranks."""
+             world: int = 1, tta: bool = False) -> Scores:
+    """Scores of rank 0's `model` (the plain module, not DDP: shards may differ in length) over all ranks;
+    with tta the logits are the mean over each image and its mirror (test-time augmentation)."""
     sync_buffers(model, world)
     model.eval()
     sums = torch.zeros(4, dtype=torch.float64, device=device)
     with torch.no_grad(), torch.autocast(device.type, torch.bfloat16, enabled=amp):
         for x, y in batches:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            sums += score_sums(model(x), y)
+            out = model(x).float()
+            if tta:
+                out = (out + model(x.flip(3)).float()) / 2
+            sums += score_sums(out, y)
     return scores(reduce_sums(sums, world), classes)

@@ -63,9 +63,12 @@ def to_mode(im, mode: str):
 def load_image(path: str, mode: str):
     """Open and fully decode one image file as `mode` (module-level so DataLoader workers can pickle it)."""
     from PIL import Image
-    with open(path, "rb") as fh:
-        im = Image.open(fh)
-        im.load()
+    try:
+        with open(path, "rb") as fh:
+            im = Image.open(fh)
+            im.load()
+    except Exception as e:  # truncated, not an image, unreadable: name the file (mgdsl exits 2)
+        raise _error(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
     return to_mode(im, mode)
 
 
@@ -131,10 +134,11 @@ def image_folder(root: Path, mode: str):
         # a class folder without images still names a class: labels stay folder positions, and a split
         # that lacks some class (a tiny validation set) keeps the same labels as the training set
         ds = ImageFolder(str(root), loader=ImageLoader(mode), allow_empty=True)
-    except (FileNotFoundError, RuntimeError) as e:
-        raise _error(f"{root}: {e}", "expected one sub-folder of images per class") from None
+    except (FileNotFoundError, RuntimeError):
+        raise _error(f"{root}: no class folders with images in it (expected {root}/CLASS/IMAGE.png, one "
+                     "sub-folder per class)") from None
     if not len(ds):
-        raise _error(f"{root}: no images found", "expected one sub-folder of images per class")
+        raise _error(f"{root}: no images found (expected one sub-folder of images per class)")
     return ds
 
 
@@ -301,10 +305,12 @@ class Stream:
 
 
 def stream(train_set, test_set, classes: int, shape: Sequence[int], *, batch_size: int, world: int, rank: int,
-           seed: int, workers: int, pin: bool, augment: bool = True, flip: bool = True) -> Stream:
+           seed: int, workers: int, pin: bool, augment: bool = True, flip: bool = True,
+           stats: tuple[list[float], list[float]] | None = None) -> Stream:
     """Loaders for this rank: training batches of batch_size // world, evaluation sharded without repeats.
 
-    Without augment, training images are resized and centre-cropped like evaluation images."""
+    Without augment, training images are resized and centre-cropped like evaluation images. stats: the
+    normalisation (mean, std) saved with a run being resumed, else estimated here."""
     per_rank = batch_size // world
     if per_rank < 1 or batch_size % world:
         raise _error(f"--batch-size {batch_size} does not split evenly over {world} processes",
@@ -312,7 +318,7 @@ def stream(train_set, test_set, classes: int, shape: Sequence[int], *, batch_siz
     if len(train_set) < batch_size:
         raise _error(f"the training set has {len(train_set)} images, fewer than one batch of {batch_size}",
                      "use a smaller --batch-size")
-    mean, std = estimate_stats(train_set, shape)
+    mean, std = stats if stats is not None else estimate_stats(train_set, shape)
     sampler = ShardSampler(len(train_set), world, rank, seed)
     t = train_transform(shape, mean, std, flip) if augment else eval_transform(shape, mean, std)
     train = make_loader(Augmented(train_set, t), sampler, per_rank,
