@@ -35,9 +35,12 @@ def compile_spec(path: str, params: dict | None = None, text: str | None = None,
     from .check import check
     from .diagnostics import Source
     from .elaborate import elaborate
+    from .library import resolve
     from .syntax import parse, read_source
 
-    text = read_source(path) if text is None else text
+    if text is None:
+        path = resolve(path)
+        text = read_source(path)
     source = Source(path, text)
     ir = elaborate(parse(text, path), source, dict(params or {}))
     check(ir, source, max_params=max_params)
@@ -59,5 +62,5 @@ def lower(ir_or_path, **params):
 
 
 def load(path: str, **params):
-    """mgdsl.load("specs/mgnet.mg", width=32) -> nn.Module."""
+    """mgdsl.load("specs/mgnet.mg", width=32) or mgdsl.load("mgnet", width=32) (a bundled spec) -> nn.Module."""
     return lower(compile_ir(path, **params))

@@ -1,4 +1,9 @@
-"""The `mgdsl` command: a thin layer over the pipeline stages; exit 0 ok, 2 spec error, 1 runtime error."""
+"""The `mgdsl` command: a thin layer over the pipeline stages.
+
+Exit codes: 0 ok (or "yes"); 1 the answer is "no" or a run did not succeed (not canonical, not equivalent,
+not converged, training stopped on a NaN loss); 2 a spec, data or argument error (located, with a hint);
+3 undecided (`check --equiv` found no rule and no counterexample); 70 an internal error (a bug, EX_SOFTWARE:
+one line, MGDSL_DEBUG=1 for the traceback); 130 interrupted; 143 terminated (SIGTERM)."""
 from __future__ import annotations
 
 import argparse
@@ -6,13 +11,72 @@ import json
 import os
 import shlex
 import sys
+import traceback
 
-from . import SpecError, compile_spec, parse_overrides
+from . import SpecError, __version__, compile_spec, parse_overrides
+from .cost import si
+
+EXIT_INTERNAL = 70  # sysexits.h EX_SOFTWARE: 1 and 3 are answers ("no", "undecided"), 2 is bad input
+
+EXIT_CODES = """exit codes: 0 ok; 1 the answer is no (not canonical, not equivalent, not converged) or a training
+run stopped; 2 spec, data or argument error (file:line:col, a hint); 3 undecided (check --equiv); 70 internal
+error (MGDSL_DEBUG=1 shows the traceback); 130 interrupted; 143 terminated."""
+
+SPEC_HELP = "a .mg file, or the name of a bundled spec (`mgdsl list`), e.g. mgnet or table2/resnet18"
+
+# the examples that end each command's --help (tests/test_cli.py parses every one of them)
+EXAMPLES = {
+    "compile": ["mgdsl compile mgnet",
+                "mgdsl compile table2/mgnet-256-256-pi1 --json",
+                "mgdsl compile mgnet -D width=32 --train digits --epochs 20"],
+    "check": ["mgdsl check mgnet",
+              "mgdsl check mgnet --equiv iresnet",
+              "mgdsl check cnn/resnet --json"],
+    "fmt": ["mgdsl fmt my-net.mg",
+            "mgdsl fmt --check specs/*.mg specs/*/*.mg",
+            "mgdsl fmt -i my-net.mg"],
+    "render": ["mgdsl render mgnet -o mgnet.svg",
+               "mgdsl render table2/resnet18 mgnet -D width=64 -o side-by-side.png",
+               "mgdsl render multigrid/poisson-v11 --expand -o v11.pdf"],
+    "eval": ["mgdsl eval mgnet -D width=32 --weights runs/mgnet-digits/model.pt --test digits",
+             "mgdsl eval mgnet -D width=32 --weights runs/mgnet-x/model.pt --test test.npz"],
+    "solve": ["mgdsl solve multigrid/poisson-v11 --n 129",
+              "mgdsl solve multigrid/poisson-v22 --n 257 --json",
+              "mgdsl solve multigrid/poisson-w11 --n 65 --plot w11.png"],
+    "rewrite": ["mgdsl rewrite cnn/classic-cnn --to mg-resnet -o mg-resnet.mg",
+                "mgdsl rewrite cnn/classic-cnn --to mg-resnet -D width=16 -o small.mg"],
+    "list": ["mgdsl list",
+             "mgdsl list --json",
+             "mgdsl list --names | grep table2"],
+    "export": ["mgdsl export mgnet -D width=32 -o mgnet32",
+               "mgdsl export mgnet -D width=32 --weights runs/mgnet-digits -o mgnet_digits",
+               "mgdsl export table2/resnet18 --format py -o resnet18"],
+}
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Examples kept as written; every option shows its default (an option without one says so itself)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (not action.option_strings or action.required or action.default is argparse.SUPPRESS
+                or "default" in text or action.default is None):
+            return text
+        if action.default is False:
+            return f"{text} (default: off)"
+        if action.default == []:
+            return f"{text} (default: none)"
+        return f"{text} (default: %(default)s)"
+
+
+def _epilog(command: str | None) -> str:
+    lines = EXAMPLES.get(command, []) if command else [ex[0] for ex in EXAMPLES.values()]
+    return "examples:\n" + "\n".join(f"  {x}" for x in lines) + "\n\n" + EXIT_CODES
 
 
 def _add_defines(p: argparse.ArgumentParser) -> None:
     p.add_argument("-D", dest="defines", action="append", default=[], metavar="NAME=VALUE",
-                   help="override a `param` of the spec, e.g. -D width=32")
+                   help="override a `param` of the spec, e.g. -D width=32; repeatable")
 
 
 def _ir(args):
@@ -27,19 +91,24 @@ def _ir(args):
 def summary(ir) -> dict:
     """What `compile --json` prints: the facts a user checks against the paper."""
     from .check import sharing_table
+    from .cost import macs
+    cost = macs(ir)
     return {
-        "name": ir.name, "spec": ir.path, "params": ir.total_params,
+        "name": ir.name, "spec": ir.path, "params": ir.total_params, "macs": cost.total,
         "input_shape": list(ir.input_ty.shape), "output_shape": list(ir.output_ty.shape),
         "grids": ir.grids, "nu": ir.nu, "cycle": ir.cycle,
         "channels": {k: v for k, v in ir.spaces.items()},
-        "operators": sharing_table(ir),
+        "operators": [dict(row, macs=cost.by_instance[row["name"]]) for row in sharing_table(ir)],
     }
 
 
-def _table(rows: list[dict], cols: list[str]) -> str:
+def _table(rows: list[dict], cols: list[str], right: set[str] = frozenset()) -> str:
     widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
-    head = "  ".join(c.ljust(widths[c]) for c in cols)
-    body = ["  ".join(str(r[c]).ljust(widths[c]) for c in cols) for r in rows]
+
+    def cell(c: str, v) -> str:
+        return str(v).rjust(widths[c]) if c in right else str(v).ljust(widths[c])
+    head = "  ".join(cell(c, c) for c in cols).rstrip()
+    body = ["  ".join(cell(c, r[c]) for c in cols).rstrip() for r in rows]
     return "\n".join([head, "-" * len(head), *body])
 
 
@@ -50,6 +119,9 @@ def cmd_compile(args) -> int:
     ir = _ir(args) if args.spec is not None else None
     if getattr(args, "train", None) or args.resume or args.print_config:
         return _train(ir, args)
+    if args.ir:
+        print(ir.text())
+        return 0
     s = summary(ir)
     if args.json:
         print(json.dumps(s, indent=2))
@@ -57,10 +129,16 @@ def cmd_compile(args) -> int:
     print(f"{s['name']}  ({s['spec']})")
     print(f"  input {tuple(s['input_shape'])} -> output {tuple(s['output_shape'])}, {ir.grids} grids, "
           f"nu = {ir.nu}, channels {s['channels']}")
-    print(f"  trainable parameters: {s['params']:,}\n")
-    rows = [dict(r, io=f"{r['in_space']}:{r['in']} -> {r['out_space']}:{r['out']}") for r in s["operators"]]
-    print(_table(rows, ["name", "scope", "kind", "io", "stride", "params", "uses"]))
+    print(f"  trainable parameters: {s['params']:,}")
+    print(f"  multiply-accumulates per image (forward): {s['macs']:,} ({si(s['macs'])})\n")
+    rows = [dict(r, io=f"{r['in_space']}:{r['in']} -> {r['out_space']}:{r['out']}", macs=si(r["macs"]))
+            for r in s["operators"]]
+    print(_table(rows, ["name", "scope", "kind", "io", "stride", "params", "uses", "macs"], right={"macs"}))
     return 0
+
+
+def _from_recipe(recipes: dict, key: str) -> str:
+    return "default: from the recipe (" + ", ".join(f"{n} {r[key]}" for n, r in recipes.items()) + ")"
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
@@ -260,23 +338,77 @@ def cmd_check(args) -> int:
 
 
 def cmd_fmt(args) -> int:
+    from .diagnostics import Diagnostic, Source
     from .fmt import fmt
+    from .library import resolve
     from .syntax import parse, read_source
-    text = read_source(args.spec)
-    out = fmt(parse(text, args.spec))
-    if args.check:
-        if out != text:
-            print(f"{args.spec}: not canonical (run mgdsl fmt -i)", file=sys.stderr)
-            return 1
+    if args.check and args.in_place:
+        raise SpecError([Diagnostic("--check and -i exclude each other", None, "check first, then rewrite")])
+    canonical = True
+    for spec in args.specs:
+        path = resolve(spec)
+        if args.in_place and path != spec:
+            raise SpecError([Diagnostic(f"{spec} is a bundled spec, not a file here: -i does not rewrite it", None,
+                                        f"copy it first: mgdsl fmt {spec} > my.mg")], Source(spec, ""))
+        text = read_source(path)
+        out = fmt(parse(text, path))
+        if args.check:
+            if out != text:
+                print(f"{spec}: not canonical (mgdsl fmt -i {spec} rewrites it)", file=sys.stderr)
+                canonical = False
+        elif args.in_place:
+            if out != text:
+                tmp = path + ".tmp"
+                with open(tmp, "w") as fh:
+                    fh.write(out)
+                os.replace(tmp, path)
+        else:
+            sys.stdout.write(out)
+    return 0 if canonical else 1
+
+
+def cmd_list(args) -> int:
+    from .cost import macs
+    from .library import bundled
+    rows, failed = [], 0
+    for spec in bundled():
+        if args.names:
+            print(spec.name)
+            continue
+        try:
+            ir = compile_spec(spec.path)
+        except SpecError as e:
+            failed += 1
+            rows.append({"name": spec.name, "error": str(e).splitlines()[0]})
+            continue
+        rows.append({"name": spec.name, "model": ir.name, "params": ir.total_params, "macs": macs(ir).total,
+                     "input_shape": list(ir.input_ty.shape), "output_shape": list(ir.output_ty.shape),
+                     "path": spec.path})
+    if args.names:
         return 0
-    if args.in_place:
-        if out != text:
-            tmp = args.spec + ".tmp"
-            with open(tmp, "w") as fh:
-                fh.write(out)
-            os.replace(tmp, args.spec)
-        return 0
-    sys.stdout.write(out)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            r["size"] = "x".join(map(str, r.get("input_shape", ()))) + " -> " + "x".join(
+                map(str, r.get("output_shape", ()))) if "error" not in r else r["error"]
+            r["params"] = f"{r['params']:,}" if "params" in r else "-"
+            r["MACs"] = si(r["macs"]) if "macs" in r else "-"
+        print(_table(rows, ["name", "params", "MACs", "size"], right={"params", "MACs"}))
+    return 2 if failed else 0
+
+
+def cmd_export(args) -> int:
+    from .export import export, run_config, training_note
+    cfg = run_config(args.weights)  # a training run: its -D values, data shape and classes unless overridden
+    args.defines = [f"{k}={v}" for k, v in (cfg.get("params_override") or {}).items()] + args.defines
+    ir = _ir(args)
+    if cfg.get("input_shape") and cfg.get("classes") and (
+            list(ir.input_ty.shape) != cfg["input_shape"] or ir.classes != cfg["classes"]):
+        from .training import adapt
+        ir = adapt(ir, tuple(cfg["input_shape"]), cfg["classes"])
+    for path in export(ir, args.output, weights=args.weights, formats=args.format, note=training_note(cfg)):
+        print(path)
     return 0
 
 
@@ -288,6 +420,26 @@ def cmd_render(args) -> int:
         irs.append(_ir(args))
     print(render(irs, args.output, args.format, args.expand, args.ir))
     return 0
+
+
+def _solvable_first(cmd):
+    """`solve` sets -D n; first say plainly when the spec is not a fixed-stencil multigrid solve can run."""
+    def run(args) -> int:
+        from .diagnostics import Diagnostic
+        ir = compile_spec(args.spec, parse_overrides([d for d in args.defines if not d.startswith("n=")]))
+        why = ([] if "n" in ir.params else ["it has no `param n` (points per side)"]) + \
+              ([] if ir.input_ty.level == 1 and ir.output_ty.shape == ir.input_ty.shape else
+               [f"it maps {ir.input_ty.describe()} to {ir.output_ty.describe()}, not f to u on grid 1"]) + \
+              ([] if "A[1]" in ir.instances else ["it has no fine-grid operator A[1]"]) + \
+              [f"{i.label} is {i.klass} with {i.params:,} trained parameters" for i in ir.instances.values()
+               if not i.fixed][:1]
+        if why:
+            raise SpecError([Diagnostic(f"{ir.name} is not a fixed-stencil multigrid: " + "; ".join(why), None,
+                                        "solve needs `param n`, `input f : 1 x n x n`, a fixed A[1] (laplace), "
+                                        "fixed R, P and smoothers, and a cycle that returns u on grid 1, "
+                                        "e.g. specs/multigrid/poisson-v11.mg")], ir.source)
+        return cmd(args)
+    return run
 
 
 def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
@@ -302,43 +454,64 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespa
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mgdsl", description="Compile, check, draw, train and solve MgNet specs.")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = argparse.ArgumentParser(prog="mgdsl", description="Compile, check, draw, train, solve and export MgNet specs.",
+                                epilog=_epilog(None), formatter_class=HelpFormatter)
+    p.add_argument("--version", action="version", version=f"mgdsl {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     c = sub.add_parser("compile", help="check a spec and print its operators and parameter count (or train it)")
-    c.add_argument("spec", nargs="?", help="the .mg file (not needed with --resume)")
+    c.add_argument("spec", nargs="?", help=SPEC_HELP + " (not needed with --resume)")
     _add_defines(c)
     c.add_argument("--json", action="store_true", help="print one JSON object")
+    c.add_argument("--ir", action="store_true", help="print the compiler's IR: instances and the unrolled graph")
     c.add_argument("--max-params", type=float, default=1e9, help="refuse larger models before allocation")
     c.add_argument("--train", metavar="DATASET", default=argparse.SUPPRESS,
-                   help="digits, cifar10, cifar100, an .npz file or an image folder")
+                   help="train on digits, cifar10, cifar100, an .npz file or an image folder (default: only compile)")
     add_train_args(c)
     c.set_defaults(fn=cmd_compile)
     p.compile_parser = c
 
     k = sub.add_parser("check", help="static checks: linearity classes and the sharing table")
-    k.add_argument("spec")
+    k.add_argument("spec", help=SPEC_HELP)
     _add_defines(k)
-    k.add_argument("--json", action="store_true")
-    k.add_argument("--equiv", metavar="TARGET", help="a spec or family (mg0, iresnet, mg-iresnet, resnet, ...)")
-    k.add_argument("--trials", type=int, default=3)
-    k.add_argument("--seed", type=int, default=0)
+    k.add_argument("--json", action="store_true", help="print one JSON object")
+    k.add_argument("--equiv", metavar="TARGET",
+                   help="which classic network is it: a spec, or a family (mg0, iresnet, mg-iresnet, resnet, ...);"
+                        " default: no equivalence check")
+    k.add_argument("--trials", type=int, default=3, help="random float64 inputs for the --equiv numerics")
+    k.add_argument("--seed", type=int, default=0, help="seed of the --equiv numerics")
     k.set_defaults(fn=cmd_check)
 
-    f = sub.add_parser("fmt", help="print the canonical text of a spec")
-    f.add_argument("spec")
-    f.add_argument("--check", action="store_true", help="exit 1 if the file is not canonical")
-    f.add_argument("-i", "--in-place", action="store_true", help="rewrite the file")
+    f = sub.add_parser("fmt", help="print the canonical text of specs (or check or rewrite them)")
+    f.add_argument("specs", nargs="+", metavar="SPEC", help=SPEC_HELP)
+    f.add_argument("--check", action="store_true", help="print nothing; exit 1 if a file is not canonical")
+    f.add_argument("-i", "--in-place", action="store_true", help="rewrite the files that are not canonical")
     f.set_defaults(fn=cmd_fmt)
 
     r = sub.add_parser("render", help="draw specs as the paper does (grids as bands, smoothing folded)")
-    r.add_argument("specs", nargs="+", metavar="SPEC")
-    r.add_argument("-o", "--output", required=True, metavar="FILE")
+    r.add_argument("specs", nargs="+", metavar="SPEC", help=SPEC_HELP + "; several go side by side")
+    r.add_argument("-o", "--output", required=True, metavar="FILE", help="the picture (or .dot) to write")
     r.add_argument("--format", choices=["svg", "png", "pdf", "dot"], help="default: from the file name")
     r.add_argument("--expand", action="store_true", help="one box per smoothing step")
     r.add_argument("--ir", action="store_true", help="the raw unrolled IR graph (first spec)")
     _add_defines(r)
     r.set_defaults(fn=cmd_render)
+
+    ls = sub.add_parser("list", help="the bundled specs, one line each, with parameters and MACs per image")
+    ls.add_argument("--json", action="store_true", help="print one JSON list")
+    ls.add_argument("--names", action="store_true", help="print only the names (for scripts)")
+    ls.set_defaults(fn=cmd_list)
+
+    x = sub.add_parser("export", help="standalone PyTorch source (OUT.py) and ONNX (OUT.onnx) of a spec")
+    x.add_argument("spec", help=SPEC_HELP)
+    _add_defines(x)
+    x.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="write OUT.py, OUT.onnx (and OUT.pt with --weights)")
+    x.add_argument("--weights", metavar="FILE|RUN_DIR",
+                   help="a state_dict (model.pt) or a training run folder; default: fresh random weights")
+    x.add_argument("--format", choices=["all", "py", "onnx"], default="all",
+                   help="which forms to write (onnx needs `pip install mgdsl[export]`)")
+    x.set_defaults(fn=cmd_export)
 
     e = sub.add_parser("eval", help="top-1 accuracy of a run's model (or of saved weights) on a test set")
     e.add_argument("target", metavar="RUN_DIR|SPEC",
@@ -352,8 +525,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(fn=cmd_eval)
     from .solve import add_solve_parser
     add_solve_parser(sub, _add_defines)
+    solve = sub.choices["solve"]
+    solve.set_defaults(fn=_solvable_first(solve.get_default("fn")))
     from .rewrite import add_rewrite_parser
     add_rewrite_parser(sub, _add_defines)
+    for name, command in sub.choices.items():  # one look for every command's --help
+        command.formatter_class = HelpFormatter
+        command.epilog = _epilog(name)
     return p
 
 
@@ -373,9 +551,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except Exception as e:  # an internal error: one line, a traceback only on request
         if os.environ.get("MGDSL_DEBUG"):
-            raise
+            traceback.print_exc()  # the whole traceback, with the same exit status as without it
+            return EXIT_INTERNAL
         print(f"mgdsl: internal error: {type(e).__name__}: {e} (set MGDSL_DEBUG=1 for a traceback)", file=sys.stderr)
-        return 1
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """AST to canonical text, comments kept: parse(fmt(x)) == parse(x)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from . import syntax as S
 
 PREC = {"+": 1, "-": 1}
@@ -62,7 +64,26 @@ def expr(e, parent: int = 0) -> str:
     raise TypeError(e)
 
 
-def item(it) -> str:
+EQUATION_KW_WIDTH = len("coarsen")  # equation keywords are padded at least this far: `init    f = ...`
+
+
+def _lhs_and_rest(it) -> tuple[str, str] | None:
+    """The part of an operator definition or equation that is aligned within a block, and the rest."""
+    if isinstance(it, S.OpDef):
+        return f"{it.name}{_index(it.index)}", "= " + " . ".join(_opterm(t) for t in it.body)
+    if isinstance(it, S.Equation):
+        guard = f"[{it.guard}]" if it.guard is not None else ""
+        return f"{it.kind}{guard}", "; ".join(f"{a.name}{_index(a.index)} = {expr(a.expr)}" for a in it.assigns)
+    if isinstance(it, S.Output):
+        return "output", expr(it.expr)
+    return None
+
+
+def item(it, width: int = 0) -> str:
+    """One item on one line; `width` pads an operator's name or an equation's keyword for alignment."""
+    split = _lhs_and_rest(it)
+    if split is not None:
+        return f"{split[0].ljust(width)} {split[1]}"
     if isinstance(it, S.Param):
         v = it.value
         return f"param {it.name} = " + ("[" + ", ".join(map(_num, v)) + "]" if isinstance(v, tuple) else _num(v))
@@ -74,38 +95,78 @@ def item(it) -> str:
         return "space " + ", ".join(
             f"{d.name} = " + ("[" + ", ".join(map(_num, d.channels)) + "]" if d.per_level else _num(d.channels[0]))
             for d in it.decls)
-    if isinstance(it, S.OpDef):
-        return f"{it.name}{_index(it.index)} = " + " . ".join(_opterm(t) for t in it.body)
-    if isinstance(it, S.Equation):
-        guard = f"[{it.guard}]" if it.guard is not None else ""
-        return f"{it.kind}{guard} " + "; ".join(f"{a.name}{_index(a.index)} = {expr(a.expr)}" for a in it.assigns)
-    if isinstance(it, S.Output):
-        return f"output {expr(it.expr)}"
     raise TypeError(it)
 
 
+@dataclass(frozen=True)
+class _Entry:
+    """A line of the output: an item (with its trailing comments) or a comment on its own line."""
+    line: int
+    end: int
+    what: object  # an AST item, or the comment's text
+    trailing: tuple[str, ...] = ()
+
+    @property
+    def is_item(self) -> bool:
+        return not isinstance(self.what, str)
+
+
+def _widths(block: list) -> dict[int, int]:
+    """Alignment of one block (lines between blank lines): `=` of operator definitions, equation keywords."""
+    items = [e.what for e in block if e.is_item]
+    ops = [len(_lhs_and_rest(it)[0]) for it in items if isinstance(it, S.OpDef)]
+    eqs = [len(_lhs_and_rest(it)[0]) for it in items if isinstance(it, (S.Equation, S.Output))]
+    out = {}
+    for it in items:
+        if isinstance(it, S.OpDef):
+            out[id(it)] = max(ops)
+        elif isinstance(it, (S.Equation, S.Output)):
+            out[id(it)] = max([EQUATION_KW_WIDTH, *eqs])
+    return out
+
+
+def _layout(block: list, indent: str) -> list[str]:
+    """Lines of one block; its trailing comments start in one column, two spaces after the longest commented line."""
+    widths = _widths(block)
+    code = [indent + (item(e.what, widths.get(id(e.what), 0)) if e.is_item else e.what) for e in block]
+    column = max([len(c) for c, e in zip(code, block) if e.trailing] or [0]) + 2
+    return [c.ljust(column) + "  ".join(e.trailing) if e.trailing else c for c, e in zip(code, block)]
+
+
+def _blocks(entries: list) -> list[list]:
+    """Split where the source has a blank line: a gap in line numbers that no item or comment covers."""
+    out: list[list] = []
+    last = None
+    for e in entries:
+        if last is None or e.line > last + 1:
+            out.append([])
+        out[-1].append(e)
+        last = e.end
+    return out
+
+
 def fmt(model: S.Model) -> str:
-    """Canonical layout: two-space indent, one item per line, comments before the item they preceded."""
-    comments = list(model.comments)
-    out: list[str] = []
-
-    def flush(upto: int, indent: str) -> None:
-        while comments and comments[0][0] < upto:
-            out.append(indent + comments.pop(0)[1])
-
-    start = model.span.line if model.span else 1
-    flush(start, "")
-    out.append(f"model {model.name} {{")
+    """Canonical layout: two-space indent, one item per line, runs of blank lines kept as one, comments kept
+    where they were (on their own line, or trailing an item in one aligned column per block)."""
+    comments = sorted(model.comments)
+    trailing_lines = set()
+    body: list[_Entry] = []
     for it in model.items:
         line = it.span.line if it.span else 0
-        end = it.span.end_line if it.span else 0
-        flush(line, "  ")
-        trailing = [c for c in comments if line <= c[0] <= end]
-        comments[:] = [c for c in comments if not (line <= c[0] <= end)]
-        text = "  " + item(it)
-        if trailing:
-            text += "  " + "  ".join(c[1] for c in trailing)
-        out.append(text)
-    flush(10 ** 9, "  ")
-    out.append("}")
-    return "\n".join(out) + "\n"
+        end = it.span.end_line if it.span else line
+        trailing = tuple(t for n, t in comments if line <= n <= end)
+        trailing_lines |= {n for n, _ in comments if line <= n <= end}
+        body.append(_Entry(line, end, it, trailing))
+    start = model.span.line if model.span else 1
+    stop = model.span.end_line if model.span else 10 ** 9
+    own = [_Entry(n, n, t) for n, t in comments if n not in trailing_lines]
+    body = sorted(body + [e for e in own if start < e.line < stop], key=lambda e: e.line)
+    lines: list[str] = []
+    for k, b in enumerate(_blocks([e for e in own if e.line <= start])):
+        lines += ([""] if k else []) + _layout(b, "")
+    lines.append(f"model {model.name} {{")
+    for k, b in enumerate(_blocks(body)):
+        lines += ([""] if k else []) + _layout(b, "  ")
+    lines.append("}")
+    lines += [e.what for e in own if e.line >= stop]
+    return "\n".join(lines) + "\n"

@@ -77,6 +77,8 @@ class Stencil(nn.Module):
         self.register_buffer("kernel", k.expand(channels, 1, 3, 3).clone(), persistent=False)
         self.channels, self.stride, self.transposed = channels, stride, transposed
         self.pad, self.out_size = PAD_MODES[pad], out_size
+        # the nonzero taps, known when built: no branch on tensor values in forward (torch.export, ONNX)
+        self.taps = [(dy, dx) for dy in range(3) for dx in range(3) if KERNELS[name][dy][dx] != 0]
 
     def forward(self, x):
         k = self.kernel.to(x.dtype)
@@ -96,13 +98,9 @@ class Stencil(nn.Module):
         h, w = x.shape[-2:]
         xp = F.pad(x, (1, 1, 1, 1), mode="constant" if self.pad == "zeros" else self.pad)
         out = None
-        for dy in range(3):
-            for dx in range(3):
-                c = k[:, 0, dy, dx]
-                if not bool((c != 0).any()):
-                    continue
-                term = c.view(1, -1, 1, 1) * xp[..., dy:dy + h, dx:dx + w]
-                out = term if out is None else out + term
+        for dy, dx in self.taps:
+            term = k[:, 0, dy, dx].view(1, -1, 1, 1) * xp[..., dy:dy + h, dx:dx + w]
+            out = term if out is None else out + term
         return out if out is not None else torch.zeros_like(x)
 
 
@@ -306,6 +304,10 @@ class MgModule(nn.Module):
         self._paths = {label: (inst.name, tuple(map(str, inst.index))) for label, inst in ir.instances.items()}
         self.state_keys = list(ir.states)
 
+    def __reduce__(self):
+        """Pickling (issue 11): rebuilt from the generated source and the state, see _unpickle below."""
+        return _unpickle, (self.spec_name, self.code, self.states_code, self.__dict__)
+
     def instance(self, label: str) -> nn.Module:
         """The module of an operator instance, e.g. model.instance("A[1]")."""
         name, index = self._paths[label]
@@ -323,11 +325,27 @@ def lower_ir(ir: IR) -> MgModule:
     states = "def forward_states(self, x):\n" + generate(
         ir, list(tagged.values()) + [ir.output],
         "{" + "".join(f"{k!r}: v{v}, " for k, v in tagged.items()) + f"'output': v{ir.output}" + "}")
+    return _generated_class(ir.name, code, states)(ir)
+
+
+def _generated_class(name: str, code: str, states: str) -> type:
+    """The class MgModule_NAME with the generated forward and forward_states."""
     ns = {"F": F, "torch": torch}
     for src, fname in ((code, "forward"), (states, "forward_states")):
-        filename = f"<mgdsl:{ir.name}:{fname}>"
+        filename = f"<mgdsl:{name}:{fname}>"
         linecache.cache[filename] = (len(src), None, src.splitlines(True), filename)
         exec(compile(src, filename, "exec"), ns)
-    cls = type(f"MgModule_{ir.name}", (MgModule,), {"forward": ns["forward"], "forward_states": ns["forward_states"],
-                                                    "code": code})
-    return cls(ir)
+    return type(f"MgModule_{name}", (MgModule,), {"forward": ns["forward"], "forward_states": ns["forward_states"],
+                                                  "code": code, "states_code": states})
+
+
+# ------------------------------------------------------------------ pickling (issue 11)
+# The class of a lowered module is generated, so pickle cannot find it by name. Like torch.fx's GraphModule,
+# a lowered module pickles as (the generated source, its __dict__) and is rebuilt from them: torch.save(model)
+# and copy.deepcopy work; loading needs mgdsl importable, as loading a GraphModule needs torch.fx.
+
+def _unpickle(name: str, code: str, states: str, state: dict) -> MgModule:
+    cls = _generated_class(name, code, states)
+    obj = cls.__new__(cls)
+    obj.__dict__.update(state)
+    return obj

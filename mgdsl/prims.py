@@ -61,7 +61,8 @@ class Option:
             if self.minimum is not None and v < self.minimum:
                 raise PrimError(f"{self.key} must be at least {self.minimum:g}, got {value!r}")
             if self.values and v not in self.values:
-                raise PrimError(f"{self.key} must be {' or '.join(map(str, self.values))}, got {value!r}")
+                raise PrimError(f"{self.key} must be {' or '.join(map(str, self.values))}, got {value!r}",
+                                f"write {' or '.join(f'{self.key} {v}' for v in self.values)}")
             return v
         if value not in self.values:
             raise PrimError(f"unknown {self.key} '{value}'", f"use one of {', '.join(map(str, self.values))}")
@@ -258,12 +259,11 @@ def deconv_sizes(k: int, h: int) -> tuple[int, int]:
 
 
 def _reach(name: str, k: int, x: Ty, y: Ty) -> None:
-    for n, target in ((x.height, y.height), (x.width, y.width)):
-        lo, hi = deconv_sizes(k, n)
-        if not lo <= target <= hi:
-            raise PrimError(f"{name} maps {x.height}x{x.width} to {lo}x{lo} or {hi}x{hi}, but grid {y.level} is "
-                            f"{y.height}x{y.width}",
-                            "use deconv3 (reaches odd and even sizes), or an input size whose grids are even")
+    (lo_h, hi_h), (lo_w, hi_w) = deconv_sizes(k, x.height), deconv_sizes(k, x.width)
+    if not (lo_h <= y.height <= hi_h and lo_w <= y.width <= hi_w):
+        raise PrimError(f"{name} maps {x.height}x{x.width} to {lo_h}x{lo_w} (or one more per side), but grid "
+                        f"{y.level} is {y.height}x{y.width}",
+                        "use deconv3 (reaches odd and even sizes), or an input size whose grids are even")
 
 
 def type_deconv(p: Prim, c: Call, x: Ty, g: Grid):
@@ -313,10 +313,10 @@ def type_prolong(p: Prim, c: Call, x: Ty, g: Grid):
 
 def type_transpose(p: Prim, c: Call, x: Ty, g: Grid):
     tpl = g.template(c.refs[0])
-    if len(tpl) != 1 or tpl[0].get("kind") != "restrict":
+    if len(tpl) != 1 or tpl[0].kind != "restrict":
         raise PrimError("transpose takes one restriction operator, e.g. transpose(R[l])",
                         "define R[l] = restrict(f -> f) and P[l] = transpose(R[l])")
-    stencil = PRIMS["restrict"].resolve(tpl[0].get("opts", {}))["stencil"]
+    stencil = PRIMS["restrict"].resolve(tpl[0].opts)["stencil"]
     return _prolong(p, stencil, x.space, x, g)
 
 

@@ -10,9 +10,6 @@ from lark import Lark, Token, Transformer, v_args
 
 from .diagnostics import Diagnostic, Source, Span, SpecError
 
-GRAMMAR = Path(__file__).resolve().parent.parent / "grammars" / "mg.lark"
-if not GRAMMAR.exists():  # installed as a wheel: the grammar ships inside the package
-    GRAMMAR = Path(__file__).resolve().parent / "mg.lark"
 
 NOSPAN = field(default=None, compare=False, repr=False)
 
@@ -395,7 +392,8 @@ def _syntax_diag(e: lark.exceptions.UnexpectedInput) -> Diagnostic:
 
 @functools.lru_cache(maxsize=1)
 def _parser() -> Lark:
-    return Lark(GRAMMAR.read_text(), parser="lalr", propagate_positions=True, maybe_placeholders=False, cache=True)
+    from .library import grammar_text  # the packaged grammar (wheel) or grammars/mg.lark (source tree)
+    return Lark(grammar_text(), parser="lalr", propagate_positions=True, maybe_placeholders=False, cache=True)
 
 
 def parse(text: str, path: str = "<spec>") -> Model:

@@ -63,3 +63,96 @@ def test_check_does_not_import_torch():
                         "import sys; from mgdsl.cli import main; main(['check', 'specs/mgnet.mg']); "
                         "assert 'torch' not in sys.modules, 'torch imported'"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+# ---------------------------------------------------------------- help, version, exit codes (issue 11)
+
+def _commands():
+    import argparse
+    from mgdsl.cli import build_parser
+    p = build_parser()
+    sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
+    return p, sub.choices
+
+
+def test_every_argument_of_every_command_has_help_that_shows_its_default():
+    import argparse
+    _, commands = _commands()
+    missing = []
+    for name, cmd in commands.items():
+        fmt = cmd.formatter_class(prog=name)
+        for a in cmd._actions:
+            if isinstance(a, argparse._HelpAction):
+                continue
+            text = fmt._get_help_string(a)
+            optional = a.option_strings and not a.required
+            if not a.help or (optional and "default" not in text):
+                missing.append(f"{name} {'/'.join(a.option_strings) or a.dest}")
+    assert missing == [], "arguments without help or a default: " + ", ".join(missing)
+
+
+def test_every_command_help_ends_with_examples_that_parse_and_name_real_specs():
+    import shlex
+    from mgdsl.cli import EXAMPLES
+    from mgdsl.library import resolve
+    parser, commands = _commands()
+    assert set(commands) <= set(EXAMPLES), f"commands without examples: {set(commands) - set(EXAMPLES)}"
+    for name, cmd in commands.items():
+        text = cmd.format_help()
+        assert "examples:\n" in text and 2 <= len(EXAMPLES[name]) <= 3, name
+        for example in EXAMPLES[name]:
+            assert f"  {example}\n" in text.split("examples:\n")[1]
+            argv = shlex.split(example.split("|")[0])
+            assert argv[:2] == ["mgdsl", name]
+            args = parser.parse_args(argv[1:])  # argparse exits (SystemExit) on a misspelt option
+            for spec in getattr(args, "specs", None) or [getattr(args, "spec", None)]:
+                if spec and "*" not in spec and not spec.startswith("my-"):
+                    resolve(spec)  # raises SpecError for a spec that is not bundled
+
+
+def test_version_flag(capsys):
+    import mgdsl
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out == f"mgdsl {mgdsl.__version__}\n"
+
+
+def test_fmt_check_answers_with_exit_1_and_internal_errors_exit_70(tmp_path, capsys, monkeypatch):
+    spec = "specs/cnn/resnet.mg"
+    ugly = tmp_path / "ugly.mg"
+    ugly.write_text(open(spec).read().replace("  f_in      =", "  f_in ="))  # '=' no longer aligned
+    assert main(["fmt", "--check", "specs/mgnet.mg", spec]) == 0
+    assert main(["fmt", "--check", spec, str(ugly)]) == 1
+    assert "ugly.mg: not canonical" in capsys.readouterr().err
+    assert main(["fmt", "-i", str(ugly)]) == 0 and main(["fmt", "--check", str(ugly)]) == 0
+    import mgdsl.fmt
+    monkeypatch.setattr(mgdsl.fmt, "fmt", lambda model: 1 / 0)
+    assert main(["fmt", "specs/mgnet.mg"]) == 70
+    assert "internal error: ZeroDivisionError" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- MACs in the user-facing outputs (issue 11)
+
+def test_compile_json_reports_macs_in_total_and_per_operator(capsys):
+    from mgdsl import compile_spec
+    from mgdsl.cost import macs
+    assert main(["compile", "table2/resnet18", "--json", "-D", "width=16"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    want = macs(compile_spec("table2/resnet18", {"width": 16}))
+    assert isinstance(s["macs"], int) and s["macs"] == want.total > 0
+    assert {o["name"]: o["macs"] for o in s["operators"]} == want.by_instance
+    assert sum(o["macs"] for o in s["operators"]) == s["macs"]
+
+
+def test_compile_table_list_and_render_header_show_macs(capsys, tmp_path):
+    assert main(["compile", "table2/resnet18"]) == 0
+    out = capsys.readouterr().out
+    assert "multiply-accumulates per image (forward): 555," in out and "(555 M)" in out
+    assert main(["list", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["table2/mgnet-256-256-pi1"]["macs"] == rows["mgnet"]["macs"]  # the same network
+    assert main(["list"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("table2/resnet18 "))
+    assert line.split()[1:4] == ["11,173,962", "555", "M"]
+    assert main(["render", "table2/resnet18", "-o", str(tmp_path / "r.dot")]) == 0
+    assert "(11,173,962 params, 555 M MACs)" in (tmp_path / "r.dot").read_text()

@@ -1,4 +1,4 @@
-"""Exit codes: 0 ok, 2 for bad input, 1 for an internal error, which is one line unless MGDSL_DEBUG=1.
+"""Exit codes: 0 ok, 2 for bad input, 70 (EX_SOFTWARE) for an internal error, which is one line unless MGDSL_DEBUG=1.
 
 An internal error is provoked from outside mgdsl: standard output raises when written to (as a broken
 terminal or a full disk would), so every command that prints reaches the error path.
@@ -31,9 +31,9 @@ def _mgdsl_with_broken_stdout(*argv, debug=None):
 
 @pytest.mark.parametrize("argv", [["check", "specs/mgnet.mg"], ["compile", "specs/mgnet.mg", "--json"],
                                   ["fmt", "specs/mgnet.mg"]])
-def test_internal_error_exits_1_with_one_line(argv):
+def test_internal_error_exits_70_with_one_line(argv):
     r = _mgdsl_with_broken_stdout(*argv)
-    assert r.returncode == 1, r.stderr
+    assert r.returncode == 70, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1, r.stderr
     assert lines[0].startswith("mgdsl: internal error: RuntimeError: stdout is on fire")
@@ -42,7 +42,7 @@ def test_internal_error_exits_1_with_one_line(argv):
 
 def test_mgdsl_debug_shows_the_traceback():
     r = _mgdsl_with_broken_stdout("check", "specs/mgnet.mg", debug="1")
-    assert r.returncode == 1
+    assert r.returncode == 70
     assert "Traceback (most recent call last)" in r.stderr
     assert "RuntimeError: stdout is on fire" in r.stderr
     assert "in write" in r.stderr  # the frame that raised, not only the summary line

@@ -15,6 +15,7 @@ from conftest import SPECS
 from mgdsl.cost import macs
 from mgdsl.ir import Instance, Ty
 from mgdsl.prims import PRIMS, Call, LowerCtx, PrimError, ceil_half, layer_at
+from mgdsl.resolve import Part
 
 CHANNELS = {"u": [4, 4, 6], "f": [6, 6, 6], "classes": [5, 5, 5]}  # c_u != c_f; u changes channels on grid 3
 
@@ -41,7 +42,7 @@ class FakeGrid:
         return y
 
     def template(self, label):
-        return [{"kind": "restrict", "opts": {"linear": None}}]
+        return [Part("restrict", None, opts={"linear": None})]
 
 
 def _option_values(o):

@@ -277,7 +277,8 @@ def fit(ir, cfg: Config, data, record: dict, *, resume: bool = False, callback=N
     summary = None
     if lead and metrics:
         runs.plot(metrics, out / "curves.png")
-        summary = {"name": ir.name, "dataset": cfg.train, "params": params, "epochs": cfg.epochs,
+        from ..cost import macs
+        summary = {"name": ir.name, "dataset": cfg.train, "params": params, "macs": macs(ir).total, "epochs": cfg.epochs,
                    "epochs_done": metrics[-1]["epoch"], "stopped_by_callback": stopped is not None,
                    "final_test_acc": metrics[-1]["test_acc"], "best_test_acc": best["acc"],
                    "best_epoch": best["epoch"], "seconds": sum(m["seconds"] for m in metrics),

@@ -7,10 +7,10 @@ model densenet {
   smooth 3
   space f = width
 
-  f_in      = relu . bn . conv3(x -> f)
+  f_in           = relu . bn . conv3(x -> f)
   theta[l, i, j] = bn . conv3(f -> f)
-  T[l]      = relu . bn . conv3(f -> f, stride 2)
-  fc        = linear(f -> classes)
+  T[l]           = relu . bn . conv3(f -> f, stride 2)
+  fc             = linear(f -> classes)
 
   init    f = f_in(x)
   step    f = relu(sum(j < i: theta(f[j])))

@@ -4,18 +4,18 @@
 model mg0 {
   param n = 33
   param omega = 0.8
-  param kr = bilinear               # restriction kernel K_R: bilinear (4.13) or linear (4.14); -D kr=linear
+  param kr = bilinear  # restriction kernel K_R: bilinear (4.13) or linear (4.14); -D kr=linear
   param nu = 2
   input f : 1 x n x n
   grids auto
   smooth nu
   space u = 1, f = 1
 
-  A[1]  = laplace(u -> f)
-  A[l]  = R[l-1] . A[l-1] . P[l-1]        # Galerkin coarse operator, exact at the boundary
-  R[l]  = restrict(f -> f, kr)
-  P[l]  = transpose(R[l])
-  S[l]  = jacobi(A[l], f -> u, omega omega)
+  A[1] = laplace(u -> f)
+  A[l] = R[l-1] . A[l-1] . P[l-1]  # Galerkin coarse operator, exact at the boundary
+  R[l] = restrict(f -> f, kr)
+  P[l] = transpose(R[l])
+  S[l] = jacobi(A[l], f -> u, omega omega)
 
   init    u = 0
   step    u = u + S(f - A(u))

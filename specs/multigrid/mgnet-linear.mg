@@ -3,7 +3,7 @@
 model mgnet_linear {
   param n = 33
   param omega = 0.8
-  param kr = bilinear               # restriction kernel K_R: bilinear (4.13) or linear (4.14); -D kr=linear
+  param kr = bilinear  # restriction kernel K_R: bilinear (4.13) or linear (4.14); -D kr=linear
   param nu = 2
   input f : 1 x n x n
   grids auto
@@ -15,7 +15,7 @@ model mgnet_linear {
   R[l]  = restrict(f -> f, kr)
   P[l]  = transpose(R[l])
   S[l]  = jacobi(A[l], f -> u, omega omega)
-  Pi[l] = conv3(u -> u, stride 2)                 # trained, random at initialisation
+  Pi[l] = conv3(u -> u, stride 2)  # trained, random at initialisation
 
   init    u = 0
   step    u = u + S(f - A(u))

@@ -3,7 +3,7 @@
 model poisson_backslash {
   param n = 33
   param omega = 0.8
-  param kr = bilinear               # restriction kernel K_R: bilinear (4.13) or linear (4.14); -D kr=linear
+  param kr = bilinear  # restriction kernel K_R: bilinear (4.13) or linear (4.14); -D kr=linear
   param nu = 1
   input f : 1 x n x n
   grids auto
@@ -11,12 +11,12 @@ model poisson_backslash {
   cycle V
   space u = 1, f = 1
 
-  A[1]  = laplace(u -> f)
-  A[l]  = R[l-1] . A[l-1] . P[l-1]
-  R[l]  = restrict(f -> f, kr)
-  P[l]  = transpose(R[l])
-  S[l]  = jacobi(A[l], f -> u, omega omega)
-  S[J]  = inverse(A[J], f -> u)            # exact coarsest solve
+  A[1] = laplace(u -> f)
+  A[l] = R[l-1] . A[l-1] . P[l-1]
+  R[l] = restrict(f -> f, kr)
+  P[l] = transpose(R[l])
+  S[l] = jacobi(A[l], f -> u, omega omega)
+  S[J] = inverse(A[J], f -> u)  # exact coarsest solve
 
   init    u = 0
   step    u = u + S(f - A(u))

@@ -11,15 +11,15 @@ model mgnet_256_256_pi1 {
   smooth nu
   space u = width, f = width
 
-  f_in   = relu . bn . conv3(x -> f)
-  A[l]   = conv3(u -> f)                              # linear (3.17): no bias, no BN
-  Ar[l]  = A[l]                                       # residual operator of the restriction ...
-  Ar[1]  = conv3(u -> f)                              # ... untied on grid 1 (the 9th u<->f conv)
-  eta[l]    = conv3(f -> u)                           # the extractor's convolution: one per grid
-  B[l, i]   = relu . bn . eta[l] . relu . bn          # sigma . eta . sigma; BN before each sigma, per step
-  Pi[l]  = relu . bn . conv3(u -> u, stride 2)        # Pi_1: trained stride-2 conv
-  R[l]   = relu . bn . conv3(f -> f, stride 2)
-  fc     = linear(u -> classes)
+  f_in    = relu . bn . conv3(x -> f)
+  A[l]    = conv3(u -> f)                        # linear (3.17): no bias, no BN
+  Ar[l]   = A[l]                                 # residual operator of the restriction ...
+  Ar[1]   = conv3(u -> f)                        # ... untied on grid 1 (the 9th u<->f conv)
+  eta[l]  = conv3(f -> u)                        # the extractor's convolution: one per grid
+  B[l, i] = relu . bn . eta[l] . relu . bn       # sigma . eta . sigma; BN before each sigma, per step
+  Pi[l]   = relu . bn . conv3(u -> u, stride 2)  # Pi_1: trained stride-2 conv
+  R[l]    = relu . bn . conv3(f -> f, stride 2)
+  fc      = linear(u -> classes)
 
   init    f = f_in(x); u = 0
   step    u = u + B(f - A(u))

@@ -3,11 +3,11 @@
 # Each grid is a stage; a step is a BasicBlock f = relu(f + xi(eta(f))) (7.8); the first block of a
 # stage is the `coarsen` equation, with a stride-2 eta and a 1x1 stride-2 projection shortcut S.
 model resnet18 {
-  param width = 64                # stem width; stages are width, 2, 4, 8 x width
+  param width = 64   # stem width; stages are width, 2, 4, 8 x width
   input x : 3 x 32 x 32
   classes 10
   grids 4
-  smooth 2, 1, 1, 1            # blocks per stage after the first: 2, 2, 2, 2 blocks in all
+  smooth 2, 1, 1, 1  # blocks per stage after the first: 2, 2, 2, 2 blocks in all
   space f = [width, 2 * width, 4 * width, 8 * width]
 
   f_in      = relu . bn . conv3(x -> f)

@@ -7,12 +7,12 @@ model mgnet_avg_linear {
   smooth 2
   space u = width, f = width
 
-  f_in   = relu . bn . conv3(x -> f)
-  A[l]   = conv3(u -> f)
-  R[l]   = restrict(f -> f, linear)
-  Pi[l]  = restrict(u -> u, average)
+  f_in    = relu . bn . conv3(x -> f)
+  A[l]    = conv3(u -> f)
+  R[l]    = restrict(f -> f, linear)
+  Pi[l]   = restrict(u -> u, average)
   B[l, i] = relu . bn . conv3(f -> u) . relu . bn
-  fc     = linear(u -> classes)
+  fc      = linear(u -> classes)
 
   step    u = u + B(f - A(u))
   init    f = f_in(x); u = 0

@@ -7,12 +7,12 @@ model mgnet_constant_B {
   smooth 2
   space u = width, f = width
 
-  f_in   = relu . bn . conv3(x -> f)
-  A[l]   = conv3(u -> f)
-  R[l]   = relu . bn . conv3(f -> f, stride 2)
-  Pi[l]  = relu . bn . conv3(u -> u, stride 2)
-  fc     = linear(u -> classes)
-  B[l]   = relu . bn . conv3(f -> u) . relu . bn
+  f_in  = relu . bn . conv3(x -> f)
+  A[l]  = conv3(u -> f)
+  R[l]  = relu . bn . conv3(f -> f, stride 2)
+  Pi[l] = relu . bn . conv3(u -> u, stride 2)
+  fc    = linear(u -> classes)
+  B[l]  = relu . bn . conv3(f -> u) . relu . bn
 
   step    u = u + B(f - A(u))
   init    f = f_in(x); u = 0

@@ -7,12 +7,12 @@ model mgnet_pooling {
   smooth 2
   space u = width, f = width
 
-  f_in   = relu . bn . conv3(x -> f)
-  A[l]   = conv3(u -> f, pad periodic)
-  R[l]   = restrict(f -> f, bilinear)
-  Pi[l]  = maxpool3
+  f_in    = relu . bn . conv3(x -> f)
+  A[l]    = conv3(u -> f, pad periodic)
+  R[l]    = restrict(f -> f, bilinear)
+  Pi[l]   = maxpool3
   B[l, i] = relu . bn . conv3(f -> u, pad reflect) . relu . bn
-  fc     = linear(u -> classes)
+  fc      = linear(u -> classes)
 
   step    u = u + B(f - A(u))
   init    f = f_in(x); u = 0

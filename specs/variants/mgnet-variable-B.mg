@@ -7,11 +7,11 @@ model mgnet_variable_B {
   smooth 2
   space u = width, f = width
 
-  f_in   = relu . bn . conv3(x -> f)
-  A[l]   = conv3(u -> f)
-  R[l]   = relu . bn . conv3(f -> f, stride 2)
-  Pi[l]  = relu . bn . conv3(u -> u, stride 2)
-  fc     = linear(u -> classes)
+  f_in    = relu . bn . conv3(x -> f)
+  A[l]    = conv3(u -> f)
+  R[l]    = relu . bn . conv3(f -> f, stride 2)
+  Pi[l]   = relu . bn . conv3(u -> u, stride 2)
+  fc      = linear(u -> classes)
   B[l, i] = relu . bn . conv3(f -> u) . relu . bn
 
   step    u = u + B(f - A(u))

@@ -1,0 +1,359 @@
+"""Take a lowered spec out of mgdsl: standalone PyTorch source (OUT.py), its weights (OUT.pt) and ONNX (OUT.onnx).
+
+The source is read off the lowered module itself (its submodules, the generated forward, the helper classes of
+lowering.py), so it cannot describe another network than `mgdsl.load` builds; its `state_dict` keys are the same."""
+from __future__ import annotations
+
+import inspect
+import json
+import keyword
+import os
+import pprint
+import re
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from . import __version__, lowering as L
+from .diagnostics import Diagnostic, SpecError
+from .ir import IR
+from .prims import LowerCtx
+
+FORMATS = {"all": ("py", "onnx"), "py": ("py",), "onnx": ("onnx",)}
+ONNX_OPSET = 18
+
+
+def _error(message: str, hint: str | None = None) -> SpecError:
+    return SpecError([Diagnostic(message, None, hint)])
+
+
+# ------------------------------------------------------------------ weights and training runs
+
+def weights_file(weights: str) -> Path:
+    """FILE, or RUN_DIR/model.pt (the best weights of a training run)."""
+    p = Path(weights)
+    if p.is_dir():
+        p = p / "model.pt"
+    if not p.is_file():
+        raise _error(f"--weights {weights}: no such file", "pass a state_dict (model.pt) or a run folder")
+    return p
+
+
+def run_config(weights: str | None) -> dict:
+    """The config.json of the run the weights come from ({} if there is none)."""
+    if not weights:
+        return {}
+    cfg = weights_file(weights).parent / "config.json"
+    try:
+        return json.loads(cfg.read_text()) if cfg.is_file() else {}
+    except (OSError, ValueError) as e:
+        raise _error(f"{cfg}: not a readable run config ({e})") from None
+
+
+def load_weights(model: nn.Module, weights: str) -> None:
+    """Load a state_dict into the lowered model; a mismatch is the user's error, not ours."""
+    path = weights_file(weights)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a truncated or foreign file
+        raise _error(f"{path}: not a PyTorch state_dict ({type(e).__name__})") from None
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]  # last.pt of a run: model, optimizer, scheduler
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as e:
+        raise _error(f"{path} does not fit this model: {str(e).splitlines()[0]}",
+                     "pass the same spec and -D values as in training") from None
+
+
+# ------------------------------------------------------------------ module -> constructor source
+
+# helper classes and functions of lowering.py that an exported model may need, with what they need themselves
+HELPERS = {
+    L.Scale: (), L.GlobalAvgPool: (), L.Split: (), L.Delta: (), L.SubId: (),
+    L.Stencil: ("KERNELS", "PAD_MODES"), L.VarStencil: (), L.Deconv: (),
+    L.Jacobi: (L.VarStencil, L.Stencil, L.probe_diagonal), L.Inverse: (L.probe_matrix,),
+    L.assemble: (L.VarStencil,), L.probe_diagonal: (), L.probe_matrix: (),
+}
+
+
+RESERVED = {"nn", "torch", "F", "self", "super", "type", "m", "x"}  # names the generated code itself uses
+
+
+def _py_name(text: str) -> str:
+    name = re.sub(r"\W", "_", text)
+    if not name or name[0].isdigit() or keyword.iskeyword(name) or name in RESERVED:
+        name = "_" + name
+    return name
+
+
+def class_name(model_name: str) -> str:
+    """mgnet -> Mgnet, mgnet_256_256_pi1 -> Mgnet256256Pi1: the model's name as a Python class name."""
+    return _py_name("".join(p[:1].upper() + p[1:] for p in re.split(r"[_\W]+", model_name) if p) or "Model")
+
+
+class _Writer:
+    """Constructor lines for the instances of one lowered model, in the order lowering built them."""
+
+    def __init__(self, ir: IR, model: nn.Module):
+        self.ir, self.model = ir, model
+        self.var: dict[int, str] = {}  # id(module) -> local variable that holds it
+        self.helpers: list = []
+        self.lines: list[str] = []
+
+    def need(self, obj) -> None:
+        if obj in self.helpers or isinstance(obj, str) and obj in self.helpers:
+            return
+        for dep in HELPERS.get(obj, ()):
+            self.need(dep)
+        self.helpers.append(obj)
+
+    def expr(self, m: nn.Module, layer=None) -> str:
+        """Python that constructs `m` (or the variable that already holds it: shared parameters)."""
+        if id(m) in self.var:
+            return self.var[id(m)]
+        t = type(m)
+        if t is nn.Sequential:
+            return "nn.Sequential(" + ", ".join(self.expr(c) for c in m) + ")"
+        if t is nn.Conv2d:
+            args = [str(m.in_channels), str(m.out_channels), str(m.kernel_size[0])]
+            for key, val, default in (("stride", m.stride[0], 1), ("padding", m.padding[0], 0),
+                                      ("groups", m.groups, 1), ("bias", m.bias is not None, True),
+                                      ("padding_mode", m.padding_mode, "zeros")):
+                if val != default:
+                    args.append(f"{key}={val!r}")
+            return f"nn.Conv2d({', '.join(args)})"
+        if t in (nn.BatchNorm1d, nn.BatchNorm2d):
+            extra = "".join(f", {k}={getattr(m, k)!r}" for k, d in (("eps", 1e-5), ("momentum", 0.1))
+                            if getattr(m, k) != d)
+            return f"nn.{t.__name__}({m.num_features}{extra})"
+        if t is nn.Linear:
+            return f"nn.Linear({m.in_features}, {m.out_features}" + ("" if m.bias is not None else ", bias=False") + ")"
+        if t in (nn.ReLU, nn.Identity):
+            return f"nn.{t.__name__}()"
+        if t in (nn.MaxPool2d, nn.AvgPool2d):
+            return f"nn.{t.__name__}({m.kernel_size!r}, {m.stride!r}, padding={m.padding!r}, ceil_mode={m.ceil_mode!r})"
+        self.need(t)
+        if t in (L.GlobalAvgPool, L.Split, L.Delta):
+            return f"{t.__name__}()"
+        if t is L.Scale:
+            return f"Scale({float(m.weight.detach())!r})"
+        if t is L.SubId:
+            return f"SubId({self.expr(m.chi)})"
+        if t is L.Deconv:
+            return (f"Deconv({m.in_channels}, {m.out_channels}, {m.kernel_size[0]}, {m.padding[0]}, {m.groups}, "
+                    f"{m.bias is not None}, {m.out_size!r})")
+        if t is L.Stencil:
+            return (f"Stencil({_stencil_name(m)!r}, {m.channels}, stride={m.stride}, transposed={m.transposed}, "
+                    f"pad={_pad_name(m.pad)!r}, out_size={m.out_size!r})")
+        if t in (L.Jacobi, L.Inverse) and layer is not None:
+            a = self.ir.instances[layer.ref]
+            size = (a.in_ty.height, a.in_ty.width)
+            ref = self.var[id(self.model.instance(layer.ref))]
+            if t is L.Jacobi:
+                return f"Jacobi({ref}, {a.in_ty.channels}, {size!r}, {layer.omega!r})"
+            return f"Inverse({ref}, {a.in_ty.channels}, {size!r})"
+        raise _error(f"mgdsl export cannot write a {t.__name__} module yet",
+                     "export the spec with --format onnx, or use mgdsl.load in Python")
+
+    def instance(self, label: str) -> None:
+        inst = self.ir.instances[label]
+        m = self.model.instance(label)
+        var = _py_name(inst.name + "".join(f"_{i}" for i in inst.index))
+        while var in self.var.values():
+            var += "_"
+        if id(m) in self.var:  # an alias: `Ar[l] = A[l]` is A[l]'s very module
+            rhs = self.var[id(m)]
+        elif type(m) is L.VarStencil:  # a fixed channel-wise composition, assembled into one exact stencil
+            self.need(L.assemble)
+            ctx = LowerCtx(_Built(self.model), self.ir.instances)
+            parts = [self.expr(L._layer_module(lay, ctx)) for lay in inst.layers]
+            t = inst.in_ty
+            rhs = f"assemble(nn.Sequential({', '.join(parts)}), {t.channels}, ({t.height}, {t.width}))"
+        elif type(m) is nn.Sequential:
+            rhs = "nn.Sequential(" + ", ".join(self.expr(c, lay) for c, lay in zip(m, inst.layers)) + ")"
+        else:
+            rhs = self.expr(m, inst.layers[0])
+        self.lines.append(f"{var} = {rhs}")
+        self.var.setdefault(id(m), var)
+
+    def helper_source(self) -> str:
+        parts = []
+        for h in self.helpers:
+            if isinstance(h, str):
+                parts.append(f"{h} = {pprint.pformat(getattr(L, h), width=110, sort_dicts=False)}")
+            else:
+                parts.append(inspect.getsource(h).rstrip())
+        return "\n\n\n".join(parts)
+
+
+class _Built(dict):
+    """label -> module of the lowered model, as lowering's layer builder looks references up."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def __missing__(self, label):
+        return self.model.instance(label)
+
+
+def _stencil_name(m) -> str:
+    k = m.kernel[0, 0].double()
+    for name, table in L.KERNELS.items():
+        if torch.allclose(k, torch.tensor(table, dtype=torch.float64)):
+            return name
+    raise _error("a fixed stencil that is not one of the paper's kernels")
+
+
+def _pad_name(mode: str) -> str:
+    return {v: k for k, v in L.PAD_MODES.items()}[mode]
+
+
+def _tree(entries: list[tuple[tuple[str, ...], str]], depth: int) -> str:
+    """Nested nn.ModuleDict literal for indexed instances: (("1", "2"), "B_1_2") -> {"1": {"2": B_1_2}}."""
+    groups: dict[str, list] = {}
+    for index, var in entries:
+        groups.setdefault(index[0], []).append((index[1:], var))
+    inner = []
+    for key, rest in groups.items():
+        value = rest[0][1] if rest[0][0] == () else _tree(rest, depth + 1)
+        inner.append(f"{json.dumps(key)}: {value}")
+    return "nn.ModuleDict({" + ", ".join(inner) + "})"
+
+
+def _tree_lines(entries: list[tuple[tuple[str, ...], str]]) -> str:
+    """A long nested ModuleDict with one line per grid."""
+    groups: dict[str, list] = {}
+    for index, var in entries:
+        groups.setdefault(index[0], []).append((index[1:], var))
+    rows = [f"    {json.dumps(k)}: {_tree(rest, 1)}," for k, rest in groups.items()]
+    return "nn.ModuleDict({\n" + "\n".join(rows) + "\n})"
+
+
+def _paper_names(ir: IR, code: str) -> str:
+    """Rename the generated forward's tagged values after the paper's states: v17 -> u_2_1 (u^{2,1})."""
+    names: dict[str, str] = {}
+    for nid, n in enumerate(ir.nodes):
+        tag = getattr(n, "tag", None)
+        if not tag:
+            continue
+        state, level, phase, step = tag[0], tag[1], tag[2], tag[3]
+        name = f"{state}_{level}_{step}" + ("" if phase == "down" else f"_{phase}")
+        if name.isidentifier() and not keyword.iskeyword(name) and name not in RESERVED | set(names.values()):
+            names[f"v{nid}"] = name
+    return re.sub(r"\bv\d+\b", lambda m: names.get(m.group(0), m.group(0)), code)
+
+
+def source(ir: IR, model: nn.Module, note: str = "") -> str:
+    """The standalone PyTorch source of a lowered model: imports torch only, no-argument constructor."""
+    w = _Writer(ir, model)
+    for label in ir.instances:
+        w.instance(label)
+    order: dict[str, list] = {}
+    for label, inst in ir.instances.items():
+        order.setdefault(inst.name, []).append((tuple(map(str, inst.index)), w.var[id(model.instance(label))]))
+    body = list(w.lines)
+    for name, entries in order.items():
+        if entries[0][0] == ():
+            body.append(f"self.{name} = {entries[0][1]}")
+        else:
+            tree = _tree(entries, 0)
+            if len(tree) > 100 and tree.startswith("nn.ModuleDict({") and any(len(e[0]) > 1 for e in entries):
+                tree = _tree_lines(entries)
+            body.append(f"self.{name} = {tree}")
+    forward = _paper_names(ir, model.code)
+    cls = class_name(ir.name)
+    params = ", ".join(f"{k}={v}" for k, v in sorted(ir.params.items()))
+    total = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+    doc = (f'"""{ir.name}: generated by mgdsl {__version__} from {Path(ir.path).name}'
+           + (f" ({params})" if params else "") + ".\n\n"
+           f"Standalone PyTorch (imports torch only): {cls}() builds the network with {total:,} trained parameters;\n"
+           f"input {tuple(ir.input_ty.shape)} per image, output {tuple(ir.output_ty.shape)}. Its state_dict keys are "
+           f"mgdsl.load's, so\n    model = {cls}(); model.load_state_dict(torch.load(\"weights.pt\"))\n"
+           f"loads weights saved from mgdsl. The forward names values as the paper does: u_l_i is u^{{l,i}}.\n"
+           + (f"\n{note}\n" if note else "") + '"""')
+    init = "\n".join("\n".join(f"        {part}" for part in line.splitlines()) for line in body)
+    helpers = w.helper_source()
+    return (f"{doc}\nfrom __future__ import annotations\n\nimport torch\nimport torch.nn.functional as F\nfrom torch import nn\n\n\n"
+            + (f"{helpers}\n\n\n" if helpers else "")
+            + f"class {cls}(nn.Module):\n"
+            f'    """{ir.name} as mgdsl lowers it: one submodule per operator instance, named as in the spec."""\n\n'
+            f"    input_shape = {tuple(ir.input_ty.shape)!r}\n    output_shape = {tuple(ir.output_ty.shape)!r}\n\n"
+            f"    def __init__(self):\n        super().__init__()\n{init}\n"
+            f"        for m in self.modules():  # mgdsl's initialisation of trained convolutions\n"
+            f"            if type(m) is nn.Conv2d:\n"
+            f"                nn.init.kaiming_normal_(m.weight, mode=\"fan_out\", nonlinearity=\"relu\")\n\n"
+            + "\n".join("    " + line if line else "" for line in forward.splitlines()) + "\n")
+
+
+# ------------------------------------------------------------------ writing the files
+
+def _atomic_write(path: Path, write) -> None:
+    """Write to PATH.tmp, then rename: an error or Ctrl-C never leaves a half-written PATH."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def to_onnx(model: nn.Module, path: Path) -> None:
+    """OUT.onnx through torch.onnx (eval mode, batch size free)."""
+    try:
+        import onnx  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError:
+        raise _error("writing ONNX needs the onnx and onnxscript packages",
+                     "pip install 'mgdsl[export]', or pass --format py") from None
+    model.eval()
+    x = torch.randn(2, *model.input_shape)
+    batch = torch.export.Dim("batch", min=1)
+
+    def write(tmp: Path) -> None:
+        prog = torch.onnx.export(model, (x,), dynamic_shapes={"x": {0: batch}}, dynamo=True,
+                                 opset_version=ONNX_OPSET, verbose=False)
+        prog.save(str(tmp))
+    _atomic_write(path, write)
+
+
+def training_note(cfg: dict) -> str:
+    """What the exported model expects of its inputs, from the run's config.json."""
+    norm = cfg.get("normalize")
+    if not norm:
+        return ""
+    mean = ", ".join(f"{v:.6g}" for v in norm["mean"])
+    std = ", ".join(f"{v:.6g}" for v in norm["std"])
+    return (f"Trained on {cfg.get('config', {}).get('dataset', 'a data set')}: inputs are images in [0, 1] "
+            f"normalised per channel,\n(x - mean) / std with mean = ({mean}) and std = ({std}).")
+
+
+def export(ir: IR, out: str, weights: str | None = None, formats: str = "all", note: str = "") -> list[Path]:
+    """Write OUT.py (and OUT.pt with weights) and OUT.onnx; returns the paths written."""
+    model = L.lower_ir(ir)
+    if weights:
+        load_weights(model, weights)
+    model.eval()
+    base = Path(out)
+    if base.suffix in (".py", ".onnx"):
+        base = base.with_suffix("")
+    if base.parent != Path("") and not base.parent.is_dir():
+        raise _error(f"-o {out}: the folder {base.parent} does not exist")
+    written = []
+    if "py" in FORMATS[formats]:
+        text = source(ir, model, note)
+        py = base.with_name(base.name + ".py")
+        _atomic_write(py, lambda tmp: tmp.write_text(text))
+        written.append(py)
+        if weights:
+            pt = base.with_name(base.name + ".pt")
+            _atomic_write(pt, lambda tmp: torch.save(model.state_dict(), tmp))
+            written.append(pt)
+    if "onnx" in FORMATS[formats]:
+        onnx_path = base.with_name(base.name + ".onnx")
+        to_onnx(model, onnx_path)
+        written.append(onnx_path)
+    return written

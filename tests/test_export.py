@@ -1,0 +1,209 @@
+"""mgdsl export: standalone PyTorch source and ONNX that compute what mgdsl.load computes; pickling; torch.export."""
+import ast
+import copy
+import io
+import json
+import pickle
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from conftest import ROOT
+import mgdsl
+from mgdsl import compile_spec
+from mgdsl.cli import main
+from mgdsl.export import class_name, export
+from mgdsl.lowering import lower_ir
+
+SMALL = {"width": 4, "fwidth": 8, "n": 17}
+MAX_PARAMS = 10_000_000  # mgnet-imagenet has no width param (71M at 224x224): too large for a unit test
+SPECS = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "specs").rglob("*.mg"))
+
+
+def small_ir(path):
+    params = {k: v for k, v in SMALL.items() if k in compile_spec(path).params}
+    return compile_spec(path, params)
+
+
+def randomize(model, seed=0):
+    """Non-default weights and BN statistics, so that a weight that does not load shows in the outputs."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            if t.is_floating_point():
+                low = 0.5 if name.endswith("running_var") else -0.5
+                t.copy_(low + torch.rand(t.shape, generator=g, dtype=t.dtype))
+    return model.eval()
+
+
+# The exported files run in a fresh interpreter where `import mgdsl` fails: they must need torch only.
+RUNNER = textwrap.dedent("""
+    import importlib.util, json, sys
+    sys.modules["mgdsl"] = None  # mgdsl is not importable here
+    try:
+        import mgdsl  # noqa: F401
+        raise SystemExit("mgdsl is importable")
+    except ImportError:
+        pass
+    import torch
+    torch.set_num_threads(1)
+    out = {}
+    for job in json.load(open(sys.argv[1])):
+        spec = importlib.util.spec_from_file_location(job["module"], job["py"])
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        model = getattr(mod, job["cls"])()
+        keys = list(model.state_dict())
+        model.load_state_dict(torch.load(job["pt"], weights_only=True))
+        model.eval()
+        with torch.no_grad():
+            y = model(torch.load(job["x"]))
+        ref = torch.load(job["y"])
+        out[job["name"]] = {"keys": keys, "err": (y - ref).abs().max().item(), "scale": ref.abs().max().item(),
+                            "modules": sorted(m for m, v in sys.modules.items() if v is not None and m.split(".")[0] == "mgdsl")}
+    json.dump(out, open(sys.argv[2], "w"))
+""")
+
+
+def run_standalone(jobs, tmp_path) -> dict:
+    (tmp_path / "jobs.json").write_text(json.dumps(jobs))
+    (tmp_path / "runner.py").write_text(RUNNER)
+    r = subprocess.run([sys.executable, str(tmp_path / "runner.py"), str(tmp_path / "jobs.json"),
+                        str(tmp_path / "out.json")], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads((tmp_path / "out.json").read_text())
+
+
+def test_exported_source_round_trips_random_weights_for_every_shipped_spec(tmp_path):
+    jobs, refs = [], {}
+    for k, path in enumerate(SPECS):
+        ir = small_ir(path)
+        if ir.total_params > MAX_PARAMS:
+            continue
+        model = randomize(lower_ir(ir), seed=k)
+        x = torch.randn(2, *ir.input_ty.shape, generator=torch.Generator().manual_seed(k))
+        with torch.no_grad():
+            y = model(x)
+        base = tmp_path / f"m{k}"
+        torch.save(model.state_dict(), f"{base}.pt")
+        export(ir, str(base), formats="py")
+        torch.save(x, f"{base}.x")
+        torch.save(y, f"{base}.y")
+        refs[path] = list(model.state_dict())
+        jobs.append({"name": path, "module": f"m{k}", "py": f"{base}.py", "pt": f"{base}.pt", "x": f"{base}.x",
+                     "y": f"{base}.y", "cls": class_name(ir.name)})
+    assert len(jobs) >= len(SPECS) - 1  # only the ImageNet model is left out
+    got = run_standalone(jobs, tmp_path)
+    for path, r in got.items():
+        assert r["modules"] == []
+        assert r["keys"] == refs[path], path  # mgdsl.load's state_dict keys, in mgdsl.load's order
+        assert r["err"] <= 1e-5 * max(1.0, r["scale"]), (path, r["err"])
+
+
+def test_exported_source_imports_only_torch(tmp_path):
+    for path in ("specs/mgnet.mg", "specs/multigrid/poisson-v11.mg", "specs/cnn/mg-resnet.mg"):
+        (py,) = export(small_ir(path), str(tmp_path / "m"), formats="py")
+        tree = ast.parse(py.read_text())
+        roots = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        roots |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert roots <= {"torch", "__future__"}, (path, roots)
+
+
+def test_exported_class_is_named_after_the_model_and_keeps_spec_names(tmp_path):
+    (py,) = export(small_ir("specs/mgnet.mg"), str(tmp_path / "mgnet"), formats="py")
+    text = py.read_text()
+    assert "class Mgnet(nn.Module):" in text and "def __init__(self):" in text
+    assert 'self.B = nn.ModuleDict({' in text and "u_2_1 = " in text  # spec names; the paper's u^{2,1}
+    assert class_name("mgnet_256_256_pi1") == "Mgnet256256Pi1"
+
+
+def test_onnx_matches_eval_mode_within_1e_4(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    for k, path in enumerate(("specs/mgnet.mg", "specs/multigrid/poisson-v11.mg")):
+        ir = small_ir(path)
+        model = randomize(lower_ir(ir), seed=k)
+        pt = tmp_path / f"w{k}.pt"
+        torch.save(model.state_dict(), pt)
+        (onnx_path,) = export(ir, str(tmp_path / f"m{k}"), weights=str(pt), formats="onnx")
+        x = torch.randn(3, *ir.input_ty.shape, generator=torch.Generator().manual_seed(1))  # batch 3: free batch
+        with torch.no_grad():
+            ref = model(x).numpy()
+        sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+        (got,) = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
+        assert got.shape == ref.shape and abs(got - ref).max() <= 1e-4, (path, abs(got - ref).max())
+
+
+def test_lowered_module_survives_torch_save_pickle_and_deepcopy():
+    model = randomize(mgdsl.load("mgnet", width=4))
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        ref = model(x)
+    buf = io.BytesIO()
+    torch.save(model, buf)
+    buf.seek(0)
+    copies = [torch.load(buf, weights_only=False), pickle.loads(pickle.dumps(model)), copy.deepcopy(model)]
+    for m in copies:
+        assert type(m).__name__ == type(model).__name__ and m.code == model.code
+        with torch.no_grad():
+            assert torch.equal(m(x), ref)
+        assert m.B["2"]["1"][2] is m.eta["2"]  # sharing survives: one module, not two copies
+        assert m.forward_states(x)["output"].shape == ref.shape
+
+
+@pytest.mark.parametrize("path", ["specs/mgnet.mg", "specs/multigrid/poisson-v11.mg"])
+def test_torch_export_captures_a_lowered_module(path):
+    ir = small_ir(path)
+    model = randomize(lower_ir(ir))
+    x = torch.randn(2, *ir.input_ty.shape)
+    prog = torch.export.export(model, (x,))
+    with torch.no_grad():
+        assert torch.allclose(prog.module()(x), model(x), atol=1e-6)
+
+
+def test_export_cli_round_trips_a_training_run(tmp_path, capsys):
+    """Trained weights from a real (one-epoch, digits) run: the run's -D values and data shape are used."""
+    run = tmp_path / "run"
+    assert main(["compile", "mgnet", "-D", "width=4", "-D", "nu=1", "--train", "digits", "--epochs", "1",
+                 "--batch-size", "64", "--out", str(run)]) == 0
+    capsys.readouterr()
+    out = tmp_path / "digits_mgnet"
+    assert main(["export", "mgnet", "--weights", str(run), "-o", str(out), "--format", "py"]) == 0
+    assert capsys.readouterr().out.split() == [f"{out}.py", f"{out}.pt"]
+    ir = compile_spec("mgnet", {"width": 4, "nu": 1})
+    from mgdsl.training import adapt
+    ir = adapt(ir, (1, 8, 8), 10)
+    from mgdsl.cost import macs
+    assert json.loads((run / "summary.json").read_text())["macs"] == macs(ir).total > 0
+    model = lower_ir(ir)
+    model.load_state_dict(torch.load(run / "model.pt", weights_only=True))
+    model.eval()
+    x = torch.randn(5, 1, 8, 8)
+    with torch.no_grad():
+        y = model(x)
+    torch.save(x, tmp_path / "x")
+    torch.save(y, tmp_path / "y")
+    assert "normalised per channel" in out.with_suffix(".py").read_text()
+    got = run_standalone([{"name": "run", "module": "digits_mgnet", "py": f"{out}.py", "pt": f"{out}.pt",
+                           "x": str(tmp_path / "x"), "y": str(tmp_path / "y"), "cls": "Mgnet"}], tmp_path)
+    assert got["run"]["err"] <= 1e-5
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--weights", "no/such/model.pt"], "no such file"),
+    (["-D", "width=8", "--weights", "{pt}"], "does not fit this model"),
+    (["-o", "no/such/folder/out"], "does not exist"),
+])
+def test_export_errors_are_located_exit_2_and_write_nothing(args, words, tmp_path, capsys):
+    pt = tmp_path / "w4.pt"
+    torch.save(mgdsl.load("mgnet", width=4).state_dict(), pt)
+    args = [a.replace("{pt}", str(pt)) for a in args]
+    if "-o" not in args:
+        args += ["-o", str(tmp_path / "out")]
+    assert main(["export", "mgnet", "--format", "py", *args]) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w4.pt"]
