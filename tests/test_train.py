@@ -126,7 +126,7 @@ def test_run_folder_is_self_contained(tiny_npz, tmp_path, monkeypatch):
     assert main(["compile", str(spec), *TINY, "--train", str(tiny_npz / "train.npz"), "--test",
                  str(tiny_npz / "test.npz"), "--batch-size", "16", "--epochs", "1", "--out", str(out)]) == 0
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["spec"]["text"] == spec.read_text() and cfg["spec"]["defines"] == {"width": 4, "nu": 1}
+    assert cfg["spec"]["text"] == spec.read_text() and cfg["params_override"] == {"width": 4, "nu": 1}
     assert cfg["data"]["train"]["sha256"] and cfg["config"]["recipe"] == "budget"
     assert cfg["config"]["lr"] == 0.1 and cfg["config"]["schedule"] == "linear"
     spec.write_text("this file is gone")  # the folder alone is enough
@@ -526,7 +526,7 @@ def test_config_file_sets_flags_and_a_runs_config_passes_back(tiny_npz, tmp_path
     assert main(["compile", "specs/mgnet.mg", "--config", str(cfg), "--out", str(out), "--seed", "3"]) == 0
     c = json.loads((out / "config.json").read_text())
     assert (c["config"]["lr"], c["config"]["recipe"], c["config"]["seed"], c["config"]["flip"]) == (0.05, "paper", 3, True)
-    assert c["spec"]["defines"] == {"width": 4, "nu": 1}
+    assert c["params_override"] == {"width": 4, "nu": 1}
     b = tmp_path / "b"  # the same run again, from the first run's saved config
     assert main(["compile", "specs/mgnet.mg", "--config", str(out / "config.json"), "--out", str(b)]) == 0
     assert json.loads((b / "config.json").read_text())["config"] == dict(c["config"], out=str(b))

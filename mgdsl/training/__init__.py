@@ -84,7 +84,7 @@ def spec_of_run(rec: dict):
     """The IR of the spec text and -D values saved in a run's config.json (the file on disk is not read)."""
     from .. import compile_spec
     spec = rec["spec"]
-    return compile_spec(spec["path"], spec["defines"], text=spec["text"])
+    return compile_spec(spec["path"], rec.get("params_override") or {}, text=spec["text"])
 
 
 def _contradictions(saved: Config, given: dict) -> list[str]:
@@ -161,8 +161,9 @@ def _new_run(ir, cfg: Config, callback) -> dict | None:
     if rank0 and runs.holds_run(Path(cfg.out)) and not cfg.overwrite:
         raise DataError(f"{cfg.out} already holds a run (config.json / model.pt): it is not overwritten",
                         f"continue it with --resume {cfg.out}, pick another --out, or pass --overwrite")
-    record = {"spec": {"path": ir.path, "text": ir.source.text, "defines": dict(ir.params),
+    record = {"spec": {"path": ir.path, "text": ir.source.text,
                        "sha256": hashlib.sha256(ir.source.text.encode()).hexdigest()},
+              "params_override": dict(ir.params),
               "data": {"train": _file_ref(cfg.train), "test": _file_ref(cfg.test), "note": data.note}}
     cfg.train, cfg.test = _absolute(cfg.train), _absolute(cfg.test)
     ir = _adapt_to(ir, data, record)
@@ -189,7 +190,7 @@ def _resume(spec, run: Path, defines, given: dict, callback) -> dict | None:
     saved = Config.from_dict(rec["config"])
     bad = _contradictions(saved, given)
     ir = spec_of_run(rec)
-    saved_defines = rec["spec"]["defines"]
+    saved_defines = rec.get("params_override") or {}
     if spec is not None:
         other = spec if not isinstance(spec, (str, os.PathLike)) else compile_spec(str(spec), parse_overrides(defines))
         if other.source.text != rec["spec"]["text"]:

@@ -119,6 +119,9 @@ def fit(ir, cfg: Config, data, record: dict, *, resume: bool = False, callback=N
         device_kind = "cuda" if torch.cuda.is_available() else "cpu"
     if device_kind == "cuda" and not torch.cuda.is_available():
         raise DataError("--device cuda but no CUDA device is available", "use --device cpu")
+    if world > 1 and cfg.sync_bn and device_kind != "cuda":
+        raise DataError("--sync-bn needs CUDA devices: torch's SyncBatchNorm runs on GPUs only",
+                        "drop --sync-bn on CPU (each process then normalises over its own share of the batch)")
     if world > 1:
         import torch.distributed as dist
         dist.init_process_group("nccl" if device_kind == "cuda" else "gloo")
