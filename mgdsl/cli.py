@@ -145,7 +145,7 @@ def _from_recipe(recipes: dict, key: str) -> str:
 def add_train_args(p: argparse.ArgumentParser) -> None:
     """The training flags; none has an argparse default, so the namespace holds only what the user gave
     (a --config file counts as given) and the recipe fills in the rest."""
-    from .training.recipes import DEFAULT_RECIPE, RECIPES, Config
+    from .training.recipes import DATA_MODES, DEFAULT_RECIPE, RECIPES, SCHEDULES, Config
     d = Config()
     S = argparse.SUPPRESS
     g = p.add_argument_group("training (with --train DATASET, or --resume RUN_DIR)")
@@ -158,7 +158,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
                         "flip test-time augmentation; for any --epochs (default 15). paper: section 9.2 exactly at "
                         "its 120 epochs (lr 0.1 / 10 every 30, no weight decay); with --epochs E the steps come every "
                         "round(30 E / 120) epochs (E = 15: at 4, 8, 12). official: the authors' code (300 epochs, "
-                        "wd 5e-4, / 10 every 50), compressed the same way")
+                        "wd 5e-4, / 10 every 50), compressed the same way. imagenet: Goyal et al. 2017 (SGD "
+                        "momentum 0.9, wd 1e-4, 90 epochs, lr 0.1 x batch / 256, / 10 at 30, 60, 80, 5 warm-up "
+                        "epochs above batch 256)")
 
     def recipe_flag(flag: str, text: str = "", **kw) -> None:
         key = flag[2:].replace("-", "_")
@@ -171,7 +173,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     recipe_flag("--weight-decay", type=float)
     recipe_flag("--label-smoothing", "in the training loss only", type=float)
     recipe_flag("--schedule", "step: lr x lr_gamma every lr_step epochs; linear: warm-up, then a linear decay to 0 "
-                "at the last batch", choices=["step", "linear"])
+                "at the last batch; multistep: lr x lr_gamma at each of lr_milestones, after a warm-up from the "
+                "lr of lr_base_batch", choices=list(SCHEDULES))
     recipe_flag("--lr-step", "with --epochs and no --lr-step, the recipe's step scales with the epochs", type=int)
     recipe_flag("--lr-gamma", type=float)
     recipe_flag("--warmup-epochs", "linear warm-up, per batch (schedule linear)", type=float)
@@ -189,6 +192,15 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--compile", action="store_true", default=S, help="torch.compile the model (default: off)")
     g.add_argument("--sync-bn", action="store_true", default=S,
                    help="SyncBatchNorm across processes under torchrun (default: off)")
+    g.add_argument("--data-mode", choices=DATA_MODES, default=S,
+                   help="memory: decode the whole set onto the device; stream: decode per batch with DataLoader "
+                        "workers (default: auto: image folders stream, arrays stay in memory if they fit a quarter "
+                        "of the machine's memory)")
+    g.add_argument("--workers", type=int, default=S, help="DataLoader processes per rank when streaming "
+                   "(default: the rank's CPUs less one, at most 8)")
+    g.add_argument("--checkpoint-interval", type=int, default=S, metavar="STEPS",
+                   help="also write last.pt every STEPS steps, resumable mid-epoch (default: 0, at each epoch's "
+                        "end only)")
     g.add_argument("--seed", type=int, default=S,
                    help=f"seed of initialisation, shuffling and augmentation (default: {d.seed})")
     g.add_argument("--threads", type=int, default=S, help="torch CPU threads (default: torch's choice)")
@@ -271,7 +283,7 @@ def load_config_file(path: str, parser: argparse.ArgumentParser) -> dict:
 
 
 def _train(ir, args) -> int:
-    """compile --train / --resume: run training and print its summary; NaN loss exits 1, Ctrl-C 130."""
+    """compile --train / --resume: run training and print its summary; NaN loss exits 1, Ctrl-C 130, SIGTERM 143."""
     from .training import train
     from .training.loop import Diverged, Interrupted
     given = _given(args)
@@ -285,9 +297,9 @@ def _train(ir, args) -> int:
         return 1
     except Interrupted as e:
         if os.environ.get("RANK", "0") == "0":
-            print(f"mgdsl: interrupted; the run in {e.out} is complete up to its last epoch; continue it with:\n"
-                  f"  mgdsl compile --resume {shlex.quote(str(e.out))}", file=sys.stderr)
-        return 130
+            print(f"mgdsl: interrupted; the run in {e.out} is complete up to its last checkpoint; continue it "
+                  f"with:\n  mgdsl compile --resume {shlex.quote(str(e.out))}", file=sys.stderr)
+        return e.status
     if summary is not None:
         print(json.dumps(summary))
     return 0
