@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import traceback
 
@@ -26,8 +27,8 @@ SPEC_HELP = "a .mg file, or the name of a bundled spec (`mgdsl list`), e.g. mgne
 # the examples that end each command's --help (tests/test_cli.py parses every one of them)
 EXAMPLES = {
     "compile": ["mgdsl compile mgnet",
-                "mgdsl compile table2/mgnet-256-256-pi1 --json",
-                "mgdsl compile mgnet -D width=32 --train digits --epochs 20"],
+                "mgdsl compile mgnet -D width=32 --train digits --epochs 20",
+                "mgdsl compile --resume runs/mgnet-digits --epochs 30"],
     "check": ["mgdsl check mgnet",
               "mgdsl check mgnet --equiv iresnet",
               "mgdsl check cnn/resnet --json"],
@@ -37,7 +38,8 @@ EXAMPLES = {
     "render": ["mgdsl render mgnet -o mgnet.svg",
                "mgdsl render table2/resnet18 mgnet -D width=64 -o side-by-side.png",
                "mgdsl render multigrid/poisson-v11 --expand -o v11.pdf"],
-    "eval": ["mgdsl eval mgnet -D width=32 --weights runs/mgnet-digits/model.pt --test digits",
+    "eval": ["mgdsl eval runs/mgnet-digits",
+             "mgdsl eval runs/mgnet-digits --weights runs/mgnet-digits/best.pt --json",
              "mgdsl eval mgnet -D width=32 --weights runs/mgnet-x/model.pt --test test.npz"],
     "solve": ["mgdsl solve multigrid/poisson-v11 --n 129",
               "mgdsl solve multigrid/poisson-v22 --n 257 --json",
@@ -112,8 +114,11 @@ def _table(rows: list[dict], cols: list[str], right: set[str] = frozenset()) -> 
 
 
 def cmd_compile(args) -> int:
-    ir = _ir(args)
-    if args.train or args.resume:
+    if args.spec is None and not args.resume:
+        from .training.data import DataError
+        raise DataError("compile: the spec file is missing", "mgdsl compile SPEC [...], or mgdsl compile --resume DIR")
+    ir = _ir(args) if args.spec is not None else None
+    if getattr(args, "train", None) or args.resume or args.print_config:
         return _train(ir, args)
     if args.ir:
         print(ir.text())
@@ -138,55 +143,195 @@ def _from_recipe(recipes: dict, key: str) -> str:
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
-    from .training import Options
-    from .training.recipes import RECIPES
-    d = Options()
-    g = p.add_argument_group("training (with --train)")
-    g.add_argument("--test", help="evaluation set for an .npz train set (same layout); default: the data set's own test split")
-    g.add_argument("--data", dest="data_root", default=d.data_root, help="folder for downloaded data sets")
-    g.add_argument("--recipe", choices=sorted(RECIPES), default=d.recipe,
-                   help="; ".join(f"{n}: {r['epochs']} epochs of SGD, lr {r['lr']} x{r['lr_gamma']} every {r['lr_step']}"
-                                  for n, r in RECIPES.items()))
-    g.add_argument("--epochs", type=int, help=_from_recipe(RECIPES, "epochs"))
-    g.add_argument("--batch-size", type=int, help=_from_recipe(RECIPES, "batch_size"))
-    g.add_argument("--lr", type=float, help="initial learning rate; " + _from_recipe(RECIPES, "lr"))
-    g.add_argument("--weight-decay", type=float, help=_from_recipe(RECIPES, "weight_decay"))
-    g.add_argument("--device", choices=["auto", "cpu", "cuda"], default=d.device, help="auto: cuda when available")
-    g.add_argument("--amp", action="store_true", help="bf16 autocast")
-    g.add_argument("--channels-last", action="store_true", help="NHWC memory format (faster convolutions on GPUs)")
-    g.add_argument("--compile", action="store_true", help="torch.compile the model")
-    g.add_argument("--seed", type=int, default=d.seed, help="seed of initialisation, shuffling and augmentation")
-    g.add_argument("--out", help="output folder (default runs/NAME-DATASET, numbered if taken)")
-    g.add_argument("--overwrite", action="store_true", help="let --out replace the run already in it")
-    g.add_argument("--resume", metavar="DIR", help="continue the run in DIR exactly; default: a new run")
-    g.add_argument("--no-augment", action="store_true", help="no random crop / flip")
-    g.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across processes under torchrun")
+    """The training flags; none has an argparse default, so the namespace holds only what the user gave
+    (a --config file counts as given) and the recipe fills in the rest."""
+    from .training.recipes import DATA_MODES, DEFAULT_RECIPE, RECIPES, SCHEDULES, Config
+    d = Config()
+    S = argparse.SUPPRESS
+    g = p.add_argument_group("training (with --train DATASET, or --resume RUN_DIR)")
+    g.add_argument("--test", default=S, help="evaluation set: an .npz beside an .npz train set, or an image folder "
+                   "(default: the data set's own test split)")
+    g.add_argument("--data", dest="data_root", default=S, help=f"folder for downloaded data sets (default: {d.data_root})")
+    g.add_argument("--recipe", choices=sorted(RECIPES), default=S,
+                   help=f"hyper-parameters (default: {DEFAULT_RECIPE}). budget: Nesterov, weight decay 5e-4, label "
+                        "smoothing 0.1, 1 epoch linear warm-up then linear decay to 0 at the last epoch (per batch), "
+                        "flip test-time augmentation; for any --epochs (default 15). paper: section 9.2 exactly at "
+                        "its 120 epochs (lr 0.1 / 10 every 30, no weight decay); with --epochs E the steps come every "
+                        "round(30 E / 120) epochs (E = 15: at 4, 8, 12). official: the authors' code (300 epochs, "
+                        "wd 5e-4, / 10 every 50), compressed the same way. imagenet: Goyal et al. 2017 (SGD "
+                        "momentum 0.9, wd 1e-4, 90 epochs, lr 0.1 x batch / 256, / 10 at 30, 60, 80, 5 warm-up "
+                        "epochs above batch 256)")
+
+    def recipe_flag(flag: str, text: str = "", **kw) -> None:
+        key = flag[2:].replace("-", "_")
+        g.add_argument(flag, default=S, help=(text + "; " if text else "") + _from_recipe(RECIPES, key), **kw)
+    recipe_flag("--epochs", "resuming: a larger number extends the run", type=int)
+    recipe_flag("--batch-size", type=int)
+    recipe_flag("--lr", "peak learning rate", type=float)
+    recipe_flag("--momentum", type=float)
+    recipe_flag("--nesterov", "Nesterov momentum", action=argparse.BooleanOptionalAction)
+    recipe_flag("--weight-decay", type=float)
+    recipe_flag("--label-smoothing", "in the training loss only", type=float)
+    recipe_flag("--schedule", "step: lr x lr_gamma every lr_step epochs; linear: warm-up, then a linear decay to 0 "
+                "at the last batch; multistep: lr x lr_gamma at each of lr_milestones, after a warm-up from the "
+                "lr of lr_base_batch", choices=list(SCHEDULES))
+    recipe_flag("--lr-step", "with --epochs and no --lr-step, the recipe's step scales with the epochs", type=int)
+    recipe_flag("--lr-gamma", type=float)
+    recipe_flag("--warmup-epochs", "linear warm-up, per batch (schedule linear)", type=float)
+    recipe_flag("--tta", "flip test-time augmentation: average the logits of each test image and its mirror "
+                "(only when training flips)", action=argparse.BooleanOptionalAction)
+    g.add_argument("--no-augment", dest="augment", action="store_false", default=S,
+                   help="no random crop and no flip (default: crop, and flip as --flip says)")
+    g.add_argument("--flip", action=argparse.BooleanOptionalAction, default=S,
+                   help="random horizontal flips (default: on for natural images - cifar10, cifar100, image "
+                        "folders; off for digits and .npz files, where a mirror image may be another class)")
+    g.add_argument("--device", choices=["auto", "cpu", "cuda"], default=S, help="default: auto, cuda when available")
+    g.add_argument("--amp", action="store_true", default=S, help="bf16 autocast (default: off)")
+    g.add_argument("--channels-last", action="store_true", default=S,
+                   help="NHWC memory format, faster convolutions on GPUs (default: off)")
+    g.add_argument("--compile", action="store_true", default=S, help="torch.compile the model (default: off)")
+    g.add_argument("--sync-bn", action="store_true", default=S,
+                   help="SyncBatchNorm across processes under torchrun (default: off)")
+    g.add_argument("--data-mode", choices=DATA_MODES, default=S,
+                   help="memory: decode the whole set onto the device; stream: decode per batch with DataLoader "
+                        "workers (default: auto: image folders stream, arrays stay in memory if they fit a quarter "
+                        "of the machine's memory)")
+    g.add_argument("--workers", type=int, default=S, help="DataLoader processes per rank when streaming "
+                   "(default: the rank's CPUs less one, at most 8)")
+    g.add_argument("--checkpoint-interval", type=int, default=S, metavar="STEPS",
+                   help="also write last.pt every STEPS steps, resumable mid-epoch (default: 0, at each epoch's "
+                        "end only)")
+    g.add_argument("--seed", type=int, default=S,
+                   help=f"seed of initialisation, shuffling and augmentation (default: {d.seed})")
+    g.add_argument("--threads", type=int, default=S, help="torch CPU threads (default: torch's choice)")
+    g.add_argument("--log-interval", type=int, default=S, metavar="N",
+                   help="without a terminal, a line every N batches; on a terminal a progress bar (default: epoch "
+                        "lines only)")
+    g.add_argument("--tensorboard", action="store_true", default=S,
+                   help="write TensorBoard scalars (loss, accuracy, lr, images/s) to OUT/tensorboard; needs the "
+                        "tensorboard package (default: off)")
+    g.add_argument("--out", default=S, help="output folder (default: runs/NAME-DATASET, numbered if taken)")
+    g.add_argument("--overwrite", action="store_true", default=S,
+                   help="let --out replace the run already in it (default: refuse)")
+    g.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its own spec, -D, data and recipe; "
+                   "add --epochs N to extend it; other flags must agree with the run (default: a new run)")
+    g.add_argument("--config", metavar="FILE", help="a YAML or JSON file of flag values (keys as the flags, e.g. "
+                   "batch_size: 64, defines: [width=32]); a run's config.json works too; flags given win "
+                   "(default: none)")
+    g.add_argument("--print-config", action="store_true", help="print the resolved training config and exit")
+
+
+def _given(args) -> dict:
+    """The training options the user gave (flags or --config), by Config field name."""
+    from .training.recipes import CONFIG_KEYS
+    return {k: getattr(args, k) for k in CONFIG_KEYS if hasattr(args, k)}
+
+
+def load_config_file(path: str, parser: argparse.ArgumentParser) -> dict:
+    """A --config file as parser defaults: YAML (needs pyyaml) or JSON; a run's config.json gives its
+    config and -D values. Unknown keys and values of the wrong type are errors."""
+    from .training.data import DataError
+    from .training.recipes import CONFIG_KEYS
+    try:
+        text = open(path).read()
+    except OSError as e:
+        raise DataError(f"--config {path}: {e.strerror}") from None
+    if path.endswith(".json"):
+        try:
+            raw = json.loads(text)
+        except ValueError as e:
+            raise DataError(f"--config {path}: not valid JSON ({e})") from None
+    else:
+        try:
+            import yaml
+        except ImportError:
+            raise DataError(f"--config {path}: reading YAML needs pyyaml (pip install pyyaml), or pass JSON") from None
+        try:
+            raw = yaml.safe_load(text) or {}
+        except yaml.YAMLError as e:
+            raise DataError(f"--config {path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise DataError(f"--config {path}: expected a mapping of flag names to values")
+    if isinstance(raw.get("config"), dict):  # a run's config.json: its config and its -D values
+        defines = raw.get("params_override") or {}
+        raw = {k: v for k, v in raw["config"].items() if k not in ("out", "overwrite")}
+        raw["defines"] = [f"{k}={v}" for k, v in defines.items()]
+    actions = {a.dest: a for a in parser._actions}
+    out = {}
+    for key, value in raw.items():
+        k = key.replace("-", "_")
+        if k not in CONFIG_KEYS and k not in ("defines", "resume"):
+            raise DataError(f"--config {path}: unknown key '{key}'",
+                            f"known: {', '.join(sorted(CONFIG_KEYS + ('defines',)))}")
+        a = actions.get(k)
+        if value is not None and a is not None:
+            if a.nargs == 0 or isinstance(a, argparse.BooleanOptionalAction):
+                if not isinstance(value, bool):
+                    raise DataError(f"--config {path}: {key} must be true or false, not {value!r}")
+            elif k == "defines":
+                value = [str(v) for v in (value if isinstance(value, list) else [value])]
+            elif a.type is not None:
+                try:
+                    value = a.type(value) if not isinstance(value, bool) else None
+                    assert value is not None
+                except (TypeError, ValueError, AssertionError):
+                    raise DataError(f"--config {path}: {key} must be a {a.type.__name__}, not {raw[key]!r}") from None
+            if a.choices is not None and value not in a.choices:
+                raise DataError(f"--config {path}: {key} must be one of {', '.join(map(str, a.choices))}")
+        out[k] = value
+    return out
 
 
 def _train(ir, args) -> int:
-    """compile --train: run training and print its summary; NaN loss exits 1, Ctrl-C 130."""
-    from .training import OPTION_NAMES, train
+    """compile --train / --resume: run training and print its summary; NaN loss exits 1, Ctrl-C 130, SIGTERM 143."""
+    from .training import train
     from .training.loop import Diverged, Interrupted
-    opts = {k: getattr(args, k) for k in OPTION_NAMES if k != "augment"}
-    opts["augment"] = not args.no_augment
+    given = _given(args)
+    if args.print_config:
+        return _print_config(args, given)
     try:
-        summary = train(ir, args.train, **opts)
+        summary = train(ir, given.pop("train", None), resume=args.resume, defines=args.defines, **given)
     except Diverged as e:
         if os.environ.get("RANK", "0") == "0":
             print(f"mgdsl: stopped: {e}; the last good checkpoint is {e.checkpoint}", file=sys.stderr)
         return 1
     except Interrupted as e:
         if os.environ.get("RANK", "0") == "0":
-            print(f"mgdsl: interrupted; resume with --resume {e.out}", file=sys.stderr)
-        return 130
+            print(f"mgdsl: interrupted; the run in {e.out} is complete up to its last checkpoint; continue it "
+                  f"with:\n  mgdsl compile --resume {shlex.quote(str(e.out))}", file=sys.stderr)
+        return e.status
     if summary is not None:
         print(json.dumps(summary))
     return 0
 
 
+def _print_config(args, given: dict) -> int:
+    """--print-config: the resolved config (recipe filled in), in a form --config reads back."""
+    from dataclasses import asdict
+
+    from .training.data import flip_default
+    from .training.recipes import Config, resolve
+    cfg = Config(**given)
+    cfg = resolve(cfg, flip_default(cfg.train) if cfg.train else False)
+    d = {k: v for k, v in asdict(cfg).items() if k not in ("out", "overwrite") or v}
+    d["defines"] = list(args.defines)
+    try:
+        import yaml
+        print(yaml.safe_dump(d, sort_keys=False), end="")
+    except ImportError:
+        print(json.dumps(d, indent=2))
+    return 0
+
+
 def cmd_eval(args) -> int:
-    from .training import evaluate_weights
-    print(json.dumps(evaluate_weights(_ir(args), args.weights, args.test, args.data_root)))
+    from .training import evaluate_run
+    r = evaluate_run(args.target, defines=args.defines, weights=args.weights, test=args.test,
+                     data_root=args.data_root)
+    if args.json:
+        print(json.dumps(r))
+    else:
+        print(f"{r['weights']}: top-1 {100 * r['top1']:.2f}% ({round(r['top1'] * r['n'])} / {r['n']}), "
+              f"loss {r['loss']:.4f} on {r['test']}{' with flip TTA' if r['tta'] else ''}")
     return 0
 
 
@@ -311,6 +456,17 @@ def _solvable_first(cmd):
     return run
 
 
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """parse_args, with a --config file's values as the compile command's defaults (timm's convention)."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config")
+    known, _ = pre.parse_known_args(argv)
+    if known.config and argv[:1] == ["compile"]:
+        c = parser.compile_parser
+        c.set_defaults(**load_config_file(known.config, c))
+    return parser.parse_args(argv)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mgdsl", description="Compile, check, draw, train, solve and export MgNet specs.",
                                 epilog=_epilog(None), formatter_class=HelpFormatter)
@@ -318,15 +474,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     c = sub.add_parser("compile", help="check a spec and print its operators and parameter count (or train it)")
-    c.add_argument("spec", help=SPEC_HELP)
+    c.add_argument("spec", nargs="?", help=SPEC_HELP + " (not needed with --resume)")
     _add_defines(c)
     c.add_argument("--json", action="store_true", help="print one JSON object")
     c.add_argument("--ir", action="store_true", help="print the compiler's IR: instances and the unrolled graph")
     c.add_argument("--max-params", type=float, default=1e9, help="refuse larger models before allocation")
-    c.add_argument("--train", metavar="DATASET",
+    c.add_argument("--train", metavar="DATASET", default=argparse.SUPPRESS,
                    help="train on digits, cifar10, cifar100, an .npz file or an image folder (default: only compile)")
     add_train_args(c)
     c.set_defaults(fn=cmd_compile)
+    p.compile_parser = c
 
     k = sub.add_parser("check", help="static checks: linearity classes and the sharing table")
     k.add_argument("spec", help=SPEC_HELP)
@@ -370,14 +527,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which forms to write (onnx needs `pip install mgdsl[export]`)")
     x.set_defaults(fn=cmd_export)
 
-    from .training import Options
-
-    e = sub.add_parser("eval", help="top-1 accuracy of saved weights on a test set")
-    e.add_argument("spec", help="the spec the weights were trained with (a .mg file or a bundled name)")
+    e = sub.add_parser("eval", help="top-1 accuracy of a run's model (or of saved weights) on a test set")
+    e.add_argument("target", metavar="RUN_DIR|SPEC",
+                   help="a run folder (its spec, -D, normalisation and test set) or a spec with --weights")
     _add_defines(e)
-    e.add_argument("--weights", required=True, help="a state_dict, e.g. runs/NAME/model.pt")
-    e.add_argument("--test", required=True, help="digits, cifar10, cifar100 or an .npz file")
-    e.add_argument("--data", dest="data_root", default=Options().data_root, help="folder for downloaded data sets")
+    e.add_argument("--weights", help="a .pt file (default RUN_DIR/model.pt; RUN_DIR/best.pt is the best epoch)")
+    e.add_argument("--test", help="score this test set instead, whole: digits, cifar10, cifar100, an .npz or an "
+                   "image folder (default: the run's own test set)")
+    e.add_argument("--data", dest="data_root", help="folder for downloaded data sets (default: the run's)")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
     e.set_defaults(fn=cmd_eval)
     from .solve import add_solve_parser
     add_solve_parser(sub, _add_defines)
@@ -392,8 +550,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
     try:
+        args = _parse(parser, argv)
         return args.fn(args)
     except SpecError as e:
         print(str(e), file=sys.stderr)

@@ -50,7 +50,6 @@ def drop_unapplied(ir: IR) -> IR:
                                           inst.span, severity="warning"))
     return ir
 
-CHANNELWISE = {"stencil", "restrict", "prolong", "id"}  # fixed layers that act on each channel alone
 
 
 def classify(ir: IR) -> IR:
@@ -85,6 +84,8 @@ def _radius(ir: IR, inst: Instance, level: int) -> tuple[float, int] | None:
             dr, level = sub
             r += dr
         elif lay.kind == "stencil":
+            if lay.pad == "periodic":
+                return None  # wraps around the grid: not a local stencil near the boundary
             r += 2 ** (level - 1)
         elif lay.kind == "restrict":
             r, level = r + 2 ** (level - 1), level + 1

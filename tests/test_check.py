@@ -243,3 +243,10 @@ def test_solve_says_a_network_is_not_a_fixed_stencil_multigrid(capsys):
     assert "hint: solve needs" in err
     assert main(["solve", "specs/multigrid/mgnet-linear.mg", "--n", "17"]) == 2
     assert "Pi[1] is linear with 9 trained parameters" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("pad", ["periodic", "reflect"])
+def test_galerkin_product_of_a_padded_laplace_lowers_and_runs(pad):
+    # periodic padding wraps around the grid: R . A . P is then not a local 3x3 stencil and is not assembled
+    ir = _runs(POISSON.replace("laplace(u -> f)", f"laplace(u -> f, pad {pad})"), n=17)
+    assert ir.instances["A[2]"].assembled == (pad == "reflect")

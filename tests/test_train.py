@@ -1,21 +1,45 @@
+"""Training (mgdsl.training): learning, run folders, resume, eval, recipes, data validation, configs."""
 import json
+import shlex
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 import torch
 
 from mgdsl.cli import main
+from mgdsl.training import train
 
 TINY = ["-D", "width=4", "-D", "nu=1"]
+CLI = [sys.executable, "-m", "mgdsl.cli"]
+
+
+def _colour_set(path, n, seed):
+    """Label = which colour channel is bright (under noise): learnable only if labels stay with their images."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    x = (rng.random((n, 16, 16, 3)) * 100).astype(np.uint8)
+    x[np.arange(n), :, :, y] += 100
+    np.savez(path, x=x, y=y)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(monkeypatch):
+    """One torch thread: on a busy shared machine more threads make small runs many times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture
 def tiny_npz(tmp_path):
-    rng = np.random.default_rng(0)
-    for name, n in (("train", 64), ("test", 32)):
-        y = rng.integers(0, 3, n)
-        x = (rng.random((n, 16, 16, 3)) * 80 + y[:, None, None, None] * 60).astype(np.uint8)
-        np.savez(tmp_path / f"{name}.npz", x=x, y=y)
+    _colour_set(tmp_path / "train.npz", 128, 0)
+    _colour_set(tmp_path / "test.npz", 48, 1)
     return tmp_path
 
 
@@ -24,58 +48,378 @@ def _train(tiny_npz, out, *extra):
                  str(tiny_npz / "test.npz"), "--batch-size", "16", "--out", str(out), *TINY, *extra])
 
 
-def test_one_epoch_writes_every_output(tiny_npz, tmp_path):
+def _summary(out):
+    return json.loads((out / "summary.json").read_text())
+
+
+def _metrics(out):
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+# ------------------------------------------------------------------ learning and the run folder
+
+def test_a_run_learns_labels_that_are_a_function_of_the_image_and_writes_every_output(tiny_npz, tmp_path):
+    out = tmp_path / "run"
+    assert _train(tiny_npz, out, "--epochs", "4", "-D", "width=8") == 0
+    for f in ("config.json", "metrics.jsonl", "model.pt", "best.pt", "last.pt", "curves.png", "summary.json"):
+        assert (out / f).exists(), f
+    s = _summary(out)
+    assert s["final_test_acc"] >= 0.9, s  # chance is 1/3: labels misaligned with images stay near it
+    assert s["epochs"] == 4 and len(_metrics(out)) == 4 and s["params"] > 0
+    assert s["best_test_acc"] == max(m["test_acc"] for m in _metrics(out))
+    assert _metrics(out)[s["best_epoch"] - 1]["test_acc"] == s["best_test_acc"]
+
+
+def test_digits_learned_well_above_chance_in_a_few_epochs(tmp_path):
+    out = tmp_path / "digits"
+    assert main(["compile", "specs/mgnet.mg", "-D", "width=8", "--train", "digits", "--epochs", "4",
+                 "--batch-size", "64", "--out", str(out)]) == 0
+    assert _summary(out)["final_test_acc"] >= 0.6  # chance is 0.1
+
+
+def test_eval_of_the_run_reproduces_the_summary_exactly_and_reads_the_weights_given(tiny_npz, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _train(tiny_npz, out, "--epochs", "3", "--flip") == 0  # flip: the recipe's flip TTA is used in eval too
+    s = _summary(out)
+    capsys.readouterr()
+    assert main(["eval", str(out), "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["top1"] == s["final_test_acc"] and r["n"] == 48 and r["tta"]
+    assert main(["eval", str(out), "--weights", str(out / "best.pt"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["top1"] == s["best_test_acc"]
+    # weights that predict class k for every image score exactly the share of k in the test set
+    state = torch.load(out / "model.pt")
+    state["fc.weight"].zero_()
+    state["fc.bias"].copy_(torch.tensor([0.0, 0.0, 1.0]))
+    torch.save(state, tmp_path / "always2.pt")
+    y = np.load(tiny_npz / "test.npz")["y"]
+    for argv in (["eval", str(out), "--weights", str(tmp_path / "always2.pt"), "--json"],
+                 ["eval", "specs/mgnet.mg", *TINY, "--weights", str(tmp_path / "always2.pt"), "--test",
+                  str(tiny_npz / "test.npz"), "--json"]):
+        assert main(argv) == 0
+        assert json.loads(capsys.readouterr().out)["top1"] == pytest.approx(float(np.mean(y == 2)), abs=1e-12)
+
+
+def test_eval_uses_the_runs_own_spec_and_defines(tiny_npz, tmp_path, capsys):
     out = tmp_path / "run"
     assert _train(tiny_npz, out, "--epochs", "1") == 0
-    for f in ("config.json", "metrics.jsonl", "model.pt", "last.pt", "curves.png", "summary.json"):
-        assert (out / f).exists(), f
-    s = json.loads((out / "summary.json").read_text())
-    assert 0 <= s["final_test_acc"] <= 1 and 0 <= s["best_test_acc"] <= 1 and s["epochs"] == 1 and s["params"] > 0
-    m = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
-    assert len(m) == 1 and {"epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds",
-                            "images_per_s"} <= set(m[0])
+    capsys.readouterr()
+    assert main(["eval", str(out), "--test", str(tiny_npz / "train.npz"), "--json"]) == 0  # no -D needed
+    r = json.loads(capsys.readouterr().out)
+    assert r["n"] == 128 and r["test"].endswith("train.npz")
+
+
+def test_eval_scores_a_test_folder_whole(tmp_path, capsys):
+    _image_folder(tmp_path / "imgs", per_class=5)
+    out = tmp_path / "run"
+    assert main(["compile", "specs/mgnet.mg", *TINY, "--train", str(tmp_path / "imgs" / "train"), "--test",
+                 str(tmp_path / "imgs" / "test"), "--epochs", "1", "--batch-size", "4", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(out), "--test", str(tmp_path / "imgs" / "train"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == 10  # all of it, not a split
+
+
+def test_run_folder_is_self_contained(tiny_npz, tmp_path, monkeypatch):
+    spec = tmp_path / "m.mg"
+    spec.write_text(open("specs/mgnet.mg").read())
+    out = tmp_path / "run"
+    assert main(["compile", str(spec), *TINY, "--train", str(tiny_npz / "train.npz"), "--test",
+                 str(tiny_npz / "test.npz"), "--batch-size", "16", "--epochs", "1", "--out", str(out)]) == 0
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["config"]["momentum"] == 0.9 and len(cfg["spec_sha256"]) == 64
-    assert main(["eval", "specs/mgnet.mg", *TINY, "--weights", str(out / "model.pt"),
-                 "--test", str(tiny_npz / "test.npz")]) == 0
+    assert cfg["spec"]["text"] == spec.read_text() and cfg["params_override"] == {"width": 4, "nu": 1}
+    assert cfg["data"]["train"]["sha256"] and cfg["config"]["recipe"] == "budget"
+    assert cfg["config"]["lr"] == 0.1 and cfg["config"]["schedule"] == "linear"
+    spec.write_text("this file is gone")  # the folder alone is enough
+    monkeypatch.chdir(tmp_path)
+    assert main(["eval", "run", "--json"]) == 0
+    assert main(["compile", "--resume", "run", "--epochs", "2"]) == 0
+    assert len(_metrics(out)) == 2
 
 
-def test_resume_gives_the_same_metrics(tiny_npz, tmp_path):
+# ------------------------------------------------------------------ resume
+
+def test_resume_gives_the_same_metrics_as_an_uninterrupted_run(tiny_npz, tmp_path):
     torch.use_deterministic_algorithms(True)
     try:
         full = tmp_path / "full"
         assert _train(tiny_npz, full, "--epochs", "3") == 0
-        # a run that stopped after epoch 1 of the same 3-epoch schedule, then resumed
-        lines = (full / "metrics.jsonl").read_text().splitlines()
-        one = tmp_path / "stop"
-        assert _train(tiny_npz, one, "--epochs", "1") == 0
-        cfg = json.loads((one / "config.json").read_text())
-        cfg["config"]["epochs"] = 3
-        cfg["config"]["lr_step"] = json.loads((full / "config.json").read_text())["config"]["lr_step"]
-        (one / "config.json").write_text(json.dumps(cfg))
-        assert main(["compile", "specs/mgnet.mg", *TINY, "--train", "x", "--resume", str(one)]) == 0
-        a = [json.loads(l) for l in lines]
-        b = [json.loads(l) for l in (one / "metrics.jsonl").read_text().splitlines()]
+        stop = tmp_path / "stop"  # the same 3-epoch run, stopped by a callback after epoch 1
+        s = train("specs/mgnet.mg", str(tiny_npz / "train.npz"), test=str(tiny_npz / "test.npz"), batch_size=16,
+                  epochs=3, out=str(stop), defines={"width": 4, "nu": 1}, callback=lambda m: m["epoch"] == 1)
+        assert s["epochs_done"] == 1 and s["stopped_by_callback"] and len(_metrics(stop)) == 1
+        assert main(["compile", "--resume", str(stop)]) == 0
+        a, b = _metrics(full), _metrics(stop)
         assert len(b) == 3
         for x, y in zip(a, b):
             for k in ("train_loss", "train_acc", "test_loss", "test_acc", "lr"):
-                assert x[k] == pytest.approx(y[k], rel=1e-9, abs=1e-12), (k, x, y)
+                assert x[k] == y[k], (k, x, y)
+        assert torch.equal(torch.load(full / "model.pt")["fc.weight"], torch.load(stop / "model.pt")["fc.weight"])
     finally:
         torch.use_deterministic_algorithms(False)
 
 
+def test_resume_with_more_epochs_extends_a_finished_run(tiny_npz, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _train(tiny_npz, out, "--epochs", "1") == 0
+    assert main(["compile", "--resume", str(out), "--epochs", "3"]) == 0
+    assert [m["epoch"] for m in _metrics(out)] == [1, 2, 3] and _summary(out)["epochs"] == 3
+    assert main(["compile", "--resume", str(out), "--epochs", "2"]) == 2
+    assert "already done 3 epochs" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", [["--lr", "0.05"], ["--batch-size", "8"], ["--seed", "1"], ["--recipe", "paper"],
+                                  ["--no-augment"], ["-D", "width=8"], ["--train", "digits"]])
+def test_resume_refuses_flags_that_contradict_the_run(tiny_npz, tmp_path, capsys, flag):
+    out = tmp_path / "run"
+    assert _train(tiny_npz, out, "--epochs", "1") == 0
+    before = (out / "last.pt").read_bytes()
+    capsys.readouterr()
+    assert main(["compile", "--resume", str(out), "--epochs", "2", *flag]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "the run was made with other settings" in err and len(err.splitlines()) == 1, err
+    assert (out / "last.pt").read_bytes() == before
+
+
+def test_resume_accepts_the_runs_own_spec_and_values(tiny_npz, tmp_path):
+    out = tmp_path / "run"
+    assert _train(tiny_npz, out, "--epochs", "1") == 0
+    assert main(["compile", "specs/mgnet.mg", *TINY, "--resume", str(out), "--epochs", "2", "--batch-size", "16",
+                 "--train", str(tiny_npz / "train.npz")]) == 0
+    assert len(_metrics(out)) == 2
+
+
+def test_resume_refuses_a_different_spec(tiny_npz, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _train(tiny_npz, out, "--epochs", "1") == 0
+    capsys.readouterr()
+    assert main(["compile", "specs/mgnet-official.mg", *TINY, "--resume", str(out), "--epochs", "2"]) == 2
+    assert "its text differs" in capsys.readouterr().err
+
+
+def test_resume_refuses_changed_data(tiny_npz, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _train(tiny_npz, out, "--epochs", "1") == 0
+    _colour_set(tiny_npz / "train.npz", 128, 7)
+    assert main(["compile", "--resume", str(out), "--epochs", "2"]) == 2
+    assert "changed since the run started" in capsys.readouterr().err
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_npz, tmp_path, capsys):
+    out = tmp_path / "nan"
+    assert _train(tiny_npz, out, "--epochs", "1") == 0
+    cfg = json.loads((out / "config.json").read_text())
+    cfg["config"]["lr"] = 1e30  # the loss blows up in epoch 2
+    (out / "config.json").write_text(json.dumps(cfg))
+    good = (out / "last.pt").read_bytes()
+    assert main(["compile", "--resume", str(out), "--epochs", "3"]) == 1
+    assert "the training loss is" in capsys.readouterr().err
+    assert (out / "last.pt").read_bytes() == good  # untouched
+
+
+def test_ctrl_c_leaves_complete_files_and_prints_a_resume_command_that_works(tiny_npz, tmp_path):
+    out = tmp_path / "int"
+    p = subprocess.Popen([*CLI, "compile", "specs/mgnet.mg", *TINY, "--train", str(tiny_npz / "train.npz"), "--test",
+                          str(tiny_npz / "test.npz"), "--batch-size", "16", "--epochs", "500", "--out", str(out)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not (out / "last.pt").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    err = err.decode()
+    assert p.returncode == 130, err[-500:]
+    assert "Traceback" not in err and not list(out.glob("*.tmp"))
+    done = torch.load(out / "last.pt", weights_only=False)["epoch"]
+    assert done >= 1 and len(_metrics(out)) == done
+    command = err.strip().splitlines()[-1].strip()
+    assert command == f"mgdsl compile --resume {shlex.quote(str(out))}"
+    argv = shlex.split(command)[1:] + ["--epochs", str(done + 1)]
+    r = subprocess.run([*CLI, *argv], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-500:]
+    assert len(_metrics(out)) == done + 1
+
+
+def test_an_earlier_run_is_never_overwritten(tiny_npz, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "keep"
+    assert _train(tiny_npz, out, "--epochs", "1") == 0
+    before = (out / "model.pt").read_bytes()
+    assert _train(tiny_npz, out, "--epochs", "1") == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert (out / "model.pt").read_bytes() == before
+    assert _train(tiny_npz, out, "--epochs", "1", "--overwrite") == 0
+    # the default folder is numbered instead
+    monkeypatch.chdir(tmp_path)
+    from mgdsl.training.runs import fresh_run_dir
+    (tmp_path / "runs" / "m-d").mkdir(parents=True)
+    (tmp_path / "runs" / "m-d" / "model.pt").write_bytes(b"x")
+    assert fresh_run_dir("runs/m-d") == "runs/m-d-2"
+
+
+def test_atomic_write_leaves_the_old_file_when_the_write_fails(tmp_path, monkeypatch):
+    from mgdsl.training import runs
+    p = tmp_path / "f.json"
+    runs.atomic_write(p, "old")
+
+    def boom(fd):
+        raise OSError("disk full")
+    monkeypatch.setattr(runs.os, "fsync", boom)
+    with pytest.raises(OSError):
+        runs.atomic_write(p, "new")
+    assert p.read_text() == "old"
+
+
+# ------------------------------------------------------------------ recipes and augmentation
+
+def test_paper_recipe_is_exact_at_120_epochs_and_compressed_for_fewer():
+    from mgdsl.training.recipes import Config, lr_at, resolve
+    paper = resolve(Config(recipe="paper"), False)
+    assert (paper.epochs, paper.lr, paper.momentum, paper.weight_decay, paper.lr_step, paper.batch_size) == \
+        (120, 0.1, 0.9, 0.0, 30, 128)
+    assert not paper.nesterov and paper.label_smoothing == 0 and not paper.tta
+    lrs = [lr_at(paper, e * 10, 10) for e in range(120)]
+    assert lrs[29] == 0.1 and lrs[30] == pytest.approx(0.01) and lrs[89] == pytest.approx(1e-3)
+    assert lrs[90] == pytest.approx(1e-4) and lrs[119] == pytest.approx(1e-4)
+    p15 = resolve(Config(recipe="paper", epochs=15), False)
+    drops = [e for e in range(1, 15) if lr_at(p15, e * 10, 10) < lr_at(p15, e * 10 - 1, 10)]
+    assert drops == [4, 8, 12]  # what --help says
+    official = resolve(Config(recipe="official"), False)
+    assert (official.weight_decay, official.lr_step, official.epochs) == (5e-4, 50, 300)
+
+
+def test_budget_schedule_warms_up_then_decays_to_zero_at_the_last_batch():
+    from mgdsl.training.recipes import Config, lr_at, resolve
+    cfg = resolve(Config(epochs=5), True)
+    assert cfg.recipe == "budget" and cfg.nesterov and cfg.label_smoothing == 0.1 and cfg.tta
+    lrs = [lr_at(cfg, s, 10) for s in range(50)]
+    assert lrs[0] == pytest.approx(0.01) and lrs[9] == pytest.approx(0.1)  # one epoch of warm-up
+    assert all(a > b for a, b in zip(lrs[9:], lrs[10:]))  # then strictly down, per batch
+    assert lrs[-1] == pytest.approx(0.1 / 41) and lr_at(cfg, 50, 10) == 0
+
+
+def test_flips_default_to_natural_images_only_and_are_recorded(tiny_npz, tmp_path):
+    from mgdsl.training.recipes import Config, resolve
+    assert not resolve(Config(train="x.npz"), False).flip and not resolve(Config(), False).tta
+    cases = {(): (False, True), ("--flip",): (True, True), ("--no-augment",): (False, False),
+             ("--flip", "--no-augment"): (False, False)}
+    for k, (extra, (flip, crop)) in enumerate(cases.items()):
+        out = tmp_path / f"r{k}"
+        assert _train(tiny_npz, out, "--epochs", "1", *extra) == 0
+        c = json.loads((out / "config.json").read_text())["config"]
+        assert (c["flip"], c["augment"], c["tta"]) == (flip, crop, flip), extra
+    from mgdsl.training.data import flip_default
+    assert flip_default("cifar10") and flip_default(str(tmp_path)) and not flip_default("digits")
+
+
+def test_flip_augmentation_mirrors_only_when_asked():
+    from mgdsl.training.data import augment
+    x = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).view(2, 1, 4, 4)
+    g = torch.Generator().manual_seed(0)
+    seen = set()
+    for _ in range(20):
+        out = augment(x, g, pad=0, flip_ok=True)
+        seen |= {bool(torch.equal(out[i], x[i].flip(2))) for i in range(2)}
+        assert torch.equal(augment(x, g, pad=0, flip_ok=False), x)
+    assert seen == {True, False}
+
+
+def test_in_memory_batches_keep_each_label_with_its_image():
+    from mgdsl.training.data import in_memory_batches
+    x = torch.arange(40, dtype=torch.float32).view(40, 1, 1, 1).expand(40, 1, 4, 4).contiguous()
+    y = torch.arange(40)
+    g = torch.Generator().manual_seed(0)
+    got = []
+    for xb, yb in in_memory_batches(x, y, batch_size=8, gen=g, augment_on=False):
+        assert torch.equal(xb[:, 0, 0, 0].long(), yb)
+        got += yb.tolist()
+    assert sorted(got) == list(range(40))
+
+
+# ------------------------------------------------------------------ bad data: one line, exit 2, before training
+
+NO_WARNING = ["-D", "width=4"]  # a spec that compiles without warnings: stderr holds only the error
+
+
+def _bad(tmp_path, name, **arrays):
+    p = tmp_path / name
+    np.savez(p, **arrays)
+    return p
+
+
+def _ok_x(n=4):
+    return np.zeros((n, 8, 8, 3), np.uint8)
+
+
+BAD_NPZ = {
+    "no y": (dict(x=_ok_x()), "no key y"),
+    "float images": (dict(x=np.zeros((4, 8, 8, 3), np.float32), y=np.zeros(4, np.int64)), "float32"),
+    "NaN images": (dict(x=np.full((4, 8, 8, 3), np.nan), y=np.zeros(4, np.int64)), "holding NaN"),
+    "negative label": (dict(x=_ok_x(), y=np.array([0, 1, -1, 0])), "label -1 is negative"),
+    "label past the declared classes": (dict(x=_ok_x(), y=np.array([0, 1, 5, 0]), classes=np.array(["a", "b"])),
+                                        "label 5 is out of range"),
+    "float labels": (dict(x=_ok_x(), y=np.zeros(4, np.float32)), "labels y are float32"),
+    "lengths differ": (dict(x=_ok_x(), y=np.zeros(3, np.int64)), "4 images but 3 labels"),
+    "empty": (dict(x=np.zeros((0, 8, 8, 3), np.uint8), y=np.zeros(0, np.int64)), "is empty"),
+    "3 dimensions": (dict(x=np.zeros((4, 8, 8), np.uint8), y=np.zeros(4, np.int64)), "3 dimensions"),
+    "channels first": (dict(x=np.zeros((4, 3, 8, 8), np.uint8), y=np.zeros(4, np.int64)), "channels-first"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_NPZ))
+@pytest.mark.parametrize("role", ["train", "test"])
+def test_malformed_npz_exits_2_with_one_line_naming_file_and_problem(tmp_path, capsys, monkeypatch, case, role):
+    arrays, words = BAD_NPZ[case]
+    bad = _bad(tmp_path, "bad.npz", **arrays)
+    good = _bad(tmp_path, "good.npz", x=_ok_x(), y=np.array([0, 1, 2, 0]))
+    from mgdsl.training import loop
+    monkeypatch.setattr(loop, "fit", lambda *a, **k: pytest.fail("training started"))
+    tr, te = (bad, good) if role == "train" else (good, bad)
+    assert main(["compile", "specs/mgnet.mg", *NO_WARNING, "--train", str(tr), "--test", str(te), "--out",
+                 str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(bad) in err and words in err, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_test_label_outside_the_training_classes_exits_2(tmp_path, capsys):
+    tr = _bad(tmp_path, "tr.npz", x=_ok_x(), y=np.array([0, 1, 2, 0]))
+    te = _bad(tmp_path, "te.npz", x=_ok_x(), y=np.array([0, 1, 7, 0]))
+    assert main(["compile", "specs/mgnet.mg", *NO_WARNING, "--train", str(tr), "--test", str(te)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(te) in err and "label 7 is out of range" in err
+
+
+@pytest.mark.parametrize("content,words", [(b"not a zip file", "not a readable .npz"), (None, "no such file")])
+def test_a_file_that_is_not_an_npz_exits_2(tmp_path, capsys, content, words):
+    p = tmp_path / "data.npz"
+    if content is not None:
+        p.write_bytes(content)
+    assert main(["compile", "specs/mgnet.mg", *NO_WARNING, "--train", str(p), "--test", str(p)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(p) in err and words in err
+
+
+def test_image_folder_without_class_folders_exits_2(tmp_path, capsys):
+    from PIL import Image
+    (tmp_path / "flat").mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "flat" / "a.png")
+    assert main(["compile", "specs/mgnet.mg", *NO_WARNING, "--train", str(tmp_path / "flat")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(tmp_path / "flat") in err and "no class folders" in err
+
+
+def test_shape_mismatch_between_train_and_test_exits_2(tmp_path, capsys):
+    tr = _bad(tmp_path, "tr.npz", x=_ok_x(), y=np.array([0, 1, 2, 0]))
+    te = _bad(tmp_path, "te.npz", x=np.zeros((4, 8, 8, 1), np.uint8), y=np.array([0, 1, 2, 0]))
+    assert main(["compile", "specs/mgnet.mg", *NO_WARNING, "--train", str(tr), "--test", str(te)]) == 2
+    assert "test images are (8, 8, 1)" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("dataset,words", [("imagenet22k", "unknown data set"), ("nope.npz", "no such file")])
 def test_bad_dataset_exit_2(dataset, words, capsys):
-    assert main(["compile", "specs/mgnet.mg", *TINY, "--train", dataset, "--test", "t.npz"]) == 2
+    assert main(["compile", "specs/mgnet.mg", *NO_WARNING, "--train", dataset, "--test", "t.npz"]) == 2
     err = capsys.readouterr().err
     assert words in err and "Traceback" not in err
-
-
-def test_wrong_npz_layout_exit_2(tmp_path, capsys):
-    np.savez(tmp_path / "bad.npz", x=np.zeros((4, 3, 8, 8), np.float32), y=np.zeros(4, np.int64))
-    assert main(["compile", "specs/mgnet.mg", *TINY, "--train", str(tmp_path / "bad.npz"), "--test",
-                 str(tmp_path / "bad.npz")]) == 2
-    assert "expected uint8 N x H x W x C" in capsys.readouterr().err
 
 
 def test_spec_needing_three_channels_fed_one_channel(tmp_path, capsys):
@@ -100,35 +444,6 @@ def test_spec_needing_three_channels_fed_one_channel(tmp_path, capsys):
     assert "cannot take this data (1 x 8 x 8" in err and "has 1 channels but space f has 3" in err
 
 
-def test_official_recipe_resolves_documented_values():
-    from mgdsl.training.recipes import resolve_recipe
-    r = resolve_recipe("official")
-    assert (r["weight_decay"], r["lr_step"], r["epochs"], r["lr"], r["momentum"], r["batch_size"]) == \
-        (5e-4, 50, 300, 0.1, 0.9, 128)
-    r = resolve_recipe("paper")
-    assert (r["weight_decay"], r["lr_step"], r["epochs"]) == (0.0, 30, 120)
-
-
-def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_npz, tmp_path, capsys):
-    out = tmp_path / "nan"
-    assert _train(tiny_npz, out, "--epochs", "1") == 0
-    good = (out / "last.pt").read_bytes()
-    cfg = json.loads((out / "config.json").read_text())
-    cfg["config"]["epochs"], cfg["config"]["lr"] = 3, 1e30
-    (out / "config.json").write_text(json.dumps(cfg))
-    # resume with an absurd learning rate: the loss blows up in epoch 2
-    ck = torch.load(out / "last.pt", weights_only=False)
-    for g in ck["optimizer"]["param_groups"]:
-        g["lr"] = 1e30
-    ck["scheduler"]["base_lrs"] = [1e30] * len(ck["scheduler"]["base_lrs"])
-    ck["scheduler"]["_last_lr"] = [1e30] * len(ck["scheduler"]["_last_lr"])
-    torch.save(ck, out / "last.pt")
-    good = (out / "last.pt").read_bytes()
-    assert main(["compile", "specs/mgnet.mg", *TINY, "--train", "x", "--resume", str(out)]) == 1
-    assert "the training loss is" in capsys.readouterr().err
-    assert (out / "last.pt").read_bytes() == good  # untouched
-
-
 def test_cifar_without_network_says_how_to_pass_a_local_copy(monkeypatch, tmp_path, capsys):
     import torchvision
 
@@ -140,56 +455,106 @@ def test_cifar_without_network_says_how_to_pass_a_local_copy(monkeypatch, tmp_pa
     assert "could not download cifar10" in err and "--data" in err and "Traceback" not in err
 
 
-def test_image_folder_dataset(tmp_path):
+def _image_folder(root, per_class=6, size=12):
     from PIL import Image
     rng = np.random.default_rng(0)
     for split in ("train", "test"):
         for c in ("cat", "dog"):
-            d = tmp_path / "imgs" / split / c
+            d = root / split / c
             d.mkdir(parents=True)
-            for k in range(6):
-                Image.fromarray(rng.integers(0, 255, (12, 12, 3)).astype(np.uint8)).save(d / f"{k}.png")
+            for k in range(per_class):
+                Image.fromarray(rng.integers(0, 255, (size, size, 3)).astype(np.uint8)).save(d / f"{k}.png")
+
+
+def test_image_folder_dataset(tmp_path):
+    _image_folder(tmp_path / "imgs")
     out = tmp_path / "run"
     assert main(["compile", "specs/mgnet.mg", *TINY, "--train", str(tmp_path / "imgs"), "--epochs", "1",
-                 "--batch-size", "4", "--out", str(out)]) == 0
+                 "--batch-size", "4", "--data-mode", "memory", "--out", str(out)]) == 0
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["input_shape"] == [3, 12, 12] and cfg["classes"] == 2
+    assert cfg["input_shape"] == [3, 12, 12] and cfg["classes"] == 2 and cfg["config"]["flip"]
+    # streamed (the default for a folder), images are resized to the spec's input instead
+    assert main(["compile", "specs/mgnet.mg", *TINY, "--train", str(tmp_path / "imgs"), "--epochs", "1",
+                 "--batch-size", "4", "--workers", "0", "--out", str(tmp_path / "s")]) == 0
+    cfg = json.loads((tmp_path / "s" / "config.json").read_text())
+    assert cfg["input_shape"] == [3, 32, 32] and cfg["classes"] == 2 and cfg["data_plan"]["mode"] == "stream"
 
 
-def test_ctrl_c_leaves_a_valid_last_checkpoint(tiny_npz, tmp_path):
-    import signal
-    import subprocess
-    import sys
-    import time
-    out = tmp_path / "int"
-    p = subprocess.Popen([sys.executable, "-m", "mgdsl.cli", "compile", "specs/mgnet.mg", *TINY, "--train",
-                          str(tiny_npz / "train.npz"), "--test", str(tiny_npz / "test.npz"), "--batch-size", "16",
-                          "--epochs", "500", "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    while not (out / "last.pt").exists() and time.time() < deadline:
-        time.sleep(0.2)
-    time.sleep(0.5)
-    p.send_signal(signal.SIGINT)
-    _, err = p.communicate(timeout=60)
-    assert p.returncode == 130, err.decode()[-500:]
-    assert b"resume with --resume" in err and b"Traceback" not in err
-    ck = torch.load(out / "last.pt", weights_only=False)
-    assert ck["epoch"] >= 1 and not list(out.glob("*.tmp"))
-    lines = (out / "metrics.jsonl").read_text().splitlines()
-    assert len(lines) >= ck["epoch"]
+# ------------------------------------------------------------------ output, configs, API
+
+def test_output_says_where_the_run_goes_and_labels_epoch_lines(tiny_npz, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _train(tiny_npz, out, "--epochs", "2", "--log-interval", "2") == 0
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    start = [l for l in lines if l.startswith("mgdsl: training")]
+    assert len(start) == 1 and start[0].endswith(f"writing {out}/")
+    assert f"the run is in {out}/" in lines[-1]
+    epoch_lines = [l for l in lines if l.startswith("epoch ")]
+    assert len(epoch_lines) == 2 and "train loss" in epoch_lines[0] and "test loss" in epoch_lines[0]
+    acc = _metrics(out)[1]["test_acc"]
+    assert f"acc {100 * acc:5.2f}%" in epoch_lines[1]
+    assert sum(f"batch {k}/8  loss" in l for l in lines for k in (2, 4, 6, 8)) == 8  # 8 batches, a line every 2
 
 
-def test_an_earlier_run_is_never_overwritten(tiny_npz, tmp_path, capsys, monkeypatch):
-    out = tmp_path / "keep"
-    assert _train(tiny_npz, out, "--epochs", "1") == 0
-    before = (out / "model.pt").read_bytes()
-    assert _train(tiny_npz, out, "--epochs", "1") == 2
-    assert "already holds a run" in capsys.readouterr().err
-    assert (out / "model.pt").read_bytes() == before
-    assert _train(tiny_npz, out, "--epochs", "1", "--overwrite") == 0
-    # the default folder is numbered instead
-    monkeypatch.chdir(tmp_path)
-    from mgdsl.training.runs import fresh_run_dir
-    (tmp_path / "runs" / "m-d").mkdir(parents=True)
-    (tmp_path / "runs" / "m-d" / "model.pt").write_bytes(b"x")
-    assert fresh_run_dir("runs/m-d") == "runs/m-d-2"
+def test_threads_flag_sets_torch_threads(tiny_npz, tmp_path):
+    before = torch.get_num_threads()
+    try:
+        assert _train(tiny_npz, tmp_path / "r", "--epochs", "1", "--threads", "1") == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_tensorboard_writes_scalars(tiny_npz, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    out = tmp_path / "run"
+    assert _train(tiny_npz, out, "--epochs", "2", "--tensorboard") == 0
+    ea = EventAccumulator(str(out / "tensorboard"))
+    ea.Reload()
+    tags = set(ea.Tags()["scalars"])
+    assert {"loss/train_loss", "loss/test_loss", "accuracy/test_acc", "lr", "images_per_s"} <= tags
+    assert [e.value for e in ea.Scalars("accuracy/test_acc")] == pytest.approx([m["test_acc"] for m in _metrics(out)])
+
+
+def test_config_file_sets_flags_and_a_runs_config_passes_back(tiny_npz, tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"train: {tiny_npz / 'train.npz'}\ntest: {tiny_npz / 'test.npz'}\nbatch_size: 16\nepochs: 1\n"
+                   "recipe: paper\nlr: 0.05\ndefines: [width=4, nu=1]\nflip: true\n")
+    out = tmp_path / "a"
+    assert main(["compile", "specs/mgnet.mg", "--config", str(cfg), "--out", str(out), "--seed", "3"]) == 0
+    c = json.loads((out / "config.json").read_text())
+    assert (c["config"]["lr"], c["config"]["recipe"], c["config"]["seed"], c["config"]["flip"]) == (0.05, "paper", 3, True)
+    assert c["params_override"] == {"width": 4, "nu": 1}
+    b = tmp_path / "b"  # the same run again, from the first run's saved config
+    assert main(["compile", "specs/mgnet.mg", "--config", str(out / "config.json"), "--out", str(b)]) == 0
+    assert json.loads((b / "config.json").read_text())["config"] == dict(c["config"], out=str(b))
+    assert _metrics(b)[0]["train_loss"] == _metrics(out)[0]["train_loss"]
+    capsys.readouterr()
+    assert main(["compile", "specs/mgnet.mg", "--config", str(cfg), "--print-config"]) == 0
+    printed = tmp_path / "printed.yaml"
+    printed.write_text(capsys.readouterr().out)
+    assert main(["compile", "specs/mgnet.mg", "--config", str(printed), "--print-config"]) == 0
+    assert capsys.readouterr().out == printed.read_text()
+
+
+@pytest.mark.parametrize("text,words", [("epochs: ten\n", "epochs must be a int"), ("lr_max: 1\n", "unknown key"),
+                                        ("amp: 3\n", "amp must be true or false"),
+                                        ("recipe: fast\n", "recipe must be one of")])
+def test_bad_config_file_exits_2(tmp_path, capsys, text, words):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(text)
+    assert main(["compile", "specs/mgnet.mg", "--config", str(cfg), "--train", "digits"]) == 2
+    assert words in capsys.readouterr().err
+
+
+def test_api_rejects_unknown_options(tiny_npz):
+    from mgdsl import SpecError
+    with pytest.raises(SpecError, match="unknown training option"):
+        train("specs/mgnet.mg", "digits", epochz=3)
+
+
+def test_mgdsl_train_is_the_api_function():
+    import mgdsl
+    assert mgdsl.train is train and callable(mgdsl.train)

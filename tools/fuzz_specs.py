@@ -140,7 +140,9 @@ LINES = ["  cycle V", "  cycle W", "  grids 1", "  grids auto", "  grids 6", "  
          "  coarsen u[l+1] = 0; f[l+1] = R(f - A(u))", "  space u = [4, 8, 16, 32], f = 8",
          "  P[l] = deconv3(u -> u, stride 2)", "  P[l] = deconv4(u -> u, stride 2)", "  P[l] = transpose(R[l])",
          "  S[l] = jacobi(A[l], f -> u, omega 0.8)", "  S[J] = inverse(A[J], f -> u)", "  step[1] u = u",
-         "  A[l] = R[l-1] . A[l-1] . P[l-1]", "  poststep u = u + B(f - A(u))", "  input x : 3 x 28 x 28"]
+         "  A[l] = R[l-1] . A[l-1] . P[l-1]", "  poststep u = u + B(f - A(u))", "  input x : 3 x 28 x 28",
+         "  A[1] = laplace(u -> f, pad periodic)", "  A[1] = laplace(u -> f, pad reflect)",
+         "  R[l] = restrict(f -> f, average)", "  P[l] = prolong(u -> u, linear)"]
 
 
 def _prim_names() -> list[str]:

@@ -5,37 +5,13 @@ writes, loop.py the loop and evaluation.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-from dataclasses import dataclass, fields
 from pathlib import Path
 
 from ..diagnostics import Diagnostic, SpecError
-
-
-@dataclass
-class Options:
-    """What a user may ask of a run (the CLI's flags, the API's keywords); None means "the recipe's value"."""
-    test: str | None = None
-    data_root: str = os.path.join(os.path.expanduser("~"), ".cache", "mgdsl")
-    recipe: str = "paper"
-    epochs: int | None = None
-    batch_size: int | None = None
-    lr: float | None = None
-    weight_decay: float | None = None
-    device: str = "auto"
-    amp: bool = False
-    channels_last: bool = False
-    compile: bool = False
-    seed: int = 0
-    out: str | None = None
-    overwrite: bool = False
-    resume: str | None = None
-    augment: bool = True
-    sync_bn: bool = False
-
-
-OPTION_NAMES = tuple(f.name for f in fields(Options))
+from .recipes import Config
 
 
 def adapt(ir, shape: tuple[int, int, int], classes: int):
@@ -74,82 +50,245 @@ def adapt(ir, shape: tuple[int, int, int], classes: int):
     return check(new, source)
 
 
-def _config(ir, data: str, o: Options):
-    """The resolved config of a new run: recipe, flags on top, and a run folder that holds no earlier run."""
-    from . import runs
+def _file_ref(name: str | None) -> dict | None:
+    """Where a data set is and, for a file, its sha256 (so a resumed run can tell that the data changed)."""
+    if name is None:
+        return None
+    p = Path(name)
+    if not p.exists():
+        return {"name": name}
+    ref = {"name": name, "path": str(p.resolve())}
+    if p.is_file():
+        ref["sha256"] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return ref
+
+
+def _absolute(name: str | None) -> str | None:
+    """A data set given as a path, made absolute so that the run folder works from anywhere."""
+    return str(Path(name).resolve()) if name is not None and Path(name).exists() else name
+
+
+def load_run(run_dir: str) -> dict:
+    """A run folder's config.json."""
     from .data import DataError
-    from .recipes import Config, resolve_recipe
-    r = resolve_recipe(o.recipe, o.epochs, o.batch_size, o.lr, o.weight_decay)
-    out = o.out or runs.fresh_run_dir(os.path.join("runs", f"{ir.name}-{Path(data).stem}"))
-    rank0 = os.environ.get("RANK", "0") == "0"  # only rank 0 writes; the others must not race its first files
-    if rank0 and o.out and runs.holds_run(Path(out)) and not o.overwrite:
-        raise DataError(f"{out} already holds a run (config.json / model.pt): it is not overwritten",
-                        f"continue it with --resume {out}, pick another --out, or pass --overwrite")
-    return Config(dataset=data, test=o.test, data=o.data_root, recipe=o.recipe, device=o.device, amp=o.amp,
-                  channels_last=o.channels_last, compile=o.compile, seed=o.seed, out=out, augment=o.augment, **r)
+    p = Path(run_dir) / "config.json"
+    if not p.exists():
+        raise DataError(f"{run_dir}: not a run folder (no config.json in it)")
+    try:
+        return json.loads(p.read_text())
+    except ValueError as e:
+        raise DataError(f"{p}: not valid JSON ({e})") from None
 
 
-def train(spec, data: str | None, *, callback=None, **options) -> dict | None:
+def spec_of_run(rec: dict):
+    """The IR of the spec text and -D values saved in a run's config.json (the file on disk is not read)."""
+    from .. import compile_spec
+    spec = rec["spec"]
+    return compile_spec(spec["path"], rec.get("params_override") or {}, text=spec["text"])
+
+
+def _contradictions(saved: Config, given: dict) -> list[str]:
+    from .recipes import RESUMABLE_KEYS
+    bad = []
+    for k, v in given.items():
+        if k in RESUMABLE_KEYS or v is None:
+            continue
+        if k in ("train", "test") and _absolute(v) == getattr(saved, k):
+            continue
+        if v != getattr(saved, k):
+            bad.append(f"--{k.replace('_', '-')} {v} (the run has {getattr(saved, k)})")
+    return bad
+
+
+def train(spec, data: str | None = None, *, callback=None, **options) -> dict | None:
     """Train a spec (a path or a compiled IR) on a data set; return the summary (None on ranks other than 0).
 
-    options are Options' fields (plus `defines`, a dict of -D values, when spec is a path). Raises SpecError
-    (bad spec, data or options), loop.Diverged (NaN loss) or loop.Interrupted (Ctrl-C)."""
+    options are recipes.Config's fields (plus `defines`, a dict of -D values, when spec is a path, and `resume`,
+    a run folder to continue). callback(metrics of an epoch) -> True stops the run after that epoch. Raises
+    SpecError (bad spec, data or options), loop.Diverged (NaN loss) or loop.Interrupted (Ctrl-C)."""
+    from .. import compile_spec, parse_overrides
     from .data import DataError
-    from .loop import fit
-    from .recipes import Config
+    from .recipes import CONFIG_KEYS, RECIPES
 
     defines = options.pop("defines", None)
-    unknown = sorted(set(options) - set(OPTION_NAMES))
+    resume = options.pop("resume", None)
+    if data is not None:
+        options["train"] = data
+    unknown = sorted(set(options) - set(CONFIG_KEYS))
     if unknown:
-        raise DataError(f"unknown training option(s): {', '.join(unknown)}", f"known: {', '.join(OPTION_NAMES)}")
-    o = Options(**options)
+        raise DataError(f"unknown training option(s): {', '.join(unknown)}", f"known: {', '.join(CONFIG_KEYS)}")
+    from . import faults
+    if not resume and faults.restarted() and options.get("train") is not None:
+        # torchrun restarted this process after a failure: continue the run this job started, if it has one
+        if isinstance(spec, (str, os.PathLike)):
+            spec = compile_spec(str(spec), parse_overrides(defines))
+        prev = faults.find_own_run(options.get("out") or default_out(spec.name, options["train"]),
+                                   numbered=options.get("out") is None)
+        if prev is not None and (prev / "last.pt").exists():
+            resume = str(prev)
+        elif prev is not None:
+            options.update(out=str(prev), overwrite=True)
+    if resume:
+        return _resume(spec, Path(resume), defines, options, callback)
+    if options.get("recipe", Config.recipe) not in RECIPES:
+        raise DataError(f"unknown recipe '{options['recipe']}'", f"one of {', '.join(sorted(RECIPES))}")
     if isinstance(spec, (str, os.PathLike)):
-        from .. import compile_spec, parse_overrides
         spec = compile_spec(str(spec), parse_overrides(defines))
-    if o.resume:
-        resume = Path(o.resume)
-        if not (resume / "config.json").exists() or not (resume / "last.pt").exists():
-            raise DataError(f"--resume {resume}: no config.json and last.pt there")
-        cfg = Config.from_json(json.loads((resume / "config.json").read_text())["config"])
-        cfg.out = str(resume)
-        return fit(spec, cfg, resume=True, sync_bn=o.sync_bn, callback=callback)
-    if data is None:
+    cfg = Config(**options)
+    if cfg.train is None:
         raise DataError("no data set to train on", "pass --train DATASET")
-    return fit(spec, _config(spec, data, o), sync_bn=o.sync_bn, callback=callback)
+    return _new_run(spec, cfg, callback)
 
 
-def evaluate_weights(ir, weights: str, test: str, data_root: str) -> dict:
-    """Top-1 accuracy and loss of saved weights on a test set, normalised with the run's statistics."""
-    import numpy as np
+def default_out(name: str, data: str) -> str:
+    """runs/NAME-DATA: where a run goes without --out (numbered by runs.fresh_run_dir when taken)."""
+    return os.path.join("runs", f"{name}-{Path(data).stem}")
+
+
+def _new_run(ir, cfg: Config, callback) -> dict | None:
+    from . import runs
+    from .data import DataError
+    from .feed import open_source
+    from .loop import fit
+    from .recipes import resolve
+    for name in ("workers", "checkpoint_interval"):
+        if (getattr(cfg, name) or 0) < 0:
+            raise DataError(f"--{name.replace('_', '-')} {getattr(cfg, name)}: must be 0 or more")
+    data = open_source(cfg.train, cfg.test, cfg.data_root, cfg.data_mode, ir.input_ty.shape)
+    cfg = resolve(cfg, data.flip_default)
+    cfg.out = cfg.out or runs.fresh_run_dir(default_out(ir.name, cfg.train))
+    rank0 = os.environ.get("RANK", "0") == "0"  # only rank 0 writes; the others must not race its first files
+    if rank0 and runs.holds_run(Path(cfg.out)) and not cfg.overwrite:
+        raise DataError(f"{cfg.out} already holds a run (config.json / model.pt): it is not overwritten",
+                        f"continue it with --resume {cfg.out}, pick another --out, or pass --overwrite")
+    record = {"spec": {"path": ir.path, "text": ir.source.text,
+                       "sha256": hashlib.sha256(ir.source.text.encode()).hexdigest()},
+              "params_override": dict(ir.params),
+              "data": {"train": _file_ref(cfg.train), "test": _file_ref(cfg.test), "note": data.note}}
+    cfg.train, cfg.test = _absolute(cfg.train), _absolute(cfg.test)
+    ir = _adapt_to(ir, data, record)
+    return fit(ir, cfg, data, record, callback=callback)
+
+
+def _adapt_to(ir, data, record: dict):
+    shape = data.shape  # the images' (in memory) or the spec's (streamed: images are resized to it)
+    record.update(input_shape=list(shape), classes=data.classes)
+    return adapt(ir, shape, data.classes)
+
+
+def _resume(spec, run: Path, defines, given: dict, callback) -> dict | None:
+    """Continue the run in folder `run` from its last checkpoint, with its own spec, -D, data and recipe."""
     import torch
 
-    from ..lowering import lower_ir
-    from .data import DataError, channel_stats, load_dataset, read_npz, to_images
-    from .loop import evaluate
-
-    if test.endswith(".npz"):
-        x, y = read_npz(Path(test))
+    from .. import compile_spec, parse_overrides
+    from .data import DataError
+    from .feed import open_source
+    from .loop import fit
+    rec = load_run(str(run))
+    if not (run / "last.pt").exists():
+        raise DataError(f"--resume {run}: no last.pt there (the run never finished an epoch)")
+    saved = Config.from_dict(rec["config"])
+    bad = _contradictions(saved, given)
+    ir = spec_of_run(rec)
+    saved_defines = rec.get("params_override") or {}
+    if spec is not None:
+        other = spec if not isinstance(spec, (str, os.PathLike)) else compile_spec(str(spec), parse_overrides(defines))
+        if other.source.text != rec["spec"]["text"]:
+            bad.append(f"the spec {other.path} (its text differs from the run's)")
+        if dict(other.params) != saved_defines:
+            bad.append(f"-D {other.params} (the run has {saved_defines})")
     else:
-        _, _, x, y = load_dataset(test, None, data_root)
-    wpath = Path(weights)
+        for k, v in parse_overrides(defines).items():
+            if saved_defines.get(k) != v:
+                bad.append(f"-D {k}={v} (the run has {k}={saved_defines.get(k)})")
+    if bad:
+        raise DataError(f"--resume {run}: the run was made with other settings, not {'; '.join(bad)}")
+    done = torch.load(run / "last.pt", map_location="cpu", weights_only=False)["epoch"]
+    epochs = given.get("epochs") or saved.epochs
+    if epochs < done:
+        raise DataError(f"--resume {run} --epochs {epochs}: the run has already done {done} epochs")
+    for k in ("epochs", "device", "threads", "log_interval", "tensorboard", "data_root", "workers",
+              "checkpoint_interval"):
+        if given.get(k) is not None:
+            setattr(saved, k, given[k])
+    saved.out = str(run)
+    data = open_source(saved.train, saved.test, saved.data_root, saved.data_mode, rec["input_shape"])
+    for role in ("train", "test"):
+        ref = (rec.get("data") or {}).get(role) or {}
+        now = _file_ref(getattr(saved, role))
+        if ref.get("sha256") and now and now.get("sha256") != ref["sha256"]:
+            raise DataError(f"--resume {run}: the {role} data {getattr(saved, role)} changed since the run started")
+    record = {k: v for k, v in rec.items() if k not in ("config", "params", "world_size", "versions")}
+    ir = adapt(ir, tuple(rec["input_shape"]), rec["classes"])
+    return fit(ir, saved, data, record, resume=True, callback=callback)
+
+
+def evaluate_run(target: str, *, defines=None, weights: str | None = None, test: str | None = None,
+                 data_root: str | None = None) -> dict:
+    """Top-1 accuracy and loss of saved weights, normalised and tested as in training.
+
+    target is a run folder (its spec, -D, normalisation, recipe and test set are used; weights default to its
+    model.pt) or a spec file (then weights is required and the run is the folder that holds them)."""
+    import torch
+
+    from .. import compile_spec, parse_overrides
+    from ..lowering import lower_ir
+    from .data import DataError, channel_stats, load_test_set, to_images
+    from .loop import evaluate, normalise
+
+    t = Path(target)
+    if t.is_dir():
+        rec, run = load_run(target), t
+        ir = spec_of_run(rec)
+        wpath = Path(weights) if weights else run / "model.pt"
+    else:
+        if not weights:
+            raise DataError(f"eval {target}: pass --weights FILE.pt (or give a run folder instead of a spec)")
+        ir = compile_spec(target, parse_overrides(defines))
+        wpath = Path(weights)
+        rec = load_run(str(wpath.parent)) if (wpath.parent / "config.json").exists() else {}
     if not wpath.exists():
         raise DataError(f"no such file: {wpath}")
-    cfg_path = wpath.parent / "config.json"
-    cfgj = json.loads(cfg_path.read_text()) if cfg_path.exists() else {}
-    classes = cfgj.get("classes", int(y.max()) + 1)
-    ir = adapt(ir, (x.shape[3], x.shape[1], x.shape[2]), classes)
+    cfg = Config.from_dict(rec.get("config", {}))
+    root = data_root or cfg.data_root
+    name = test or (cfg.test if cfg.test is not None else cfg.train)
+    if name is None:
+        raise DataError(f"eval {target}: pass --test DATA (no run config beside {wpath})")
+    streamed = (rec.get("data_plan") or {}).get("mode") == "stream" and Path(name).is_dir()
+    if streamed:  # images resized and centre-cropped to the spec's input, as the run evaluated them
+        from .stream import folder_split, image_folder, pil_mode
+        shape = tuple(rec["input_shape"])
+        ds = image_folder(folder_split(Path(name), None).test or Path(name), pil_mode(shape[0]))
+        classes = rec["classes"]
+        if len(ds.classes) != classes:
+            raise DataError(f"{name}: {len(ds.classes)} class folders, but the run has {classes} classes")
+    else:
+        x, y, k = load_test_set(name, root)
+        classes = rec.get("classes", k if k is not None else int(y.max()) + 1)
+        shape = (x.shape[3], x.shape[1], x.shape[2])
+    ir = adapt(ir, shape, classes)
     model = lower_ir(ir)
     try:
-        model.load_state_dict(torch.load(wpath, map_location="cpu", weights_only=True))
-    except RuntimeError as e:
-        raise DataError(f"{wpath} does not fit {ir.name}: {str(e).splitlines()[0]}",
+        state = torch.load(wpath, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"] if isinstance(state, dict) and "model" in state else state)
+    except Exception as e:
+        raise DataError(f"{wpath} does not fit {ir.name}: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
                         "pass the same spec and -D values as in training") from None
+    if streamed:
+        from .metrics import evaluate as evaluate_sharded
+        from .stream import Augmented, EvalShard, eval_transform, make_loader
+        norm = rec["normalize"]
+        loader = make_loader(Augmented(ds, eval_transform(shape, norm["mean"], norm["std"])),
+                             EvalShard(len(ds), 1, 0), 64, 0, False, False)
+        sc = evaluate_sharded(model, loader, torch.device("cpu"), False, classes, 1, tta=bool(cfg.tta))
+        return {"top1": sc.top1, "top5": sc.top5, "loss": sc.loss, "n": sc.n, "weights": str(wpath), "test": name,
+                "tta": bool(cfg.tta)}
     xt = to_images(x, "cpu")
-    norm = cfgj.get("normalize")
-    if norm:  # the training set's statistics, saved with the run
-        mean = torch.tensor(norm["mean"]).view(1, -1, 1, 1)
-        std = torch.tensor(norm["std"]).view(1, -1, 1, 1)
+    if "normalize" in rec:  # the training set's statistics, saved with the run
+        xt = normalise(xt, rec["normalize"])
     else:
         mean, std = channel_stats(xt)
-    loss, acc = evaluate(model, (xt - mean) / std, torch.from_numpy(np.asarray(y)), 512, False)
-    return {"top1": acc, "loss": loss, "n": len(y)}
+        xt = (xt - mean) / std
+    tta = bool(cfg.tta)
+    loss, acc = evaluate(model, xt, torch.from_numpy(y), 512, False, tta)
+    return {"top1": acc, "loss": loss, "n": int(len(y)), "weights": str(wpath), "test": name, "tta": tta}

@@ -1,6 +1,7 @@
 """In-memory data sets: loading, validation of malformed data, normalisation and augmentation."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..diagnostics import Diagnostic, SpecError
@@ -14,10 +15,29 @@ class DataError(SpecError):
 
 
 DIGITS_NOTE = "scikit-learn's 8x8 digits (1,797 images): a stratified split, 1,437 train / 360 test, random_state=0"
+NATURAL = ("cifar10", "cifar100")  # natural images: a mirror image is the same class, so flips are on by default
 
 
-def load_dataset(name: str, test: str | None, root: str):
-    """(x_train, y_train, x_test, y_test) as uint8 NHWC and int64 arrays."""
+def flip_default(name: str) -> bool:
+    """Random horizontal flips by default only for natural images (cifar10, cifar100, an image folder): a mirrored
+    digit or symbol is another class, and an .npz says nothing about what it holds (--flip asks)."""
+    return name in NATURAL or Path(name).is_dir()
+
+
+@dataclass
+class DataSet:
+    """A training and a test split in memory: uint8 N x H x W x C images and int64 labels."""
+    x_train: object
+    y_train: object
+    x_test: object
+    y_test: object
+    flip_default: bool  # random horizontal flips unless asked otherwise: natural images only
+    classes: int
+    note: str | None = None
+
+
+def load_dataset(name: str, test: str | None, root: str) -> DataSet:
+    """The named data set (digits, cifar10, cifar100), an .npz pair or an image folder, validated."""
     import numpy as np
     if name == "digits":
         from sklearn.datasets import load_digits
@@ -26,78 +46,154 @@ def load_dataset(name: str, test: str | None, root: str):
         x = np.clip(np.round(d.images * (255.0 / 16.0)), 0, 255).astype(np.uint8)[..., None]
         xtr, xte, ytr, yte = train_test_split(x, d.target.astype(np.int64), test_size=0.2, random_state=0,
                                               stratify=d.target)
-        return xtr, ytr, xte, yte
-    if name in ("cifar10", "cifar100"):
-        import socket
-
-        import torchvision
-        cls = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
-        socket.setdefaulttimeout(30)  # a machine without a network fails in seconds, not minutes
-        try:
-            tr = cls(root, train=True, download=True)
-            te = cls(root, train=False, download=True)
-        except Exception as e:
-            raise DataError(f"could not download {name} into {root} ({type(e).__name__})",
-                            f"without a network, pass a local copy: --data DIR with torchvision's {name} files, "
-                            "or an .npz (keys x, y) with --test") from None
-        return tr.data, np.asarray(tr.targets), te.data, np.asarray(te.targets)
+        return DataSet(xtr, ytr, xte, yte, flip_default=False, classes=10, note=DIGITS_NOTE)
+    if name in NATURAL:
+        tr, te = _torchvision(name, root)
+        return DataSet(tr.data, np.asarray(tr.targets), te.data, np.asarray(te.targets), flip_default=flip_default(name),
+                       classes=len(tr.classes))
     p = Path(name)
-    if p.suffix == ".npz":
-        xtr, ytr = read_npz(p)
+    if p.suffix == ".npz" or (p.is_file() and not p.is_dir()):
+        xtr, ytr, ktr = read_npz(p)
         if test is None:
             raise DataError(f"{name} is a training set; pass the evaluation set with --test PATH.npz")
-        xte, yte = read_npz(Path(test))
+        xte, yte, kte = read_npz(Path(test))
         if xte.shape[1:] != xtr.shape[1:]:
-            raise DataError(f"--test images are {xte.shape[1:]} but training images are {xtr.shape[1:]}")
-        return xtr, ytr, xte, yte
+            raise DataError(f"{test}: test images are {xte.shape[1:]} but training images ({name}) are "
+                            f"{xtr.shape[1:]} (H x W x C)")
+        k = ktr if ktr is not None else kte
+        return DataSet(xtr, ytr, xte, yte, flip_default=flip_default(name), classes=_classes(name, ytr, test, yte, k))
     if p.is_dir():
-        return _image_folder(p, Path(test) if test else None)
+        from .stream import folder_split  # the one rule for train/ + val/ or test/, memory and stream alike
+        split = folder_split(p, Path(test) if test else None)
+        p, test = split.train, (str(split.test) if split.test else None)
+        x, y, names = read_image_folder(p)
+        if test is None:  # no test folder: a fixed 80 / 20 split
+            rng = np.random.default_rng(0)
+            idx = rng.permutation(len(x))
+            cut = int(0.8 * len(x))
+            return DataSet(x[idx[:cut]], y[idx[:cut]], x[idx[cut:]], y[idx[cut:]], flip_default=True,
+                           classes=len(names), note=f"{p}: a fixed 80 / 20 split (numpy default_rng(0))")
+        xt, yt, tnames = read_image_folder(Path(test))
+        if tnames != names:
+            raise DataError(f"{test}: its class folders {tnames} differ from the training folder's {names}")
+        if xt.shape[1:] != x.shape[1:]:
+            raise DataError(f"{test}: test images are {xt.shape[1:]} but training images are {x.shape[1:]}")
+        return DataSet(x, y, xt, yt, flip_default=True, classes=len(names))
     raise DataError(f"unknown data set '{name}'",
                     "use digits, cifar10, cifar100, a .npz file (keys x: uint8 NxHxWxC, y) or an image folder")
 
 
+def load_test_set(name: str, root: str):
+    """(x, y, classes or None) of a test set scored whole: a test split, an .npz, or every image of a folder."""
+    p = Path(name)
+    if name == "digits" or name in NATURAL:
+        d = load_dataset(name, None, root)
+        return d.x_test, d.y_test, d.classes
+    if p.is_dir():
+        from .stream import folder_split
+        x, y, names = read_image_folder(folder_split(p, None).test or p)
+        return x, y, len(names)
+    if p.suffix == ".npz" or p.is_file():
+        x, y, k = read_npz(p)
+        return x, y, k
+    raise DataError(f"unknown test set '{name}'", "use digits, cifar10, cifar100, an .npz file or an image folder")
+
+
+def _torchvision(name: str, root: str):
+    import socket
+
+    import torchvision
+    cls = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
+    socket.setdefaulttimeout(30)  # a machine without a network fails in seconds, not minutes
+    try:
+        return cls(root, train=True, download=True), cls(root, train=False, download=True)
+    except Exception as e:
+        raise DataError(f"could not download {name} into {root} ({type(e).__name__})",
+                        f"without a network, pass a local copy: --data DIR with torchvision's {name} files, "
+                        "or an .npz (keys x, y) with --test") from None
+
+
+def _classes(train: str, ytr, test: str, yte, declared: int | None) -> int:
+    """The class count: the file's `classes` key if it has one, else the largest training label + 1; a test
+    label the training set cannot have is an error, not a silently larger output layer."""
+    k = declared if declared is not None else int(ytr.max()) + 1
+    for where, y in ((train, ytr), (test, yte)):
+        if int(y.max()) >= k:
+            raise DataError(f"{where}: label {int(y.max())} is out of range: the training set has {k} classes "
+                            f"(labels 0..{k - 1})")
+    return k
+
+
 def read_npz(p: Path):
-    """An .npz with x (uint8 N x H x W x C) and y (N integer labels)."""
+    """(x, y, classes or None) of an .npz with x (uint8 N x H x W x C) and y (N labels 0..K-1), validated."""
     import numpy as np
     if not p.exists():
         raise DataError(f"no such file: {p}")
+    if p.is_dir():
+        raise DataError(f"{p}: a folder, not an .npz file")
     try:
         z = np.load(p, allow_pickle=False)
-        x, y = z["x"], z["y"]
-    except KeyError as e:
-        raise DataError(f"{p}: missing key {e}", "an .npz data set needs keys x (uint8 N x H x W x C) and y") from None
+        keys = set(z.files)
     except Exception as e:
-        raise DataError(f"{p}: not a readable .npz ({type(e).__name__})") from None
-    if x.dtype != np.uint8 or x.ndim != 4:
-        raise DataError(f"{p}: x is {x.dtype} with shape {x.shape}", "expected uint8 N x H x W x C (HWC, like ../shared/data)")
-    if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer):
-        raise DataError(f"{p}: y must be N integer labels, got {y.dtype} {y.shape}")
-    return x, y.astype(np.int64)
+        raise DataError(f"{p}: not a readable .npz file ({type(e).__name__})") from None
+    missing = [k for k in ("x", "y") if k not in keys]
+    if missing:
+        raise DataError(f"{p}: no key {' or '.join(missing)} (an .npz data set needs x: uint8 N x H x W x C "
+                        f"and y: N integer labels; it has {', '.join(sorted(keys)) or 'nothing'})")
+    try:
+        x, y = z["x"], z["y"]
+        declared = len(z["classes"]) if "classes" in keys else None
+    except Exception as e:
+        raise DataError(f"{p}: not a readable .npz file ({type(e).__name__})") from None
+    validate(x, y, str(p))
+    if declared is not None and int(y.max()) >= declared:
+        raise DataError(f"{p}: label {int(y.max())} is out of range for its {declared} classes")
+    return x, y.astype(np.int64), declared
 
 
-def _image_folder(root: Path, test: Path | None):
+def validate(x, y, where: str) -> None:
+    """Images uint8 N x H x W x C with N > 0, labels N integers >= 0: else a one-line DataError naming `where`."""
+    import numpy as np
+    if x.dtype != np.uint8:
+        nan = " holding NaN" if np.issubdtype(x.dtype, np.floating) and np.isnan(x).any() else ""
+        raise DataError(f"{where}: images x are {x.dtype}{nan}, expected uint8 0..255 (N x H x W x C)")
+    if x.ndim != 4:
+        raise DataError(f"{where}: images x have shape {x.shape} ({x.ndim} dimensions), expected 4: N x H x W x C")
+    if x.shape[1] <= 4 < min(x.shape[2], x.shape[3]):
+        raise DataError(f"{where}: images x have shape {x.shape}, which looks channels-first; expected "
+                        "N x H x W x C (HWC)")
+    if len(x) == 0:
+        raise DataError(f"{where}: the data set is empty (0 images)")
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise DataError(f"{where}: labels y are {y.dtype} with shape {y.shape}, expected N integers")
+    if len(y) != len(x):
+        raise DataError(f"{where}: {len(x)} images but {len(y)} labels")
+    if int(y.min()) < 0:
+        raise DataError(f"{where}: label {int(y.min())} is negative (labels are 0..K-1)")
+
+
+def read_image_folder(folder: Path):
+    """(x, y, class names) of an ImageFolder: one sub-folder of same-size images per class."""
     import numpy as np
     from torchvision.datasets import ImageFolder
-
-    def read(folder):
+    if not folder.is_dir():
+        raise DataError(f"no such folder: {folder}")
+    try:
         ds = ImageFolder(str(folder))
-        if not len(ds):
-            raise DataError(f"{folder}: no images found", "expected one sub-folder of images per class")
-        imgs = [np.asarray(ds[i][0].convert("RGB")) for i in range(len(ds))]
-        if len({im.shape for im in imgs}) != 1:
-            raise DataError(f"{folder}: images differ in size; resize them to one size first")
-        return np.stack(imgs), np.asarray(ds.targets, dtype=np.int64)
-
-    if test is None and (root / "train").is_dir() and (root / "test").is_dir():
-        root, test = root / "train", root / "test"
-    x, y = read(root)
-    if test is None:
-        rng = np.random.default_rng(0)
-        idx = rng.permutation(len(x))
-        cut = int(0.8 * len(x))
-        return x[idx[:cut]], y[idx[:cut]], x[idx[cut:]], y[idx[cut:]]
-    xt, yt = read(test)
-    return x, y, xt, yt
+    except FileNotFoundError:
+        raise DataError(f"{folder}: no class folders with images in it (expected {folder}/CLASS/IMAGE.png, "
+                        "one sub-folder per class)") from None
+    if not len(ds):
+        raise DataError(f"{folder}: no images found (expected one sub-folder of images per class)")
+    imgs = []
+    for path, _ in ds.samples:
+        try:
+            imgs.append(np.asarray(ds.loader(path).convert("RGB")))
+        except Exception as e:
+            raise DataError(f"{path}: not a readable image ({type(e).__name__})") from None
+    if len({im.shape for im in imgs}) != 1:
+        raise DataError(f"{folder}: images differ in size; resize them to one size first")
+    return np.stack(imgs), np.asarray(ds.targets, dtype=np.int64), list(ds.classes)
 
 
 def to_images(x, device):

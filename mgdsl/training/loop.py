@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import runs
-from .data import DIGITS_NOTE, DataError, channel_stats, in_memory_batches, load_dataset, steps_per_epoch, to_images
-from .recipes import Config
+from .data import DataError
+from .progress import Progress
+from .recipes import Config, lr_at
 
 
 class Diverged(FloatingPointError):
@@ -22,11 +22,13 @@ class Diverged(FloatingPointError):
 
 
 class Interrupted(KeyboardInterrupt):
-    """Ctrl-C during training; every file in the run folder is complete (the last epoch's)."""
+    """Ctrl-C or SIGTERM during training; every file in the run folder is complete, last.pt holds the step the
+    run stopped at. status: the exit status (faults.EXIT_STATUS: 130 for Ctrl-C, 143 for SIGTERM)."""
 
-    def __init__(self, out: Path):
+    def __init__(self, out: Path, status: int = 130):
         super().__init__(str(out))
         self.out = out
+        self.status = status
 
 
 @dataclass
@@ -43,68 +45,93 @@ def dist_env() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
 
 
-def train_epoch(fwd, opt, batches, *, device, amp: bool, channels_last: bool, on_step=None) -> EpochStats:
-    """One pass over `batches` (an iterable of (images, labels) on the device): forward, loss, step."""
+def train_epoch(fwd, opt, batches, *, device, amp: bool, channels_last: bool, label_smoothing: float = 0.0,
+                lr_for_batch=None, progress: Progress | None = None, stats: EpochStats | None = None,
+                on_step=None) -> EpochStats:
+    """One pass over `batches` (an iterable of (images, labels) on the device): forward, loss, SGD step.
+    lr_for_batch(i) sets the learning rate of the i-th of these batches (a per-batch schedule); stats: the
+    sums of the steps this epoch already took (a run resumed mid-epoch); on_step(stats) after each step."""
     import torch
     fwd.train()
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
-    seen = 0
-    for xb, yb in batches:
+    if stats is None:
+        stats = EpochStats(torch.zeros((), device=device), torch.zeros((), device=device, dtype=torch.long), 0)
+    for i, (xb, yb) in enumerate(batches):
+        lr = opt.param_groups[0]["lr"]
+        if lr_for_batch is not None:
+            lr = lr_for_batch(i)
+            for g in opt.param_groups:
+                g["lr"] = lr
         if channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, torch.bfloat16, enabled=amp):
             logits = fwd(xb)
-            loss = torch.nn.functional.cross_entropy(logits.float(), yb)
+            loss = torch.nn.functional.cross_entropy(logits.float(), yb, label_smoothing=label_smoothing)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        loss_sum += loss.detach() * len(yb)
-        correct += (logits.detach().argmax(1) == yb).sum()
-        seen += len(yb)
-        if on_step:
-            on_step()
-    return EpochStats(loss_sum, correct, seen)
+        stats.loss_sum += loss.detach() * len(yb)
+        stats.correct += (logits.detach().argmax(1) == yb).sum()
+        stats.seen += len(yb)
+        if progress is not None:
+            progress.batch(loss.item() if progress.wants_loss() else None, lr)
+        if on_step is not None:
+            on_step(stats)
+    return stats
 
 
-def evaluate(model, x, y, batch_size: int, amp: bool) -> tuple[float, float]:
-    """(mean cross-entropy, top-1 accuracy) of model on normalised images x with labels y."""
+def evaluate(model, x, y, batch_size: int = 512, amp: bool = False, tta: bool = False) -> tuple[float, float]:
+    """(mean cross-entropy, top-1 accuracy) of model on normalised images x with labels y; with tta the logits
+    are the mean over x and its horizontal mirror (test-time augmentation)."""
     import torch
     model.eval()
     correct, loss = 0, 0.0
     with torch.no_grad(), torch.autocast(x.device.type, torch.bfloat16, enabled=amp):
         for s in range(0, len(x), batch_size):
-            out = model(x[s:s + batch_size]).float()
+            xb = x[s:s + batch_size]
+            out = model(xb).float()
+            if tta:
+                out = (out + model(xb.flip(3)).float()) / 2
             loss += torch.nn.functional.cross_entropy(out, y[s:s + batch_size], reduction="sum").item()
             correct += (out.argmax(1) == y[s:s + batch_size]).sum().item()
     return loss / len(x), correct / len(x)
 
 
-def fit(ir, cfg: Config, *, resume: bool = False, sync_bn: bool = False, callback=None) -> dict:
-    """Train ir's model as cfg says (continuing the run in cfg.out if resume); return the summary."""
+def normalise(x, normalize: dict):
+    """Images in [0, 1] to the training set's per-channel standard scores (the statistics saved with the run)."""
+    import torch
+    mean = torch.tensor(normalize["mean"], dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    std = torch.tensor(normalize["std"], dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    return (x - mean) / std
+
+
+def fit(ir, cfg: Config, data, record: dict, *, resume: bool = False, callback=None) -> dict | None:
+    """Train ir's model on data as the resolved cfg says, writing the run folder cfg.out (continuing the run in it
+    if resume); record holds what config.json keeps besides cfg. Returns the summary (None on ranks other
+    than 0)."""
     import numpy as np
     import torch
 
-    from . import adapt
-
     rank, world, local_rank = dist_env()
-    if cfg.device == "auto":
-        cfg.device = "cuda" if torch.cuda.is_available() else "cpu"
-    if cfg.device == "cuda" and not torch.cuda.is_available():
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device_kind = cfg.device
+    if device_kind == "auto":
+        device_kind = "cuda" if torch.cuda.is_available() else "cpu"
+    if device_kind == "cuda" and not torch.cuda.is_available():
         raise DataError("--device cuda but no CUDA device is available", "use --device cpu")
+    if world > 1 and cfg.sync_bn and device_kind != "cuda":
+        raise DataError("--sync-bn needs CUDA devices: torch's SyncBatchNorm runs on GPUs only",
+                        "drop --sync-bn on CPU (each process then normalises over its own share of the batch)")
     if world > 1:
         import torch.distributed as dist
-        backend = "nccl" if cfg.device == "cuda" else "gloo"
-        dist.init_process_group(backend)
-        if cfg.device == "cuda":
+        dist.init_process_group("nccl" if device_kind == "cuda" else "gloo")
+        if device_kind == "cuda":
             torch.cuda.set_device(local_rank)
-    device = torch.device(cfg.device, local_rank) if cfg.device == "cuda" else torch.device("cpu")
+    device = torch.device(device_kind, local_rank) if device_kind == "cuda" else torch.device("cpu")
+    if cfg.batch_size % world:
+        raise DataError(f"--batch-size {cfg.batch_size} does not split over {world} processes")
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
-
-    xtr, ytr, xte, yte = load_dataset(cfg.dataset, cfg.test, cfg.data)
-    classes = int(max(ytr.max(), yte.max()) + 1)
-    ir = adapt(ir, (xtr.shape[3], xtr.shape[1], xtr.shape[2]), classes)
 
     from ..lowering import lower_ir
     model = lower_ir(ir).to(device)
@@ -112,104 +139,156 @@ def fit(ir, cfg: Config, *, resume: bool = False, sync_bn: bool = False, callbac
         model = model.to(memory_format=torch.channels_last)
     params = sum(p.numel() for p in model.parameters())
 
-    xtr_t, xte_t = to_images(xtr, device), to_images(xte, device)
-    mean, std = channel_stats(xtr_t)
-    xtr_t, xte_t = (xtr_t - mean) / std, (xte_t - mean) / std
-    ytr_t, yte_t = torch.from_numpy(ytr).to(device), torch.from_numpy(yte).to(device)
+    from . import faults
+    from .feed import make_feed
+    from .metrics import evaluate as evaluate_sharded
+    feed = make_feed(data, cfg, device=device, rank=rank, world=world, normalize=record.get("normalize"))
+    record["normalize"] = {"mean": feed.mean, "std": feed.std}
+    record["data_plan"] = {"mode": feed.plan.mode, "reason": feed.plan.reason, "train_images": feed.n_train,
+                           "test_images": feed.n_test}
 
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                          weight_decay=cfg.weight_decay)
     out = Path(cfg.out)
-    start_epoch = 0
+    start_epoch, start_step, partial, best = 0, 0, None, {"acc": -1.0, "epoch": 0}
     if resume:
-        ck = torch.load(out / "last.pt", map_location=device, weights_only=False)
+        ck = torch.load(out / "last.pt", map_location="cpu", weights_only=False)  # RNG states stay CPU tensors
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        torch.set_rng_state(ck["rng"]["torch"])
-        start_epoch = ck["epoch"]
+        faults.restore_rng(ck["rng"])
+        start_epoch, start_step, partial = ck["epoch"], ck.get("step", 0), ck.get("epoch_stats")
+        best = ck.get("best", best)
     net = model
-    if world > 1 and sync_bn:
+    if world > 1 and cfg.sync_bn:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         net = model
     if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if cfg.device == "cuda" else None)
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device_kind == "cuda" else None)
     fwd = torch.compile(net) if cfg.compile else net
     lead = rank == 0
-    if lead:
-        import hashlib
-        out.mkdir(parents=True, exist_ok=True)
-        spec_text = Path(ir.path).read_text()
-        runs.write_json({
-            "config": asdict(cfg), "spec": ir.path, "spec_sha256": hashlib.sha256(spec_text.encode()).hexdigest(),
-            "params_override": ir.params, "input_shape": list(ir.input_ty.shape), "classes": classes,
-            "params": params, "normalize": {"mean": mean.flatten().tolist(), "std": std.flatten().tolist()},
-            "world_size": world, "versions": runs.versions(),
-            "data_note": DIGITS_NOTE if cfg.dataset == "digits" else None}, out / "config.json")
+    progress = Progress(enabled=lead, log_interval=cfg.log_interval,
+                        tensorboard_dir=out / "tensorboard" if cfg.tensorboard else None)
     metrics_path = out / "metrics.jsonl"
     metrics = runs.read_metrics(metrics_path)[:start_epoch] if resume else []
     if lead:
+        out.mkdir(parents=True, exist_ok=True)
+        record.update(params=params, world_size=world, job=faults.job_id(), versions=runs.versions())
+        runs.write_json({"config": asdict(cfg), **record}, out / "config.json")
         runs.write_metrics(metrics, metrics_path)
+        at = f" at epoch {start_epoch + 1}, step {start_step}" if resume else ""
+        progress.say(f"mgdsl: {'resuming' if resume else 'training'} {ir.name} ({params:,} parameters) on "
+                     f"{cfg.train} for epochs {start_epoch + 1}..{cfg.epochs}{at}, recipe {cfg.recipe}, "
+                     f"{feed.plan.mode} data ({feed.plan.reason}); writing {out}/")
 
-    pad = max(1, round(4 * xtr_t.shape[2] / 32))  # the paper's pad 4 at 32x32, scaled with the image
-    flip_ok = cfg.dataset != "digits"  # a mirrored digit is another symbol
-    steps = steps_per_epoch(len(xtr_t), cfg.batch_size)
-    tty = sys.stderr.isatty() and lead
-    t_run = time.time()
-    try:
-        for epoch in range(start_epoch, cfg.epochs):
-            gen = torch.Generator(device=device).manual_seed(cfg.seed * 100003 + epoch)
-            batches = in_memory_batches(xtr_t, ytr_t, batch_size=cfg.batch_size, gen=gen, rank=rank, world=world,
-                                        augment_on=cfg.augment, pad=pad, flip_ok=flip_ok)
-            t0 = time.time()
-            bar = None
-            if tty:
-                from tqdm import tqdm
-                bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, file=sys.stderr)
-            st = train_epoch(fwd, opt, batches, device=device, amp=cfg.amp, channels_last=cfg.channels_last,
-                             on_step=bar.update if bar else None)
-            if bar:
-                bar.close()
-            loss_sum, correct, seen = st.loss_sum, st.correct, st.seen
-            if world > 1:  # the logged epoch metrics are over the global batch (one sync per epoch)
+    steps = feed.steps
+
+    def checkpoint(epoch: int, step: int, stats: EpochStats | None) -> None:
+        """last.pt: all a run needs to continue at step `step` of epoch `epoch` exactly (written atomically)."""
+        part = None
+        if stats is not None:  # the epoch's sums so far over all ranks (rank 0 carries them on resume)
+            part = torch.stack([stats.loss_sum.double(), stats.correct.double(),
+                                torch.tensor(float(stats.seen), dtype=torch.float64, device=device)])
+            if world > 1:
                 import torch.distributed as dist
-                tot = torch.stack([loss_sum, correct.to(loss_sum.dtype), torch.tensor(float(seen), device=device)])
-                dist.all_reduce(tot)
-                loss_sum, correct, seen = tot[0], tot[1], int(tot[2].item())
-            train_loss = loss_sum.item() / seen
-            if not math.isfinite(train_loss):
-                raise Diverged(f"epoch {epoch + 1}: the training loss is {train_loss}", out / "last.pt")
-            lr = sched.get_last_lr()[0]
-            sched.step()
-            secs = time.time() - t0
-            if lead:
-                test_loss, test_acc = evaluate(model, xte_t, yte_t, 512, cfg.amp)
-                m = {"epoch": epoch + 1, "lr": lr,
-                     "train_loss": train_loss, "train_acc": float(correct.item()) / seen, "test_loss": test_loss,
-                     "test_acc": test_acc, "seconds": secs, "images_per_s": seen / secs}
-                metrics.append(m)
-                runs.write_metrics(metrics, metrics_path)
-                runs.save_torch(model.state_dict(), out / "model.pt")
-                runs.save_torch({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                 "scheduler": sched.state_dict(), "epoch": epoch + 1,
-                                 "rng": {"torch": torch.get_rng_state()}}, out / "last.pt")
-                print(f"epoch {epoch + 1:3d}  lr {m['lr']:.4g}  train {train_loss:.4f} / {m['train_acc']:.4f}  "
-                      f"test {test_loss:.4f} / {test_acc:.4f}  {secs:.1f}s  {m['images_per_s']:.0f} img/s",
-                      file=sys.stderr)
+                dist.all_reduce(part)
+            part = part.cpu()
+        if lead:
+            runs.save_torch({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
+                             "step": step, "epoch_stats": part, "best": best,
+                             "rng": faults.rng_states(feed.generator)}, out / "last.pt")
+
+    t_run = time.time()
+    stopped = None
+    try:
+        with faults.StopRequest() as stop_request:
+            for epoch in range(start_epoch, cfg.epochs):
+                first = epoch == start_epoch
+                step = start_step if first else 0
+                batches = feed.batches(epoch, step)
+                stats = None
+                if first and step > 0 and feed.generator is not None and ck["rng"].get("data") is not None:
+                    feed.generator.set_state(ck["rng"]["data"])  # mid-epoch: the memory path's crop/flip generator
+                if first and partial is not None:
+                    p = partial.to(device) if lead else torch.zeros(3, dtype=torch.float64, device=device)
+                    stats = EpochStats(p[0].float(), p[1].long(), int(p[2].item()))
+                t0 = time.time()
+                progress.epoch_start(epoch + 1, cfg.epochs, steps)
+
+                def on_step(st: EpochStats) -> None:
+                    nonlocal step
+                    step += 1
+                    saved = cfg.checkpoint_interval > 0 and step % cfg.checkpoint_interval == 0
+                    if saved:
+                        checkpoint(epoch, step, st)
+                    faults.inject_fault(rank, epoch, step)
+                    if stop_request.agreed(world, device):  # SIGTERM / Ctrl-C: stop here, at a step boundary
+                        if not saved:
+                            checkpoint(epoch, step, st)
+                        raise Interrupted(out, stop_request.exit_status)
+
+                st = train_epoch(fwd, opt, batches, device=device, amp=cfg.amp, channels_last=cfg.channels_last,
+                                 label_smoothing=cfg.label_smoothing,
+                                 lr_for_batch=lambda i, e=epoch, k=step: lr_at(cfg, e * steps + k + i, steps),
+                                 progress=progress, stats=stats, on_step=on_step)
+                loss_sum, correct, seen = st.loss_sum, st.correct, st.seen
+                if world > 1:  # the logged epoch metrics are over the global batch (one sync per epoch)
+                    import torch.distributed as dist
+                    tot = torch.stack([loss_sum.double(), correct.double(),
+                                       torch.tensor(float(seen), dtype=torch.float64, device=device)])
+                    dist.all_reduce(tot)
+                    loss_sum, correct, seen = tot[0], tot[1], int(tot[2].item())
+                train_loss = loss_sum.item() / seen
+                if not math.isfinite(train_loss):
+                    raise Diverged(f"epoch {epoch + 1}: the training loss is {train_loss}", out / "last.pt")
+                secs = time.time() - t0
+                sc = evaluate_sharded(model, feed.eval_batches(), device, cfg.amp, feed.classes, world, tta=cfg.tta)
+                stop = False
+                if lead:
+                    m = {"epoch": epoch + 1, "lr": lr_at(cfg, epoch * steps, steps), "train_loss": train_loss,
+                         "train_acc": float(correct.item()) / seen, "test_loss": sc.loss, "test_acc": sc.top1,
+                         "test_top5": sc.top5, "seconds": secs, "images_per_s": seen / secs, "train_images": seen}
+                    is_best = sc.top1 > best["acc"]
+                    if is_best:
+                        best = {"acc": sc.top1, "epoch": epoch + 1}
+                        runs.save_torch(model.state_dict(), out / "best.pt")
+                    metrics.append(m)
+                    runs.write_metrics(metrics, metrics_path)
+                    runs.save_torch(model.state_dict(), out / "model.pt")
+                    progress.epoch_end(m, is_best)
+                    stop = bool(callback(dict(m))) if callback else False
+                checkpoint(epoch + 1, 0, None)  # after metrics.jsonl: a resume never skips an epoch's line
+                if world > 1:  # every process stops where the callback on rank 0 said
+                    import torch.distributed as dist
+                    flag = torch.tensor([float(stop)], device=device)
+                    dist.broadcast(flag, 0)
+                    stop = bool(flag.item())
+                if stop:
+                    stopped = epoch + 1
+                    break
+    except Interrupted:
+        progress.close()
+        if lead:
+            runs.remove_partial_writes(out)
+        raise
     except KeyboardInterrupt:
+        progress.close()
         if lead:
             runs.remove_partial_writes(out)
         raise Interrupted(out) from None
+    finally:
+        progress.close()
     summary = None
     if lead and metrics:
         runs.plot(metrics, out / "curves.png")
         from ..cost import macs
-        summary = {"name": ir.name, "dataset": cfg.dataset, "params": params, "macs": macs(ir).total,
-                   "epochs": cfg.epochs,
-                   "final_test_acc": metrics[-1]["test_acc"], "best_test_acc": max(m["test_acc"] for m in metrics),
-                   "seconds": sum(m["seconds"] for m in metrics), "wall_seconds": time.time() - t_run,
-                   "device": str(device)}
+        summary = {"name": ir.name, "dataset": cfg.train, "params": params, "macs": macs(ir).total, "epochs": cfg.epochs,
+                   "epochs_done": metrics[-1]["epoch"], "stopped_by_callback": stopped is not None,
+                   "final_test_acc": metrics[-1]["test_acc"], "best_test_acc": best["acc"],
+                   "best_epoch": best["epoch"], "seconds": sum(m["seconds"] for m in metrics),
+                   "wall_seconds": time.time() - t_run, "device": str(device), "out": str(out)}
         runs.write_json(summary, out / "summary.json")
+        progress.say(f"mgdsl: done: test accuracy {100 * summary['final_test_acc']:.2f}% (model.pt), best "
+                     f"{100 * best['acc']:.2f}% at epoch {best['epoch']} (best.pt); the run is in {out}/")
     if world > 1:
         import torch.distributed as dist
         dist.destroy_process_group()
