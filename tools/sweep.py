@@ -96,7 +96,7 @@ def table(rows: list[dict]) -> str:
            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     body = ""
     for r in sorted(rows, key=lambda r: (r["pruned"], -r["best_test_acc"])):
-        macs = f"{r['macs'] / 1e6:.1f} M" if r["macs"] is not None else "n/a"
+        macs = f"{r['macs']:,}" if r["macs"] is not None else "n/a"
         body += (f"| {r['trial']} | {r['pi']} | {r['width']} | {r['nu']} | {r['params']:,} | {macs} | "
                  f"{100 * r['best_test_acc']:.2f}% | {r['best_epoch']} | {r['epochs_done']}"
                  f"{' (pruned)' if r['pruned'] else ''} | {r['seconds']:.0f} |\n")
