@@ -523,6 +523,10 @@ def test_image_folder_dataset(tmp_path):
                  "--batch-size", "4", "--out", str(out)]) == 0
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["input_shape"] == [3, 12, 12] and cfg["classes"] == 2 and cfg["config"]["flip"]
+    assert main(["compile", "specs/mgnet.mg", *TINY, "--train", str(tmp_path / "imgs"), "--epochs", "1",
+                 "--batch-size", "4", "--out", str(tmp_path / "noflip"), "--no-flip"]) == 0
+    c = json.loads((tmp_path / "noflip" / "config.json").read_text())["config"]
+    assert (c["flip"], c["augment"], c["tta"]) == (False, True, False)  # --no-flip turns off flips alone
 
 
 # ------------------------------------------------------------------ output, configs, API
