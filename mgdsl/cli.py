@@ -14,6 +14,7 @@ import sys
 import traceback
 
 from . import SpecError, __version__, compile_spec, parse_overrides
+from .cost import si
 
 EXIT_INTERNAL = 70  # sysexits.h EX_SOFTWARE: 1 and 3 are answers ("no", "undecided"), 2 is bad input
 
@@ -91,12 +92,14 @@ def _ir(args):
 def summary(ir) -> dict:
     """What `compile --json` prints: the facts a user checks against the paper."""
     from .check import sharing_table
+    from .cost import macs
+    cost = macs(ir)
     return {
-        "name": ir.name, "spec": ir.path, "params": ir.total_params,
+        "name": ir.name, "spec": ir.path, "params": ir.total_params, "macs": cost.total,
         "input_shape": list(ir.input_ty.shape), "output_shape": list(ir.output_ty.shape),
         "grids": ir.grids, "nu": ir.nu, "cycle": ir.cycle,
         "channels": {k: v for k, v in ir.spaces.items()},
-        "operators": sharing_table(ir),
+        "operators": [dict(row, macs=cost.by_instance[row["name"]]) for row in sharing_table(ir)],
     }
 
 
@@ -117,6 +120,9 @@ def cmd_compile(args) -> int:
     ir = _ir(args) if args.spec is not None else None
     if getattr(args, "train", None) or args.resume or args.print_config:
         return _train(ir, args)
+    if args.ir:
+        print(ir.text())
+        return 0
     s = summary(ir)
     if args.json:
         print(json.dumps(s, indent=2))
@@ -124,9 +130,11 @@ def cmd_compile(args) -> int:
     print(f"{s['name']}  ({s['spec']})")
     print(f"  input {tuple(s['input_shape'])} -> output {tuple(s['output_shape'])}, {ir.grids} grids, "
           f"nu = {ir.nu}, channels {s['channels']}")
-    print(f"  trainable parameters: {s['params']:,}\n")
-    rows = [dict(r, io=f"{r['in_space']}:{r['in']} -> {r['out_space']}:{r['out']}") for r in s["operators"]]
-    print(_table(rows, ["name", "scope", "kind", "io", "stride", "params", "uses"]))
+    print(f"  trainable parameters: {s['params']:,}")
+    print(f"  multiply-accumulates per image (forward): {s['macs']:,} ({si(s['macs'])})\n")
+    rows = [dict(r, io=f"{r['in_space']}:{r['in']} -> {r['out_space']}:{r['out']}", macs=si(r["macs"]))
+            for r in s["operators"]]
+    print(_table(rows, ["name", "scope", "kind", "io", "stride", "params", "uses", "macs"], right={"macs"}))
     return 0
 
 
@@ -137,7 +145,7 @@ def _from_recipe(recipes: dict, key: str) -> str:
 def add_train_args(p: argparse.ArgumentParser) -> None:
     """The training flags; none has an argparse default, so the namespace holds only what the user gave
     (a --config file counts as given) and the recipe fills in the rest."""
-    from .training.recipes import DEFAULT_RECIPE, RECIPES, Config
+    from .training.recipes import DATA_MODES, DEFAULT_RECIPE, RECIPES, SCHEDULES, Config
     d = Config()
     S = argparse.SUPPRESS
     g = p.add_argument_group("training (with --train DATASET, or --resume RUN_DIR)")
@@ -150,7 +158,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
                         "flip test-time augmentation; for any --epochs (default 15). paper: section 9.2 exactly at "
                         "its 120 epochs (lr 0.1 / 10 every 30, no weight decay); with --epochs E the steps come every "
                         "round(30 E / 120) epochs (E = 15: at 4, 8, 12). official: the authors' code (300 epochs, "
-                        "wd 5e-4, / 10 every 50), compressed the same way")
+                        "wd 5e-4, / 10 every 50), compressed the same way. imagenet: Goyal et al. 2017 (SGD "
+                        "momentum 0.9, wd 1e-4, 90 epochs, lr 0.1 x batch / 256, / 10 at 30, 60, 80, 5 warm-up "
+                        "epochs above batch 256)")
 
     def recipe_flag(flag: str, text: str = "", **kw) -> None:
         key = flag[2:].replace("-", "_")
@@ -163,7 +173,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     recipe_flag("--weight-decay", type=float)
     recipe_flag("--label-smoothing", "in the training loss only", type=float)
     recipe_flag("--schedule", "step: lr x lr_gamma every lr_step epochs; linear: warm-up, then a linear decay to 0 "
-                "at the last batch", choices=["step", "linear"])
+                "at the last batch; multistep: lr x lr_gamma at each of lr_milestones, after a warm-up from the "
+                "lr of lr_base_batch", choices=list(SCHEDULES))
     recipe_flag("--lr-step", "with --epochs and no --lr-step, the recipe's step scales with the epochs", type=int)
     recipe_flag("--lr-gamma", type=float)
     recipe_flag("--warmup-epochs", "linear warm-up, per batch (schedule linear)", type=float)
@@ -181,6 +192,15 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--compile", action="store_true", default=S, help="torch.compile the model (default: off)")
     g.add_argument("--sync-bn", action="store_true", default=S,
                    help="SyncBatchNorm across processes under torchrun (default: off)")
+    g.add_argument("--data-mode", choices=DATA_MODES, default=S,
+                   help="memory: decode the whole set onto the device; stream: decode per batch with DataLoader "
+                        "workers (default: auto: image folders stream, arrays stay in memory if they fit a quarter "
+                        "of the machine's memory)")
+    g.add_argument("--workers", type=int, default=S, help="DataLoader processes per rank when streaming "
+                   "(default: the rank's CPUs less one, at most 8)")
+    g.add_argument("--checkpoint-interval", type=int, default=S, metavar="STEPS",
+                   help="also write last.pt every STEPS steps, resumable mid-epoch (default: 0, at each epoch's "
+                        "end only)")
     g.add_argument("--seed", type=int, default=S,
                    help=f"seed of initialisation, shuffling and augmentation (default: {d.seed})")
     g.add_argument("--threads", type=int, default=S, help="torch CPU threads (default: torch's choice)")
@@ -263,7 +283,7 @@ def load_config_file(path: str, parser: argparse.ArgumentParser) -> dict:
 
 
 def _train(ir, args) -> int:
-    """compile --train / --resume: run training and print its summary; NaN loss exits 1, Ctrl-C 130."""
+    """compile --train / --resume: run training and print its summary; NaN loss exits 1, Ctrl-C 130, SIGTERM 143."""
     from .training import train
     from .training.loop import Diverged, Interrupted
     given = _given(args)
@@ -277,9 +297,9 @@ def _train(ir, args) -> int:
         return 1
     except Interrupted as e:
         if os.environ.get("RANK", "0") == "0":
-            print(f"mgdsl: interrupted; the run in {e.out} is complete up to its last epoch; continue it with:\n"
-                  f"  mgdsl compile --resume {shlex.quote(str(e.out))}", file=sys.stderr)
-        return 130
+            print(f"mgdsl: interrupted; the run in {e.out} is complete up to its last checkpoint; continue it "
+                  f"with:\n  mgdsl compile --resume {shlex.quote(str(e.out))}", file=sys.stderr)
+        return e.status
     if summary is not None:
         print(json.dumps(summary))
     return 0
@@ -362,6 +382,7 @@ def cmd_fmt(args) -> int:
 
 
 def cmd_list(args) -> int:
+    from .cost import macs
     from .library import bundled
     rows, failed = [], 0
     for spec in bundled():
@@ -374,7 +395,7 @@ def cmd_list(args) -> int:
             failed += 1
             rows.append({"name": spec.name, "error": str(e).splitlines()[0]})
             continue
-        rows.append({"name": spec.name, "model": ir.name, "params": ir.total_params,
+        rows.append({"name": spec.name, "model": ir.name, "params": ir.total_params, "macs": macs(ir).total,
                      "input_shape": list(ir.input_ty.shape), "output_shape": list(ir.output_ty.shape),
                      "path": spec.path})
     if args.names:
@@ -386,7 +407,8 @@ def cmd_list(args) -> int:
             r["size"] = "x".join(map(str, r.get("input_shape", ()))) + " -> " + "x".join(
                 map(str, r.get("output_shape", ()))) if "error" not in r else r["error"]
             r["params"] = f"{r['params']:,}" if "params" in r else "-"
-        print(_table(rows, ["name", "params", "size"], right={"params"}))
+            r["MACs"] = si(r["macs"]) if "macs" in r else "-"
+        print(_table(rows, ["name", "params", "MACs", "size"], right={"params", "MACs"}))
     return 2 if failed else 0
 
 
@@ -414,6 +436,26 @@ def cmd_render(args) -> int:
     return 0
 
 
+def _solvable_first(cmd):
+    """`solve` sets -D n; first say plainly when the spec is not a fixed-stencil multigrid solve can run."""
+    def run(args) -> int:
+        from .diagnostics import Diagnostic
+        ir = compile_spec(args.spec, parse_overrides([d for d in args.defines if not d.startswith("n=")]))
+        why = ([] if "n" in ir.params else ["it has no `param n` (points per side)"]) + \
+              ([] if ir.input_ty.level == 1 and ir.output_ty.shape == ir.input_ty.shape else
+               [f"it maps {ir.input_ty.describe()} to {ir.output_ty.describe()}, not f to u on grid 1"]) + \
+              ([] if "A[1]" in ir.instances else ["it has no fine-grid operator A[1]"]) + \
+              [f"{i.label} is {i.klass} with {i.params:,} trained parameters" for i in ir.instances.values()
+               if not i.fixed][:1]
+        if why:
+            raise SpecError([Diagnostic(f"{ir.name} is not a fixed-stencil multigrid: " + "; ".join(why), None,
+                                        "solve needs `param n`, `input f : 1 x n x n`, a fixed A[1] (laplace), "
+                                        "fixed R, P and smoothers, and a cycle that returns u on grid 1, "
+                                        "e.g. specs/multigrid/poisson-v11.mg")], ir.source)
+        return cmd(args)
+    return run
+
+
 def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
     """parse_args, with a --config file's values as the compile command's defaults (timm's convention)."""
     pre = argparse.ArgumentParser(add_help=False)
@@ -435,6 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("spec", nargs="?", help=SPEC_HELP + " (not needed with --resume)")
     _add_defines(c)
     c.add_argument("--json", action="store_true", help="print one JSON object")
+    c.add_argument("--ir", action="store_true", help="print the compiler's IR: instances and the unrolled graph")
     c.add_argument("--max-params", type=float, default=1e9, help="refuse larger models before allocation")
     c.add_argument("--train", metavar="DATASET", default=argparse.SUPPRESS,
                    help="train on digits, cifar10, cifar100, an .npz file or an image folder (default: only compile)")
@@ -468,7 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_defines(r)
     r.set_defaults(fn=cmd_render)
 
-    ls = sub.add_parser("list", help="the bundled specs, one line each, with their parameter counts")
+    ls = sub.add_parser("list", help="the bundled specs, one line each, with parameters and MACs per image")
     ls.add_argument("--json", action="store_true", help="print one JSON list")
     ls.add_argument("--names", action="store_true", help="print only the names (for scripts)")
     ls.set_defaults(fn=cmd_list)
@@ -496,6 +539,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(fn=cmd_eval)
     from .solve import add_solve_parser
     add_solve_parser(sub, _add_defines)
+    solve = sub.choices["solve"]
+    solve.set_defaults(fn=_solvable_first(solve.get_default("fn")))
     from .rewrite import add_rewrite_parser
     add_rewrite_parser(sub, _add_defines)
     for name, command in sub.choices.items():  # one look for every command's --help

@@ -46,3 +46,11 @@ def macs(ir: IR) -> Macs:
         if node.op == "apply":
             run(node.inst, ir.nodes[node.args[0]].ty)
     return Macs(sum(by.values()), by)
+
+
+def si(n: int) -> str:
+    """A MAC count for people: 3.80 G, 555 M, 12.3 k (three significant digits)."""
+    for scale, unit in ((1e9, " G"), (1e6, " M"), (1e3, " k")):
+        if n >= scale:
+            return (f"{n / scale:#.3g}".rstrip(".") if n / scale < 100 else f"{n / scale:.0f}") + unit
+    return str(n)

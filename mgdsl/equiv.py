@@ -1,69 +1,87 @@
-"""The paper's theorems as checks: classify a spec's scheme, derive the relation to a target by guarded
-rewriting (Theorems 6.1, 8.1, 8.3, Lemma 8.2, chain (8.7)), then confirm it numerically in float64.
+"""The paper's theorems as checks: read the spec's scheme (forms.read, from the normal form of every step),
+find the chain of relations to the target (Theorems 6.1, 8.1, 8.3, Lemma 8.2, the tyings of (8.7)),
+check each premise from IR facts and stop at the first that fails, then confirm numerically by comparing
+the spec with an independently built target model (numerics.py).
 
-Why a small rewriting core of our own rather than egglog or z3: the terms are a handful of operator
-applications, sums and ReLUs; the rewrites are five guarded rules whose guards are facts the IR already
-knows (an operator's linearity class and sharing scope). A 40-line bottom-up rewriter with a derivation
-log does exactly this with no extra dependency, and the log is what the user reads."""
+Verdicts: equivalent / special-case (a derivation whose premises all hold and whose numerics agree),
+not-equivalent (a premise fails and the numerics confirm it, or the relation's two models differ),
+undecided (no relation applies, or a premise fails without a numerical counterexample). Why not egglog or
+z3: the terms are a handful of operator applications and the guards are facts about operator instances
+(linearity class, sharing) that the IR already records; the normal form and a path search over the ten
+relations of the paper are the whole algorithm, and the derivation log is what the user reads."""
 from __future__ import annotations
 
-import copy
+import contextlib
 import json
+import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from . import forms
+from . import normal as N
+from .forms import Premise, Reading
 
 FAMILIES = ["mg0", "linear-mgnet", "mgnet", "mg-iresnet", "iresnet", "mg-resnet", "sigma-resnet", "resnet",
             "classic-cnn"]
 TOL = 1e-9
-
-# ------------------------------------------------------------------ terms
-
-def show(t) -> str:
-    """Terms in the paper's notation."""
-    h = t[0]
-    if h == "var":
-        return t[1]
-    if h == "const":
-        return f"{t[1]:g}"
-    if h == "app":
-        return f"{t[1]}({show(t[2])})"
-    if h in ("add", "sub"):
-        right = show(t[2])
-        if h == "sub" and t[2][0] in ("add", "sub"):
-            right = f"({right})"
-        return f"{show(t[1])} {'+' if h == 'add' else '−'} {right}"
-    if h == "scale":
-        return f"{t[1]:g}·({show(t[2])})"
-    if h == "sum":
-        return f"Σ_{{{t[1]}<{t[2]}}} {show(t[3])}"
-    return str(t)
+MAX_PARAMS = 20_000_000  # numerics beyond this size would take minutes: undecided, with how to make it small
+MAX_PIXELS = 128 * 128
+# relations whose change of variables needs A / ξ linear and one per grid: their numerics refute those premises
+USES_LINEARITY = ("thm81", "thm81_back", "thm61")
+EXIT = {"equivalent": 0, "special-case": 0, "not-equivalent": 1, "undecided": 3}
 
 
-def subst(t, name: str, by):
-    if t[0] == "var" and t[1] == name:
-        return by
-    if t[0] in ("app",):
-        return (t[0], t[1], subst(t[2], name, by))
-    if t[0] in ("add", "sub"):
-        return (t[0], subst(t[1], name, by), subst(t[2], name, by))
-    if t[0] == "scale":
-        return (t[0], t[1], subst(t[2], name, by))
-    return t
+@dataclass(frozen=True)
+class Edge:
+    """One relation of the paper between two forms; `run` names the numerics that confirm it."""
+    src: str
+    dst: str
+    kind: str  # equivalent | special-case
+    rule: str
+    relation: str
+    run: str
 
 
-def contains(t, name: str) -> bool:
-    if t[0] == "var":
-        return t[1] == name
-    return any(contains(c, name) for c in t[1:] if isinstance(c, tuple))
+EDGES = [
+    Edge("mgnet", "mg-iresnet", "equivalent", "Theorem 8.1", "r^{l,i} = f^l − ξ^l u^{l,i} (8.2) with ξ^l = A^l",
+         "thm81"),
+    Edge("mg-iresnet", "mgnet", "equivalent", "Theorem 8.1, read backwards",
+         "f^l = r^{l,0}, u^{l,0} = 0, u^{l,i} = u^{l,i−1} + B^{l,i}(r^{l,i−1}), A^l = ξ^l", "thm81_back"),
+    Edge("mg-iresnet", "iresnet", "special-case", "(8.7)", "tying ξ^{l,i} = ξ^l for every step i", "tie"),
+    Edge("mg-resnet", "sigma-resnet", "special-case", "(8.7)", "tying ξ^{l,i} = ξ^l for every step i", "tie"),
+    Edge("resnet", "sigma-resnet", "equivalent", "Lemma 8.2",
+         "f̃^{l,i} = f^{l,i−1} − ξ^{l,i}ση^{l,i}(f^{l,i−1}) (8.4), f^{l,i} = σ(f̃^{l,i})", "lemma82"),
+    Edge("sigma-resnet", "resnet", "equivalent", "Lemma 8.2, read backwards", "f^{l,i} = σ(f̃^{l,i}) (8.4)",
+         "lemma82_back"),
+    Edge("classic-cnn", "mg-resnet", "equivalent", "Theorem 8.3",
+         "ξ^l = δ̂ (8.12), η^{l,i} = [id, −id]∘(χ^{l,i} − id) (8.13)", "thm83"),
+    Edge("linear-mgnet", "mg0", "equivalent", "Theorem 6.1",
+         "ũ^{l,i} = u^{l,i} + ũ^{l,0}, f̃^l = f^l + A^l ũ^{l,0} (6.10), for any Π", "thm61"),
+    Edge("mg0", "linear-mgnet", "equivalent", "definition", "MG0 is a linear MgNet with Π = 0", "same"),
+    Edge("linear-mgnet", "mgnet", "equivalent", "definition", "a linear MgNet is an MgNet", "same"),
+]
 
 
-# ------------------------------------------------------------------ the rewriting core
+def relate(src: str, tgt: str) -> list[Edge] | None:
+    """The shortest chain of relations src -> tgt ([] when they are the same form); None when there is none."""
+    if src == tgt:
+        return []
+    frontier, seen = [(src, [])], {src}
+    while frontier:
+        nxt = []
+        for node, path in frontier:
+            for e in EDGES:
+                if e.src == node and e.dst not in seen:
+                    seen.add(e.dst)
+                    if e.dst == tgt:
+                        return path + [e]
+                    nxt.append((e.dst, path + [e]))
+        frontier = nxt
+    return None
 
-@dataclass
-class Rule:
-    name: str
-    equation: str
-    fn: object  # term -> term | None
+
+def combine(path: list[Edge]) -> str:
+    return "special-case" if any(e.kind == "special-case" for e in path) else "equivalent"
 
 
 @dataclass
@@ -73,404 +91,93 @@ class Step:
     term: str
 
 
-def rewrite(t, rules: list[Rule], log: list[Step], limit: int = 64):
-    """Apply the first rule that matches anywhere (bottom-up) until none does; log every step."""
-    def once(x):
-        if isinstance(x, tuple) and x and x[0] in ("app", "add", "sub", "scale"):
-            kids = list(x)
-            for k in range(1, len(x)):
-                if isinstance(x[k], tuple):
-                    new, r = once(x[k])
-                    if r:
-                        kids[k] = new
-                        return tuple(kids), r
-        for rule in rules:
-            y = rule.fn(x)
-            if y is not None and y != x:
-                return y, rule
-        return x, None
-    for _ in range(limit):
-        t, rule = once(t)
-        if rule is None:
-            return t
-        log.append(Step(rule.name, rule.equation, show(t)))
-    return t
+# ------------------------------------------------------------------ premises of the relations themselves
+
+def extractor_premise(ir, rd: Reading) -> Premise:
+    """Theorem 8.1 takes B^{l,i} = σ∘η^{l,i}∘σ: then the image is the Mg-iResNet form (7.9)."""
+    for key, r in sorted(rd.roles.items()):
+        fs = r["B"].fs
+        lead = list(fs)
+        ok = len(lead) >= 3 and lead[0].kind == "relu"
+        k = 1
+        while ok and k < len(lead) and lead[k].kind != "relu":
+            k += 1
+        ok = ok and 1 < k < len(lead) and all(x.klass in ("linear", "affine") for x in lead[1:k]) and \
+            all(x.klass in ("linear", "affine") and x.kind != "relu" for x in lead[k + 1:])
+        if not ok:
+            return Premise("B = σ∘η∘σ with η affine, the hypothesis of Theorem 8.1 (6.26)", "failed",
+                           forms.where(ir, (r["B"].owners() or [""])[0]),
+                           f"grid {key[0]}, step {key[1]}: B = {r['B'].show()}; the data-space iteration "
+                           "r ← r − ξB(r) is then not of the form (7.9)")
+    return Premise("B = σ∘η∘σ with η affine, the hypothesis of Theorem 8.1 (6.26)", "ok")
 
 
-# ------------------------------------------------------------------ classification
-
-@dataclass
-class Premise:
-    text: str
-    status: str  # "ok" | "failed" | "assumed"
-    where: str = ""
-    detail: str = ""
-
-
-@dataclass
-class Shape:
-    """What the spec's scheme is: its family, the operators in their roles, the premises checked."""
-    family: str
-    state: str = ""
-    const: str = ""
-    roles: dict = field(default_factory=dict)
-    step: tuple = ()
-    premises: list = field(default_factory=list)
-    note: str = ""
-
-
-def _op(t):
-    return t[1] if t[0] == "app" else None
-
-
-def _scope(ir, name: str, kind="step") -> tuple:
-    for (k, lvl, i), b in ir.bindings.items():
-        if k == kind and name in b and b[name] in ir.instances:
-            return ir.instances[b[name]].scope
-    return ()
-
-
-def _where(ir, label: str) -> str:
-    inst = ir.instances[label]
-    return f"{ir.path}:{inst.span.line}" if inst.span else ir.path
-
-
-def _labels(ir, name: str, kind="step") -> dict:
-    """(level, i) -> instance label of a written operator name in `kind` equations."""
-    return {(lvl, i): b[name] for (k, lvl, i), b in ir.bindings.items() if k == kind and name in b}
-
-
-def classify(ir) -> Shape:
-    steps = ir.equations.get("step") or []
-    general = [a for g, eq in steps if g is None for a in eq]
-    if not general:
-        return Shape("unknown", note="the spec has no general `step` equation")
-    state, _, t = general[0]
-    S = ("var", state)
-    # MgNet: u + B(f - A(u))
-    if t[0] == "add" and t[1] == S and t[2][0] == "app" and t[2][2][0] == "sub" and t[2][2][1][0] == "var" \
-            and t[2][2][2][0] == "app" and t[2][2][2][2] == S:
-        A, B, f = t[2][2][2][1], t[2][1], t[2][2][1][1]
-        shape = Shape("mgnet", state, f, {"A": A, "B": B}, t)
-        A_l, B_l = _labels(ir, A), _labels(ir, B)
-        fixed = all(ir.instances[x].fixed for x in list(A_l.values()) + list(B_l.values()))
-        if fixed:
-            shape.family = "linear-mgnet"
-            co = [a for g, eq in ir.equations.get("coarsen", []) if g is None for a in eq]
-            if any(lhs == state and term == ("const", 0.0) for lhs, _, term in co):
-                shape.family = "mg0"
-            R = next((term[1][1] for lhs, _, term in co if lhs == f and term[0] == "add" and term[1][0] == "app"),
-                     None) or next((term[1] for lhs, _, term in co if lhs == f and term[0] == "app"), None)
-            shape.roles["R"] = R
-        bad = [x for x in sorted(set(A_l.values())) if ir.instances[x].klass != "linear"]
-        shape.premises.append(Premise(
-            f"the data-feature map {A} is linear: a convolution with no bias, no BN, no activation (3.17)",
-            "failed" if bad else "ok", _where(ir, bad[0]) if bad else _where(ir, next(iter(A_l.values()))),
-            f"{bad[0]} is {ir.instances[bad[0]].klass} ({ir.instances[bad[0]].def_text})" if bad else ""))
-        per_grid = {}
-        for (lvl, i), lab in A_l.items():
-            per_grid.setdefault(lvl, set()).add(lab)
-        untied = [lvl for lvl, labs in per_grid.items() if len(labs) > 1]
-        shape.premises.append(Premise(
-            f"{A} is one operator per grid, shared by all its steps", "failed" if untied else "ok",
-            _where(ir, next(iter(A_l.values()))),
-            f"grid {untied[0]} uses {', '.join(sorted(per_grid[untied[0]]))}" if untied else ""))
-        shape.premises.append(Premise(f"the extractor {B} acts on the residual {f} − {A}({state})", "ok"))
-        return shape
-    # data-space forms
-    def resid(x):  # X(T) with T depending on the state
-        return x[0] == "app" and x[1] not in ("relu", "id") and contains(x[2], state)
-    if t[0] in ("add", "sub") and resid(t[2]) and t[1] in (S, ("app", "relu", S)):
-        X = t[2][1]
-        per_step = "i" in _scope(ir, X)
-        if t[1] == S:
-            fam = "iresnet" if per_step else "mg-iresnet"
-        else:
-            fam = "sigma-resnet" if per_step else "mg-resnet"
-        return Shape(fam, state, "", {"xi": X, "T": t[2][2], "sign": t[0]}, t)
-    if t[0] == "app" and t[1] == "relu" and t[2][0] in ("add", "sub") and t[2][1] == S and resid(t[2][2]):
-        X = t[2][2][1]
-        return Shape("resnet", state, "", {"xi": X, "T": t[2][2][2], "sign": t[2][0]}, t)
-    if t[0] == "app" and t[1] != "relu" and t[2] == ("app", "relu", S):
-        return Shape("classic-cnn", state, "", {"chi": t[1]}, t)
-    return Shape("unknown", state, note=f"the step {state} = {show(t)} has none of the forms of Table 1")
-
-
-# ------------------------------------------------------------------ the relations of section 8 (and 6.1)
-
-# (a, b, kind, theorem, relation, both_ways): "special-case" means a is b with tied weights (one way only)
-EDGES = [
-    ("mgnet", "mg-iresnet", "equivalent", "Theorem 8.1",
-     "change of variables r^{l,i} = f^l − ξ^l u^{l,i} (8.2), ξ^l = A^l", True),
-    ("mg-iresnet", "iresnet", "special-case", "(8.7)", "tying ξ^{l,i} = ξ^l for every step i", False),
-    ("resnet", "sigma-resnet", "equivalent", "Lemma 8.2",
-     "change of variables f̃^{l,i} = f^{l,i−1} + ξ^{l,i} σ η^{l,i} f^{l,i−1} (8.4), f^{l,i} = σ(f̃^{l,i})", True),
-    ("mg-resnet", "sigma-resnet", "special-case", "(8.7)", "tying ξ^{l,i} = ξ^l for every step i", False),
-    ("classic-cnn", "mg-resnet", "equivalent", "Theorem 8.3",
-     "constructive: ξ^l = δ̂ (8.12), η^{l,i} = [id, −id]∘(χ^{l,i} − id) (8.13)", False),
-    ("linear-mgnet", "mg0", "equivalent", "Theorem 6.1",
-     "ũ^{l,i} = u^{l,i} + ũ^{l,0}, f̃^l = f^l + A^l ũ^{l,0} (6.10), for any Π", True),
-    ("linear-mgnet", "mgnet", "equivalent", "definition", "a linear MgNet is an MgNet", False),
-]
-
-
-def relate(src: str, tgt: str):
-    """Shortest path src -> tgt; a path of equivalences is `equivalent`, one tying makes it `special-case`."""
-    if src == tgt:
-        return "equivalent", []
-    frontier, seen = [(src, [])], {src}
-    while frontier:
-        nxt = []
-        for node, path in frontier:
-            for a, b, kind, thm, rel, both in EDGES:
-                for x, y, ok in ((a, b, True), (b, a, both)):
-                    if x == node and ok and y not in seen:
-                        seen.add(y)
-                        p = path + [(x, y, kind, thm, rel, x != a)]
-                        if y == tgt:
-                            return ("special-case" if any(e[2] == "special-case" for e in p) else "equivalent"), p
-                        nxt.append((y, p))
-        frontier = nxt
-    return "not-equivalent", []
-
-
-def why_not(src: str, tgt: str) -> str:
-    pair = {src, tgt}
-    if pair == {"mg-resnet", "mg-iresnet"}:
-        return "the step of (8.7) between Mg-ResNet and Mg-iResNet replaces σ(f) by f: the same only for f ≥ 0"
-    general = {"iresnet": {"mg-iresnet", "mgnet", "linear-mgnet", "mg0"}, "sigma-resnet": {"mg-resnet", "classic-cnn"},
-               "mg-resnet": {"classic-cnn"}, "mgnet": {"linear-mgnet", "mg0"}, "mg-iresnet": {"linear-mgnet", "mg0"}}
-    if tgt in general.get(src, ()):
-        return (f"{tgt} is a special case of {src} (tied or a-priori weights), not the other way round: "
-                f"a general {src} is not a {tgt}")
-    return f"no chain of the paper's relations (Theorems 6.1, 8.1, 8.3, Lemma 8.2, (8.7)) links {src} to {tgt}"
-
-
-# ------------------------------------------------------------------ symbolic derivations
-
-def derive_81(ir, shape: Shape) -> tuple[list[Step], bool]:
-    A, B, f, u = shape.roles["A"], shape.roles["B"], shape.const, shape.state
-    lin = next(p for p in shape.premises if p.text.startswith(f"the data-feature map {A} is linear"))
-    shared = next(p for p in shape.premises if "one operator per grid" in p.text)
-    log = [Step("definition of the residual", "(8.2)", f"r^{{l,i}} = {f} − {A}({u}^{{l,i}})")]
-    step_u = subst(shape.step, u, ("var", f"{u}^{{l,i−1}}"))
-    t = ("sub", ("var", f), ("app", A, step_u))
-    log.append(Step("substitute the smoothing step", "(6.4)", show(t)))
-
-    def linear(x):  # A(a ± b) -> A(a) ± A(b), guarded by A being linear
-        if x[0] == "app" and x[1] == A and x[2][0] in ("add", "sub") and lin.status == "ok":
-            return (x[2][0], ("app", A, x[2][1]), ("app", A, x[2][2]))
-    def regroup(x):  # f − (a + b) -> (f − a) − b
-        if x[0] == "sub" and x[2][0] == "add":
-            return ("sub", ("sub", x[1], x[2][1]), x[2][2])
-    def residual(x):  # f − A(u) -> r, guarded by A being the grid's one A
-        if x[0] == "sub" and x[1] == ("var", f) and x[2] == ("app", A, ("var", f"{u}^{{l,i−1}}")) \
-                and shared.status == "ok":
-            return ("var", "r^{l,i−1}")
-    t = rewrite(t, [Rule(f"linearity of ξ = {A}", "(3.17)", linear), Rule("regroup", "", regroup),
-                    Rule("definition r = f − ξu", "(8.2)", residual)], log)
-    ok = t == ("sub", ("var", "r^{l,i−1}"), ("app", A, ("app", B, ("var", "r^{l,i−1}"))))
-    if ok:
-        log.append(Step("Mg-iResNet form with ξ^l = " + A + ", σ∘η^{l,i}∘σ = " + B, "(8.1), Table 1",
-                        f"r^{{l,i}} = r^{{l,i−1}} − {A}∘{B}(r^{{l,i−1}})"))
-    else:
-        failed = [p.text for p in (lin, shared) if p.status == "failed"]
-        log.append(Step("stuck: premise fails", "", (failed[0] if failed else "no rule applies") +
-                        f"; the term stays {show(t)}"))
-    return log, ok
-
-
-def derive_82(shape: Shape) -> list[Step]:
-    s = shape.state
-    log = [Step("definition of the pre-activation state", "(8.4)",
-                f"f̃^{{l,i}} = {show(shape.step[2])}, so {s}^{{l,i}} = relu(f̃^{{l,i}})")]
-    t = shape.step[2]
-
-    def sigma_sub(x):  # every f^{l,i-1} is relu(f̃^{l,i-1})
-        if x == ("var", s):
-            return ("app", "relu", ("var", "f̃"))
-    t = rewrite(t, [Rule(f"{s}^{{l,i−1}} = relu(f̃^{{l,i−1}})", "(8.4)", sigma_sub)], log, limit=8)
-    log.append(Step("σ-ResNet form", "(8.3)", show(t)))
-    log.append(Step("ReLU idempotence at i = 1: relu(relu(x)) = relu(x)", "premise",
-                    "f̃^{l,0} := f^{l,0} works when f^{l,0} is itself a ReLU output"))
-    return log
-
-
-def derive_83(shape: Shape) -> list[Step]:
-    chi, s = shape.roles["chi"], shape.state
-    return [Step("choose ξ^l = δ̂ with δ̂([X, Y]) = Y − X", "(8.12)", "δ̂ maps 2c channels to c"),
-            Step("choose η^{l,i} = [id, −id]∘(χ − id)", "(8.13)", f"η = split∘sub_id({chi})"),
-            Step("[id, −id] splitting: relu(x) − relu(−x) = x", "(8.17), (8.21)",
-                 "δ̂∘σ∘[id, −id] = −id (the paper prints relu(x) + relu(−x); that is |x|)"),
-            Step("substitute", "(8.22)",
-                 f"relu({s}) − δ̂(σ(η(relu({s})))) = relu({s}) + ({chi} − id)(relu({s})) = {chi}(relu({s}))")]
-
-
-def derive_61(shape: Shape) -> list[Step]:
-    A, S = shape.roles["A"], shape.roles["B"]
-    return [Step("induction hypothesis", "(6.10)", "f̃^l = f^l + A^l ũ^{l,0},  u^{l,i} = ũ^{l,i} − ũ^{l,0}"),
-            Step(f"linearity of {A}, R", "(6.11)", "f̃^{l+1} = R(f̃^l − A ũ^{l,ν}) + A ũ^{l+1,0} = f^{l+1} + A ũ^{l+1,0}"),
-            Step(f"linearity of {A}, B = {S}", "(6.14)",
-                 "ũ^{l,i} − ũ^{l,0} = u^{l,i−1} + S(f^l − A u^{l,i−1}): the MG0 step (5.12)")]
-
-
-# ------------------------------------------------------------------ numerics
-
-class Runner:
-    """The source spec lowered in float64, eval mode, with its per-grid states and term evaluation."""
-
-    def __init__(self, ir):
-        import torch
-
-        from .lowering import lower_ir
-        self.torch = torch
-        self.ir = ir
-        with _f64():
-            self.model = lower_ir(ir).double().eval()
-        # random weights everywhere: BN statistics and affine parameters too (else BN is the identity)
-        g = torch.Generator().manual_seed(1234)
-        with torch.no_grad():
-            for m in self.model.modules():
-                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                    m.running_mean.copy_(torch.rand(m.num_features, generator=g) - 0.5)
-                    m.running_var.copy_(torch.rand(m.num_features, generator=g) * 1.5 + 0.5)
-                    m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-                    m.bias.copy_(torch.rand(m.num_features, generator=g) - 0.5)
-
-    def states(self, seed: int) -> dict:
-        torch = self.torch
-        g = torch.Generator().manual_seed(seed)
-        x = torch.randn(2, *self.ir.input_ty.shape, generator=g, dtype=torch.float64)
-        with torch.no_grad():
-            return self.model.forward_states(x)
-
-    def op(self, kind: str, level: int, i: int, name: str):
-        label = self.ir.bindings[(kind, level, i)][name]
-        return self.model.instance(label)
-
-    def ev(self, t, env: dict, kind: str, level: int, i: int):
-        F = self.torch.nn.functional
-        h = t[0]
-        if h == "var":
-            return env[t[1]]
-        if h == "app":
-            x = self.ev(t[2], env, kind, level, i)
-            if t[1] == "relu":
-                return F.relu(x)
-            if t[1] == "id":
-                return x
-            return self.op(kind, level, i, t[1])(x)
-        if h == "add":
-            return self.ev(t[1], env, kind, level, i) + self.ev(t[2], env, kind, level, i)
-        if h == "sub":
-            return self.ev(t[1], env, kind, level, i) - self.ev(t[2], env, kind, level, i)
-        if h == "scale":
-            return t[1] * self.ev(t[2], env, kind, level, i)
-        raise ValueError(f"cannot evaluate {show(t)}")
-
-
-def _f64():
-    import torch
-
-    from .lowering import default_dtype
-    return default_dtype(torch.float64)
-
-
-def _err(a, b) -> float:
-    return (a - b).abs().max().item()
-
-
-def _worst(run: Runner, seeds, pairs) -> tuple[float, dict]:
-    """Max |a - b| over seeds and the (grid, step, a, b) values a theorem relates, and where it happened."""
-    worst, where = 0.0, {}
-    with _f64(), run.torch.no_grad():
-        for seed in seeds:
-            for level, i, a, b in pairs(run.states(seed), seed):
-                e = _err(a, b)
-                if e > worst:
-                    worst, where = e, {"grid": level, "step": i, "seed": seed}
-    return worst, where
-
-
-def _steps(ir):
+def relu_input_premise(ir, rd: Reading) -> Premise:
+    """Lemma 8.2 starts σ-ResNet at f̃^{l,0} := f^{l,0}: every grid's input state must be a ReLU output."""
+    text = "the state entering each grid is a ReLU output, so f̃^{l,0} := f^{l,0} (Lemma 8.2)"
     for level in range(1, ir.grids + 1):
-        for i in range(1, ir.nu[level - 1] + 1):
-            yield level, i
-
-
-def numeric_81(run: Runner, shape: Shape, per_step_xi: bool, seeds) -> tuple[float, dict]:
-    """Per-grid residuals r^{l,i} = f^l − A u^{l,i} of the MgNet run vs the (Mg-)iResNet iteration with
-    xi transferred through the tying map (a copy per step for iResNet)."""
-    ir, A, B, u, f = run.ir, shape.roles["A"], shape.roles["B"], shape.state, shape.const
-
-    def pairs(st, seed):
-        for level in range(1, ir.grids + 1):
-            with_a = [i for i in range(1, ir.nu[level - 1] + 1) if A in ir.bindings.get(("step", level, i), {})]
-            if not with_a:
+        nid = ir.states.get((rd.state, level, "down", 0))
+        if nid is None:
+            continue
+        n = ir.nodes[nid]
+        if n.op == "zero" or (n.op == "prim" and n.prim == "relu"):
+            continue
+        if n.op == "apply":
+            fs = N.factors(ir, n.inst)
+            if fs and fs[-1].kind == "relu":
                 continue
-            xi = run.op("step", level, with_a[0], A)
-            fl = st[(f, level, "down", 0)]
-            r = fl - xi(st[(u, level, "down", 0)])
-            for i in range(1, ir.nu[level - 1] + 1):
-                xi_i = copy.deepcopy(xi) if per_step_xi else xi  # tying map: xi^{l,i} := A^l
-                r = r - xi_i(run.op("step", level, i, B)(r))
-                yield level, i, r, fl - xi(st[(u, level, "down", i)])
-    return _worst(run, seeds, pairs)
+            return Premise(text, "failed", forms.where(ir, n.inst),
+                           f"grid {level} starts from {n.inst}, whose last layer is {fs[-1].kind if fs else '?'}",
+                           ("relu-input", rd.state))
+        return Premise(text, "failed", ir.path, f"grid {level} starts from a {n.op} node, not a ReLU output",
+                       ("relu-input", rd.state))
+    return Premise(text, "ok")
 
 
-def numeric_82(run: Runner, shape: Shape, seeds) -> tuple[float, dict]:
-    """ResNet states f^{l,i} vs relu of the sigma-ResNet states run from f̃^{l,0} = f^{l,0}."""
-    ir, s, X, T = run.ir, shape.state, shape.roles["xi"], shape.roles["T"]
-    sign = 1.0 if shape.roles["sign"] == "add" else -1.0
-    relu = run.torch.nn.functional.relu
-
-    def pairs(st, seed):
-        for level in range(1, ir.grids + 1):
-            if not ir.nu[level - 1]:
-                continue
-            g = st[(s, level, "down", 0)]
-            yield level, 0, relu(g), g  # the premise: the grid's input state is a ReLU output
-            for i in range(1, ir.nu[level - 1] + 1):
-                x = relu(g)
-                g = x + sign * run.op("step", level, i, X)(run.ev(T, {s: x}, "step", level, i))
-                yield level, i, relu(g), st[(s, level, "down", i)]
-    return _worst(run, seeds, pairs)
+def edge_premises(ir, rd: Reading, path: list[Edge]) -> list[Premise]:
+    out = []
+    if any(e.run == "thm81" for e in path or []):  # definitions before it keep the roles: the spec's B
+        out.append(extractor_premise(ir, rd))
+    if path and path[0].run == "lemma82":
+        out.append(relu_input_premise(ir, rd))
+    return out
 
 
-def numeric_83(run: Runner, shape: Shape, seeds) -> tuple[float, dict]:
-    """Classic CNN states vs the Mg-ResNet form with xi = delta-hat and eta = [id, -id](chi - id)."""
-    ir, s, chi, torch = run.ir, shape.state, shape.roles["chi"], run.torch
-
-    def pairs(st, seed):
-        for level, i in _steps(ir):
-            x = torch.nn.functional.relu(st[(s, level, "down", i - 1)])
-            c = run.op("step", level, i, chi)
-            eta = torch.cat([c(x) - x, -(c(x) - x)], 1)
-            a, b = torch.nn.functional.relu(eta).chunk(2, 1)
-            yield level, i, x - (b - a), st[(s, level, "down", i)]
-    return _worst(run, seeds, pairs)
-
-
-def numeric_61(run: Runner, shape: Shape, seeds, target=None) -> tuple[float, dict]:
-    """All grid iterates: MG0's u^{l,i} vs MgNet's u^{l,i} − u^{l,0}, and f^l vs f̃^l − A ũ^{l,0}."""
-    ir, A, S, R, u, f = run.ir, shape.roles["A"], shape.roles["B"], shape.roles.get("R"), shape.state, shape.const
-
-    def pairs(st, seed):
-        mg0 = target.states(seed) if target is not None else None
-        fl = st[(f, 1, "down", 0)]
-        for level in range(1, ir.grids + 1):
-            a = run.op("step", level, 1, A)
-            u0 = st[(u, level, "down", 0)]
-            f_mg = mg0[(f, level, "down", 0)] if mg0 else fl
-            yield level, 0, st[(f, level, "down", 0)], f_mg + a(u0)
-            uu = run.torch.zeros_like(u0)
-            for i in range(0, ir.nu[level - 1] + 1):
-                if i:
-                    uu = uu + run.op("step", level, i, S)(f_mg - a(uu))
-                yield level, i, st[(u, level, "down", i)] - u0, mg0[(u, level, "down", i)] if mg0 else uu
-            if level < ir.grids and not mg0:
-                fl = run.op("coarsen", level, 0, R)(f_mg - a(uu))
-    return _worst(run, seeds, pairs)
+def derive(rd: Reading, path: list[Edge]) -> list[Step]:
+    """The rules a derivation applies, in order, in the paper's notation."""
+    log = []
+    for e in path:
+        if e.run == "thm81":
+            log += [Step("change of variables r = f − ξu, ξ^l := A^l", "(8.2)", "r^{l,i} = f^l − A^l(u^{l,i})"),
+                    Step("linearity of ξ^l, one ξ^l per grid", "(3.17)",
+                         "A(u + B(r)) = A(u) + A(B(r)), so r^{l,i} = r^{l,i−1} − ξ^l B^{l,i}(r^{l,i−1})"),
+                    Step("Mg-iResNet form", "(8.1), Table 1", "f^{l,i} = f^{l,i−1} − ξ^l∘σ∘η^{l,i}∘σ(f^{l,i−1})")]
+        elif e.run == "thm81_back":
+            log += [Step("definition of the features", "(8.2)",
+                         "u^{l,0} = 0, f^l = r^{l,0}, u^{l,i} = u^{l,i−1} + B^{l,i}(r^{l,i−1})"),
+                    Step("linearity of ξ", "(3.17)", "f^l − ξu^{l,i} = r^{l,i−1} − ξB(r^{l,i−1}) = r^{l,i}: (6.4)")]
+        elif e.run == "tie":
+            log.append(Step("tie ξ^{l,i} = ξ^l", "(8.7)", f"{e.src} is {e.dst} with one ξ per grid"))
+        elif e.run == "lemma82":
+            log += [Step("pre-activation state", "(8.4)", "f̃^{l,i} = f^{l,i−1} − ξση(f^{l,i−1}), f^{l,i} = σ(f̃^{l,i})"),
+                    Step("substitute f^{l,i−1} = σ(f̃^{l,i−1})", "(8.5)", "f̃^{l,i} = σ(f̃^{l,i−1}) − ξσησ(f̃^{l,i−1})"),
+                    Step("σ-ResNet form", "(8.3)", "with f̃^{l,0} := f^{l,0}, a ReLU output")]
+        elif e.run == "lemma82_back":
+            log.append(Step("f^{l,i} := σ(f̃^{l,i})", "(8.4)",
+                            "σ(f̃^{l,i}) = σ(f^{l,i−1} − ξση(f^{l,i−1})): the ResNet step (7.8)"))
+        elif e.run == "thm83":
+            log += [Step("choose ξ^l = δ̂ with δ̂([X, Y]) = Y − X", "(8.12)", "δ̂ maps 2c channels to c"),
+                    Step("choose η^{l,i} = [id, −id]∘(χ^{l,i} − id)", "(8.13)", "η = split∘sub_id(χ)"),
+                    Step("relu(x) − relu(−x) = x", "(8.17), (8.21)", "δ̂∘σ∘[id, −id] = −id (the paper prints "
+                         "relu(x) + relu(−x), which is |x|)"),
+                    Step("substitute", "(8.22)", "σ(f) − δ̂ση(σf) = σ(f) + (χ − id)(σf) = χ(σ(f))")]
+        elif e.run == "thm61":
+            log += [Step("induction hypothesis", "(6.10)", "f̃^l = f^l + A^l ũ^{l,0},  u^{l,i} = ũ^{l,i} − ũ^{l,0}"),
+                    Step("linearity of A, R", "(6.11)", "f̃^{l+1} = R(f̃^l − Aũ^{l,ν}) + Aũ^{l+1,0} = f^{l+1} + Aũ^{l+1,0}"),
+                    Step("linearity of A, B = S", "(6.14)", "ũ^{l,i} − ũ^{l,0} = u^{l,i−1} + S(f^l − Au^{l,i−1}): (5.12)")]
+        else:
+            log.append(Step(e.rule, "", e.relation))
+    return log
 
 
 # ------------------------------------------------------------------ the check
@@ -478,186 +185,346 @@ def numeric_61(run: Runner, shape: Shape, seeds, target=None) -> tuple[float, di
 def _small(ir):
     """Numerics at reduced width (the relations do not depend on it); returns (ir, note)."""
     from . import compile_ir
-    small = {k: 16 for k in ("width", "fwidth") if k in ir.params and ir.params[k] > 16}
-    if "n" in ir.params and ir.params["n"] > 33:
+    small = {k: 16 for k in ("width", "fwidth") if isinstance(ir.params.get(k), (int, float)) and ir.params[k] > 16}
+    if isinstance(ir.params.get("n"), (int, float)) and ir.params["n"] > 33:
         small["n"] = 33
     if not small:
         return ir, ""
     params = dict(ir.params, **small)
-    return compile_ir(ir.path, **params), "numerics at reduced size " + ", ".join(f"{k}={v}" for k, v in small.items())
+    text = ir.source.text if getattr(ir, "source", None) is not None else None
+    return compile_ir(ir.path, text=text, **params), \
+        "numerics at reduced size " + ", ".join(f"{k}={v}" for k, v in small.items())
+
+
+def _target(target: str):
+    """A family name or a spec file -> (family, target IR or None, its reading or None)."""
+    from .diagnostics import Diagnostic, SpecError, did_you_mean
+    if target.endswith(".mg"):
+        from . import compile_ir
+        tir = compile_ir(target)
+        return None, tir, forms.read(tir)
+    if target not in FAMILIES:
+        raise SpecError([Diagnostic(f"unknown equivalence target '{target}'", None,
+                                    did_you_mean(target, FAMILIES) or "use a spec file or one of "
+                                    + ", ".join(FAMILIES))])
+    return target, None, None
 
 
 def check_equiv(ir, target: str, trials: int = 3, seed: int = 0) -> dict:
-    from . import compile_ir
-    shape = classify(ir)
-    tgt_ir = None
-    if target.endswith(".mg"):
-        tgt_ir = compile_ir(target)
-        tfam = classify(tgt_ir).family
-    else:
-        if target not in FAMILIES:
-            from .diagnostics import Diagnostic, SpecError, did_you_mean
-            raise SpecError([Diagnostic(f"unknown equivalence target '{target}'", None,
-                                        did_you_mean(target, FAMILIES) or "use a spec file or one of "
-                                        + ", ".join(FAMILIES))])
-        tfam = target
-    src = shape.family
-    premises = list(shape.premises)
-    verdict, path = relate(src, tfam) if src != "unknown" else ("not-equivalent", [])
-    relation = "; ".join(f"{x} → {y}: {rel} [{thm}{', read backwards' if rev else ''}]"
-                         for x, y, kind, thm, rel, rev in path)
-    if src == tfam and src != "unknown":
-        relation = f"both have the {src} form of Table 1"
-    theorem = next((e for e in path if e[3] not in ("(8.7)", "definition")), None)
-    failed = [p for p in premises if p.status == "failed"]
-    if failed and theorem and theorem[3] == "Theorem 8.1":
-        verdict = "not-equivalent"
-    if theorem and theorem[5] and tgt_ir is not None and verdict != "not-equivalent":
-        # the theorem runs from the target's form: confirm it on the target spec
-        inner = check_equiv(tgt_ir, src, trials, seed)
-        inner.update(spec=ir.path, target=target, source_family=src, target_family=tfam,
-                     relation=relation + " (confirmed on the target spec)")
-        if inner["verdict"] != "not-equivalent":
-            inner["verdict"] = verdict
-        return inner
-    seeds = [seed + k for k in range(trials)]
-    small, note = _small(ir)
-    sshape = classify(small)
-    run = Runner(small)
-    derivation: list[Step] = []
-    tying: dict = {}
-    max_error, where = None, {}
-    thm = theorem[3] if theorem else None
-    rev = bool(theorem and theorem[5])
-    per_step = any(e[3] == "(8.7)" and e[1] in ("iresnet", "sigma-resnet") for e in path)
-    if src == "unknown":
-        relation = shape.note
-        guess = _guess_mgnet(small)
-        if guess and tfam in ("mg-iresnet", "iresnet", "mgnet"):
-            max_error, where = numeric_81(run, guess, tfam == "iresnet", seeds)
-            premises.append(Premise("the step has the MgNet form u + B(f − A(u)) (6.4)", "failed", ir.path,
-                                    shape.note))
-    elif thm == "Theorem 8.1" and not rev:
-        derivation, ok = derive_81(ir, shape)
-        if per_step:
-            derivation.append(Step("tie ξ^{l,i} = ξ^l", "(8.7)", f"iResNet's ξ^{{l,i}} := {shape.roles['A']}[l], all i"))
-            tying = _tying(ir, shape.roles["A"], "xi")
+    """Decide the relation of the spec to the target; never raises except SpecError for bad input."""
+    from .diagnostics import Diagnostic, SpecError
+    if trials < 1:
+        raise SpecError([Diagnostic(f"--trials {trials}: the numerics need at least one trial", None,
+                                    "e.g. --trials 3")])
+    if not -2**31 <= seed < 2**31:
+        raise SpecError([Diagnostic(f"--seed {seed}: use a number between -2^31 and 2^31", None)])
+    tfam, tir, trd = _target(target)
+    res = Result(ir.path, target, trials, seed)
+    try:
+        with contextlib.ExitStack() as stack:
+            _check(ir, tfam, tir, trd, res, trials, seed, stack)
+    except SpecError:
+        raise
+    except Exception as e:  # never an internal error: say what could not be decided
+        if os.environ.get("MGDSL_DEBUG"):
+            raise
+        res.verdict = "undecided"
+        res.reason = f"the check could not be completed ({type(e).__name__}: {e}); this is a bug in mgdsl"
+    return res.as_dict()
+
+
+@contextlib.contextmanager
+def _one_thread():
+    """The numerics are tiny tensors: one thread is faster than several on a shared machine, and the
+    results do not depend on the thread count. Restores the caller's setting."""
+    import torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
+@dataclass
+class Result:
+    spec: str
+    target: str
+    trials: int
+    seed: int
+    source_family: str = "unknown"
+    target_family: str = "unknown"
+    verdict: str = "undecided"
+    reason: str = ""
+    relation: str = ""
+    max_error: float | None = None
+    counterexample: dict | None = None
+    note: str = ""
+
+    def __post_init__(self):
+        self.tying: dict = {}
+        self.derivation: list[Step] = []
+        self.premises: list[Premise] = []
+
+    def as_dict(self) -> dict:
+        return {
+            "spec": self.spec, "source_family": self.source_family, "target": self.target,
+            "target_family": self.target_family, "verdict": self.verdict, "reason": self.reason,
+            "relation": self.relation, "tying": self.tying,
+            "derivation": [{"rule": s.rule, "equation": s.equation, "term": s.term} for s in self.derivation],
+            "premises": [{"premise": p.text, "status": p.status, "where": p.where, "detail": p.detail}
+                         for p in self.premises],
+            "max_error": self.max_error, "counterexample": self.counterexample,
+            "numerics": {"trials": self.trials, "seed": self.seed, "dtype": "float64", "mode": "eval",
+                         "note": self.note},
+        }
+
+
+def _check(ir, tfam, tir, trd, res: Result, trials: int, seed: int, stack: contextlib.ExitStack) -> None:
+    rd = forms.read(ir)
+    res.source_family = rd.family
+    if trd is not None:
+        if trd.family == "unknown" or not trd.ok:
+            res.target_family = trd.family
+            why = trd.note or f"{trd.first_failure().text}: {trd.first_failure().detail}"
+            res.reason = f"the target spec {tir.path} is not a recognised form: {why}"
+            return
+        tfam = trd.family
+    res.target_family = tfam
+    if rd.family == "unknown":
+        res.reason = rd.note
+        return
+    if rd.shape:
+        res.derivation.append(Step("normal form of the step", "", _normal_text(ir, rd)))
+    path = relate(rd.family, tfam)
+    premises = list(rd.premises)
+    swap = None
+    if path is None:
+        path, extra, swap = _narrowing(ir, rd, tfam)
+        premises += extra
+        if path is None and swap is None:
+            res.reason = f"no relation of the paper leads from {rd.family} to {tfam}"
+            return
+    res.relation = "; ".join(f"{e.src} → {e.dst}: {e.relation} [{e.rule}]" for e in path) if path else \
+        (f"both have the {tfam} form ({rd.shape})" if swap is None else
+         "(8.7) replaces σ(f) by f between Mg-ResNet and Mg-iResNet: the same function only where f ≥ 0")
+    premises += edge_premises(ir, rd, path)
+    if trd is not None:
+        premises.append(Premise(f"the target {tir.path} has the {tfam} form ({trd.shape})", "ok"))
+    small, res.note = _small(ir)
+    h, w = (small.input_ty.shape + (1, 1))[1:3]
+    if small.total_params > MAX_PARAMS or h * w > MAX_PIXELS:
+        res.premises = premises
+        res.reason = (f"the numerics would run the model at full size ({small.total_params:,} parameters, "
+                      f"input {h}x{w}); give the spec a `param width` (and `n`) so that they can run small")
+        return
+    srd = forms.read(small) if small is not ir else rd
+    from . import numerics as X
+    stack.enter_context(_one_thread())
+    spec = X.SpecRun(small, seed)
+    # premises in order; the derivation stops at the first that fails
+    for p in premises:
+        res.premises.append(p)
+        if p.status == "ok":
+            continue
+        res.derivation.append(Step("stopped", "", f"the premise “{p.text}” {'fails' if p.status == 'failed' else 'is not proved'}"
+                                   f"{': ' + p.detail if p.detail else ''}; the rule is not applied"))
+        err, where = 0.0, {}
+        # first the relation itself under the reading (a counterexample to what the rule would claim),
+        # then the premise's own witness (a linearity counterexample, a state that moves, two operators)
+        if (p.witness and p.witness[0] == "model") or (path and path[0].run in USES_LINEARITY):
+            try:
+                err, where = _numerics(spec, srd, path[:1] if path else [], swap, trials, tfam, small, None, None)
+            except X.Uncarried:
+                err = 0.0
+        if err <= TOL and p.witness and p.witness[0] != "model":
+            sp = _same_premise(srd, p)
+            err = max(X.witness(spec, srd, sp, t) for t in range(trials)) if sp is not None else 0.0
+            where = {"premise": p.text, "trials": trials}
+        res.max_error = err
+        if err > TOL:
+            res.verdict = "not-equivalent"
+            res.counterexample = where
+            res.reason = f"{p.text}: {p.detail}" if p.detail else p.text
         else:
-            tying = {f"xi[{lvl}]": lab for (lvl, i), lab in sorted(_labels(ir, shape.roles["A"]).items()) if i == 1}
-        max_error, where = numeric_81(run, sshape, per_step, seeds)
-    elif thm == "Theorem 8.1":
-        derivation = [Step("definition of the features (reading (8.2) backwards)", "(8.2)",
-                           "u^{l,0} = 0, f^l = r^{l,0}, u^{l,i} = u^{l,i−1} + B^{l,i}(r^{l,i−1}) gives r^{l,i} = f^l − ξ^l u^{l,i}"),
-                      Step("linearity of ξ", "(3.17)", "ξ(u + B r) = ξu + ξBr")]
-        lin = _xi_linear(ir, shape)
-        premises.append(lin)
-        max_error, where = numeric_81_reverse(run, sshape, seeds)
-        if lin.status == "failed":
-            verdict = "not-equivalent"
-    elif thm == "Lemma 8.2":
-        derivation = derive_82(shape) if not rev else [Step("f^{l,i} := relu(f̃^{l,i})", "(8.4)",
-                                                            "the σ-ResNet states give ResNet states (7.8)")]
-        max_error, where = numeric_82(run, sshape, seeds) if not rev else numeric_82_reverse(run, sshape, seeds)
-        ok = max_error <= TOL
-        premises.append(Premise("the state fed to each grid is a ReLU output (f_in / the transition ends in relu)",
-                                "ok" if ok else "failed", _where(ir, next(iter(ir.instances))),
-                                "" if ok else "f^{l,0} = relu(f̃^{l,0}) has no solution with f̃^{l,0} = f^{l,0}: relu(f) ≠ f"))
-        if not ok:
-            verdict = "not-equivalent"
-        if per_step:
-            tying = _tying(ir, shape.roles["xi"], "xi")
-    elif thm == "Theorem 8.3":
-        derivation = derive_83(shape)
-        max_error, where = numeric_83(run, sshape, seeds)
-        tying = {"xi[l]": "delta", "eta[l, i]": f"split . sub_id({shape.roles['chi']}[l, i])"}
-    elif thm == "Theorem 6.1":
-        derivation = derive_61(shape)
-        target_run = Runner(_small(tgt_ir)[0]) if tgt_ir is not None and tfam == "mg0" and src != "mg0" else None
-        max_error, where = numeric_61(run, sshape, seeds, target_run)
-        if src == "mg0":
-            tying = {"Pi[l]": "0"}
-    elif path or src == tfam:
-        # only tyings between data-space forms: the states coincide with xi copied per step
-        derivation = [Step("tie ξ^{l,i} = ξ^l", "(8.7)", relation)] if path else []
-        if shape.roles.get("xi"):
-            tying = _tying(ir, shape.roles["xi"], "xi") if path else {}
-            max_error, where = numeric_tied(run, sshape, seeds)
-    if verdict == "not-equivalent" and not path and src != "unknown":
-        relation = why_not(src, tfam)
-    if max_error is not None and verdict == "not-equivalent" and max_error <= TOL and \
-            any(p.status == "failed" for p in premises):
-        raise RuntimeError(f"a premise fails but the numerics found no counterexample (max error {max_error:.3g}): "
-                           "this is a bug in mgdsl, please report it")
-    if max_error is not None and verdict != "not-equivalent" and max_error > TOL:
-        raise RuntimeError(f"the symbolic verdict ({verdict}) and the numerics (max error {max_error:.3g}) "
-                           "disagree: this is a bug in mgdsl, please report it")
-    return {
-        "spec": ir.path, "source_family": src, "target": target, "target_family": tfam, "verdict": verdict,
-        "relation": relation, "tying": tying,
-        "derivation": [{"rule": s.rule, "equation": s.equation, "term": s.term} for s in derivation],
-        "premises": [{"premise": p.text, "status": p.status, "where": p.where, "detail": p.detail} for p in premises],
-        "max_error": max_error, "counterexample": where if (max_error or 0) > TOL else None,
-        "numerics": {"trials": trials, "seed": seed, "dtype": "float64", "mode": "eval", "note": note},
-    }
+            res.verdict = "undecided"
+            res.reason = (f"the premise “{p.text}” could not be proved ({p.detail or 'see above'}) and the numerics "
+                          f"found no counterexample (max error {err:.3g})")
+        return
+    if swap is not None:
+        err, where = _numerics(spec, srd, [], swap, trials, tfam, small, None, None)
+        res.max_error = err
+        res.derivation.append(Step("replace σ(f) by f", "(8.7)", "the same weights in the other form"))
+        if err > TOL:
+            res.verdict, res.counterexample = "not-equivalent", where
+            res.reason = "Mg-ResNet and Mg-iResNet differ by σ(f) ↔ f (8.7): a counterexample with the same weights"
+        else:
+            res.verdict = "undecided"
+            res.reason = "σ(f) ↔ f (8.7) changed nothing on these inputs (all states ≥ 0?); no relation proves it"
+        return
+    res.derivation += derive(rd, path)
+    file_target = tir if (trd is not None and path and path[-1].run == "thm61") or \
+        (trd is not None and not path and tfam == "mg0") else None
+    err, where = _numerics(spec, srd, path, None, trials, tfam, small, file_target, res)
+    res.max_error = err
+    if err > TOL:
+        if file_target is not None:
+            res.verdict, res.counterexample = "not-equivalent", where
+            res.reason = (f"the spec and {tir.path} differ where Theorem 6.1 equates them (their operators or "
+                          "numbers of steps are not the same)")
+            return
+        res.verdict = "undecided"
+        res.counterexample = where
+        res.reason = (f"the derivation and the numerics disagree (max error {err:.3g}): this is a bug in mgdsl, "
+                      "please report it")
+        return
+    res.verdict = combine(path)
 
 
-def _xi_linear(ir, shape: Shape) -> Premise:
-    labs = sorted(set(_labels(ir, shape.roles["xi"]).values()))
-    bad = [x for x in labs if ir.instances[x].klass != "linear"]
-    return Premise(f"ξ = {shape.roles['xi']} is linear (no bias, no BN, no activation)", "failed" if bad else "ok",
-                   _where(ir, bad[0] if bad else labs[0]), f"{bad[0]} is {ir.instances[bad[0]].klass}" if bad else "")
+def _normal_text(ir, rd: Reading) -> str:
+    level, i = next(iter(sorted(rd.roles)))
+    m = N.step_map(ir, level, i)
+    return "; ".join(f"{s} = {N.show(lc)}" for s, lc in m.items()) + f"  (grid {level}, step {i}): {rd.shape}"
 
 
-def numeric_81_reverse(run: Runner, shape: Shape, seeds) -> tuple[float, dict]:
-    """From an (Mg-)iResNet run: u^{l,i} = u^{l,i-1} + T(r^{l,i-1}) with u^0 = 0, f = r^0; check r^i = f - xi u^i."""
-    ir, s, X, T = run.ir, shape.state, shape.roles["xi"], shape.roles["T"]
-    sign = -1.0 if shape.roles["sign"] == "sub" else 1.0
-
-    def pairs(st, seed):
-        for level in range(1, ir.grids + 1):
-            r0 = st[(s, level, "down", 0)]
-            uu = run.torch.zeros_like(r0)
-            for i in range(1, ir.nu[level - 1] + 1):
-                uu = uu + run.ev(T, {s: st[(s, level, "down", i - 1)]}, "step", level, i)
-                yield level, i, st[(s, level, "down", i)], r0 + sign * run.op("step", level, i, X)(uu)
-    return _worst(run, seeds, pairs)
+def _same_premise(srd: Reading, p: Premise) -> Premise | None:
+    """The premise as read on the reduced-size IR (whose roles the numerics carry)."""
+    for q in srd.premises:
+        if q.text == p.text and q.witness:
+            return q
+    if p.witness and p.witness[0] in ("tied", "linear-op"):
+        keys = [k for k in p.witness[1:] if isinstance(k, tuple)]
+        return p if all(k in srd.roles for k in keys) else None
+    return p if p.witness else None
 
 
-def numeric_82_reverse(run: Runner, shape: Shape, seeds) -> tuple[float, dict]:
-    """From a sigma-ResNet run g: f^i := relu(g^i) must satisfy the ResNet step f^i = relu(f + X(T(f)))."""
-    ir, s, X, T = run.ir, shape.state, shape.roles["xi"], shape.roles["T"]
-    sign = 1.0 if shape.roles["sign"] == "add" else -1.0
-    relu = run.torch.nn.functional.relu
-
-    def pairs(st, seed):
-        for level, i in _steps(ir):
-            f_prev = relu(st[(s, level, "down", i - 1)])
-            inner = run.ev(T, {s: st[(s, level, "down", i - 1)]}, "step", level, i)
-            yield level, i, relu(f_prev + sign * run.op("step", level, i, X)(inner)), relu(st[(s, level, "down", i)])
-    return _worst(run, seeds, pairs)
-
-
-def numeric_tied(run: Runner, shape: Shape, seeds) -> tuple[float, dict]:
-    """Re-evaluate each written step with xi^{l,i} := the grid's xi^l (the tying map): the states must agree."""
-    ir, s, t = run.ir, shape.state, shape.step
-
-    def pairs(st, seed):
-        for level, i in _steps(ir):
-            yield level, i, run.ev(t, {s: st[(s, level, "down", i - 1)]}, "step", level, i), st[(s, level, "down", i)]
-    return _worst(run, seeds, pairs)
+def _narrowing(ir, rd: Reading, tfam: str):
+    """No chain from the spec's form: one premise away from a form that has one? (path, premises, swap)"""
+    if rd.family in ("iresnet", "sigma-resnet"):
+        tied = "mg-iresnet" if rd.family == "iresnet" else "mg-resnet"
+        path = relate(tied, tfam)
+        if path is not None:
+            pair = forms._untied(rd.roles, "xi")
+            if pair is None or not rd.ok:
+                return path, [], None
+            xi = rd.roles[pair[0]]["xi"]
+            return path, [Premise("ξ is one operator per grid, shared by its steps (8.6), (8.7)", "failed",
+                                  forms.where(ir, (xi.owners() or [""])[0]),
+                                  f"grid {pair[0][0]}: step {pair[0][1]} uses {xi.show()}, step {pair[1][1]} uses "
+                                  f"{rd.roles[pair[1]]['xi'].show()}", ("tied", pair[0], pair[1], "xi", rd.state))], None
+    if rd.family == "mgnet" and tfam in ("linear-mgnet", "mg0"):
+        extra = forms.linear_mgnet_premises(ir, rd)
+        return relate("linear-mgnet", tfam), extra, None
+    if rd.family in ("mg-resnet", "sigma-resnet") and tfam in ("mg-iresnet", "iresnet"):
+        return None, [], "sigma-swap"
+    return None, [], None
 
 
-def _tying(ir, name: str, target_name: str) -> dict:
-    """iResNet's per-step xi^{l,i} -> the one instance the spec uses on grid l."""
-    return {f"{target_name}[{lvl}, {i}]": lab for (lvl, i), lab in sorted(_labels(ir, name).items())}
+def _numerics(spec, rd: Reading, path: list[Edge], swap, trials: int, tfam: str, small, file_target, res):
+    """Run the chain of relations on `trials` seeded inputs; (max error, where)."""
+    import torch
+
+    from . import numerics as X
+    run = X.Run(spec, small.grids, max(small.nu))
+    names = (rd.state, rd.data) if rd.family in X.FEATURE else (rd.state,)
+    roles0 = _carried(spec, rd)
+    out = X.Outcome()
+    tying: dict = {}
+    with X.default_dtype(torch.float64), torch.no_grad():
+        for t in range(trials):
+            st = spec.states(t)
+            traj = X.trajectory(small, st, names)
+            roles, nm = roles0, names
+            if swap is not None:
+                run.sigma_swap(traj, roles, out, t, nm)
+                continue
+            if not path:
+                if tfam == "mg0":
+                    _thm61(run, spec, rd, traj, roles, out, t, nm, small, file_target)
+                else:
+                    run.same(tfam, False)(traj, roles, out, t, nm)
+                continue
+            for e in path:
+                if e.run == "thm61":
+                    _thm61(run, spec, rd, traj, roles, out, t, nm, small, file_target)
+                    break
+                if e.run == "tie":
+                    traj, roles, nm = run.same(e.dst, True)(traj, roles, out, t, nm)
+                elif e.run == "same":
+                    traj, roles, nm = run.same(e.dst, False)(traj, roles, out, t, nm)
+                else:
+                    traj, roles, nm = getattr(run, e.run)(traj, roles, out, t, nm)
+                if e.run in ("tie", "thm81", "thm83") and t == 0:
+                    keep = ("xi", "T") if e.run == "thm83" else ("xi",)
+                    if e.run == "tie":
+                        tying.clear()
+                    tying.update({k: v for k, v in run.tying.items() if k.split("[")[0] in keep})
+    if res is not None:
+        res.tying = {k: v for k, v in sorted(tying.items(), key=lambda kv: _label_key(kv[0]))}
+    return out.error, out.where
 
 
-def _guess_mgnet(ir) -> Shape | None:
-    names = set().union(*(b for (k, _, _), b in ir.bindings.items() if k == "step")) if ir.bindings else set()
-    if {"A", "B"} <= names and "u" in ir.spaces and "f" in ir.spaces:
-        return Shape("mgnet", "u", "f", {"A": "A", "B": "B"})
-    return None
+def _label_key(label: str):
+    name, _, idx = label.partition("[")
+    return (name, tuple(int(x) for x in idx.rstrip("]").split(", ") if x.strip().lstrip("-").isdigit()))
 
+
+def _carried(spec, rd: Reading) -> dict:
+    """The reading's roles as modules of the spec; a step whose operator was only ever applied to zero
+    borrows the grid's other steps' (it contributes nothing there)."""
+    from . import numerics as X
+    out: dict = {}
+    for key, r in sorted(rd.roles.items()):
+        out[key] = {}
+        for role, op in r.items():
+            if role == "reads":
+                continue
+            try:
+                out[key][role] = spec.carry(op)
+            except X.Uncarried:
+                out[key][role] = None
+    for key, r in out.items():
+        for role, m in list(r.items()):
+            if m is None:
+                other = next((out[k][role] for k in sorted(out) if k[0] == key[0] and out[k].get(role) is not None),
+                             None)
+                if other is None:
+                    raise X.Uncarried(f"{role} on grid {key[0]} is never applied to a non-zero value")
+                r[role] = other
+    return out
+
+
+def _thm61(run, spec, rd, traj, roles, out, trial, names, small, file_target):
+    import torch
+
+    from . import numerics as X
+    Rs = {}
+    if file_target is not None:
+        tsmall, _ = _small(file_target)
+        trd = forms.read(tsmall)
+        if tuple(tsmall.input_ty.shape) != tuple(small.input_ty.shape):
+            out.see(float("inf"), reason=f"input shapes differ: spec {tuple(small.input_ty.shape)}, "
+                                         f"target {tuple(tsmall.input_ty.shape)}")
+            return
+        with X.default_dtype(torch.float64):
+            torch.manual_seed(spec.seed)
+            tmodel = X.lower_ir(tsmall).double().eval()
+        t = X.Target(tsmall, {label: tmodel.instance(label) for label in tsmall.instances})
+        X.thm61(traj, roles, Rs, out, trial, names, t, (trd.state, trd.data), tsmall.nu)
+        return
+    t = X.Target(X.canonical("mg0", small.grids, max(small.nu)))
+    X.fill(t, roles, {"A": "A", "S": "B"}, False)
+    for level in range(1, small.grids):
+        lc = {s: N.normalise(small, term, "coarsen", level, 0) for s, _, term in N.equation(small, "coarsen", level)}
+        # R is what the transition applies to f itself (R(f − A(u)) distributes to R(f) − R(A(u)))
+        direct = [N.chain((x,))[0] for x in lc.get(rd.data, ()) if N.chain((x,))[1] == N.Var(rd.data)]
+        if len(direct) != 1:
+            raise X.Uncarried(f"the transition to grid {level + 1} does not apply one operator R to {rd.data}")
+        t.slots[X.slot_label(t.ir, "R", level, 0)] = spec.carry(direct[0])
+    X.thm61(traj, roles, Rs, out, trial, names, t, ("u", "f"), small.nu)
+
+
+# ------------------------------------------------------------------ the command
 
 def main(ir, args) -> int:
     out = check_equiv(ir, args.equiv, args.trials, args.seed)
@@ -665,6 +532,8 @@ def main(ir, args) -> int:
         print(json.dumps(out, indent=2, ensure_ascii=False))
     else:
         print(f"{out['spec']} ({out['source_family']}) vs {out['target']} ({out['target_family']}): {out['verdict']}")
+        if out["reason"]:
+            print(f"  reason: {out['reason']}")
         if out["relation"]:
             print(f"  relation: {out['relation']}")
         if out["tying"]:
@@ -675,15 +544,15 @@ def main(ir, args) -> int:
                 eq = f" {s['equation']}" if s["equation"] else ""
                 print(f"    {k}. [{s['rule']}{eq}]  {s['term']}")
         for p in out["premises"]:
-            mark = {"ok": "ok", "failed": "FAILED", "assumed": "assumed"}[p["status"]]
+            mark = {"ok": "ok", "failed": "FAILED", "unproved": "NOT PROVED"}[p["status"]]
             extra = f" — {p['detail']}" if p["detail"] else ""
             where = f" ({p['where']})" if p["where"] else ""
             print(f"  premise {mark}: {p['premise']}{where}{extra}")
         if out["max_error"] is not None:
             n = out["numerics"]
-            print(f"  numerics: max error {out['max_error']:.3g} over {n['trials']} float64 trials"
+            print(f"  numerics: max error {out['max_error']:.3g} over {n['trials']} float64 trials, seed {n['seed']}"
                   + (f" ({n['note']})" if n["note"] else ""))
         if out["counterexample"]:
             print(f"  counterexample: {out['counterexample']}")
     sys.stdout.flush()
-    return 0 if out["verdict"] in ("equivalent", "special-case") else 1
+    return EXIT[out["verdict"]]

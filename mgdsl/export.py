@@ -167,7 +167,8 @@ class _Writer:
             rhs = self.var[id(m)]
         elif type(m) is L.VarStencil:  # a fixed channel-wise composition, assembled into one exact stencil
             self.need(L.assemble)
-            parts = [self.expr(L._layer_module(lay, LowerCtx(_Built(self.model), self.ir.instances))) for lay in inst.layers]
+            ctx = LowerCtx(_Built(self.model), self.ir.instances)
+            parts = [self.expr(L._layer_module(lay, ctx)) for lay in inst.layers]
             t = inst.in_ty
             rhs = f"assemble(nn.Sequential({', '.join(parts)}), {t.channels}, ({t.height}, {t.width}))"
         elif type(m) is nn.Sequential:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .diagnostics import Span
 
@@ -67,16 +68,9 @@ class Instance:
     uses: int = 0
     span: Span | None = None
     def_text: str = ""
-    template: list = field(default_factory=list, repr=False)  # the definition's parts, before typing
+    template: list = field(default_factory=list, repr=False)  # the definition's parts (resolve.Part), untyped
     first_use: Span | None = None  # where it was typed: later uses that disagree point back here
     assembled: bool = False  # a fixed channel-wise composition lowered as one exact 3x3 variable stencil
-
-    @property
-    def delta(self) -> int | None:
-        """How many grids the operator moves its input down (+1 for stride 2, -1 for a prolongation)."""
-        if self.in_ty is None or self.in_ty.level is None or self.out_ty.level is None:
-            return None
-        return self.out_ty.level - self.in_ty.level
 
     @property
     def path(self) -> str:
@@ -85,6 +79,35 @@ class Instance:
     @property
     def fixed(self) -> bool:
         return self.params == 0 and self.klass == "linear"
+
+
+class Where(NamedTuple):
+    """The equation that created a node: the renderer groups nodes by it."""
+    kind: str  # init | step | poststep | coarsen | refine | output
+    level: int
+    step: int
+    phase: str  # "down" (before the coarse grids) or "up" (after them, in a V/W cycle)
+
+
+class Tag(NamedTuple):
+    """The state a node is the value of: u^{level, step} in the down or up phase (the paper's notation)."""
+    state: str
+    level: int
+    phase: str
+    step: int
+
+
+class WrittenAssign(NamedTuple):
+    """One assignment of the scheme as written, as a plain term (for the theorem checks)."""
+    state: str
+    index: str
+    term: tuple
+
+
+class WrittenEq(NamedTuple):
+    """One equation as written: its step guard (None: every step) and its assignments."""
+    guard: int | None
+    assigns: list[WrittenAssign]
 
 
 @dataclass
@@ -97,8 +120,8 @@ class Node:
     inst: str | None = None
     prim: str | None = None
     coef: float | None = None
-    tag: tuple | None = None
-    where: tuple = ()  # (equation kind, level, step, phase) that created it: the renderer groups by it
+    tag: Tag | None = None  # the state this value is, if any
+    where: Where | tuple = ()  # the equation that created it
 
 
 def reachable(nodes: list[Node], roots) -> set[int]:
@@ -132,7 +155,7 @@ class IR:
     states: dict[tuple, int]
     state_names: list[str]
     warnings: list = field(default_factory=list)
-    # the scheme as written, as plain terms (for the theorem checks): kind -> [(guard, [(state, index, term)])]
+    # the scheme as written, as plain terms (for the theorem checks): kind -> [WrittenEq]
     equations: dict = field(default_factory=dict)
     # which instance each written operator name resolved to: (kind, level, step) -> {name: label}
     bindings: dict = field(default_factory=dict)
@@ -145,3 +168,96 @@ class IR:
     @property
     def output_ty(self) -> Ty:
         return self.nodes[self.output].ty
+
+    def text(self) -> str:
+        """The IR as text, like torch.fx's print(graph): instances (one module each), then the live graph."""
+        from .prims import BY_LAYER
+        head = (f"ir {self.name} ({self.path}): input {_shape(self.input_ty)}, {self.grids} grids "
+                f"{' '.join(f'{h}x{w}' for h, w in self.sizes.values())}, nu {self.nu}, cycle {self.cycle}")
+        out = [head, "", "instances:"]
+        for label, inst in self.instances.items():
+            parts = []
+            for lay in reversed(inst.layers):  # written order: applied right to left
+                if lay.kind == "ref":
+                    parts.append(lay.ref)
+                else:
+                    p = BY_LAYER[lay.kind]
+                    opts = [f"k{lay.kernel}"] if lay.kind in ("conv", "deconv") else []
+                    opts += [f"stride {lay.stride}"] if lay.stride != 1 else []
+                    opts += [f"groups {lay.groups}"] if lay.groups != 1 else []
+                    opts += ["bias"] if lay.bias else []
+                    opts += [f"pad {lay.pad}"] if lay.pad != "zero" else []
+                    opts += [lay.stencil] if lay.stencil else []
+                    opts += [f"ref {lay.ref}"] if lay.ref else []
+                    parts.append(f"{p.layer}({lay.cin}->{lay.cout}{''.join(', ' + o for o in opts)})")
+            flags = " assembled" if inst.assembled else ""
+            io = f"{_shape(inst.in_ty)} -> {_shape(inst.out_ty)}" if inst.in_ty else "untyped"
+            out.append(f"  {label:<12} = {' . '.join(parts) or 'id'}  : {io}, {inst.klass}, "
+                       f"{inst.params:,} params, {inst.uses} uses{flags}")
+        out += ["", "graph:"]
+        for nid in sorted(reachable(self.nodes, [self.output])):
+            n = self.nodes[nid]
+            args = ", ".join(f"%{a}" for a in n.args)
+            rhs = {"input": self.input_name, "zero": "0", "apply": f"{n.inst}({args})", "prim": f"{n.prim}({args})",
+                   "add": " + ".join(f"%{a}" for a in n.args), "sub": " - ".join(f"%{a}" for a in n.args),
+                   "scale": f"{n.coef!r} * {args}"}[n.op]
+            tag = f"  # {n.tag.state}^{{{n.tag.level},{n.tag.step}}} {n.tag.phase}" if n.tag else ""
+            out.append(f"  %{nid:<4} = {rhs:<28} : {_shape(n.ty)}{tag}")
+        out.append(f"  return %{self.output}")
+        return "\n".join(out)
+
+    def verify(self) -> "IR":
+        """Raise IRError listing every broken invariant; a pass must leave the IR valid."""
+        bad = []
+        for k, n in enumerate(self.nodes):
+            if n.id != k:
+                bad.append(f"node {k} has id {n.id}")
+            if any(not 0 <= a < k for a in n.args):
+                bad.append(f"node {k} reads a later or missing node {n.args}")
+            arity = {"input": 0, "zero": 0, "apply": 1, "prim": 1, "scale": 1, "add": 2, "sub": 2}.get(n.op)
+            if arity is None or len(n.args) != arity:
+                bad.append(f"node {k}: {n.op} with {len(n.args)} arguments")
+            if n.op in ("add", "sub") and any(self.nodes[a].ty != n.ty for a in n.args if a < k):
+                bad.append(f"node {k}: {n.op} of values of other types")
+            if n.ty.level is not None and n.ty.level >= 1 and n.ty.height is not None \
+                    and (n.ty.height, n.ty.width) != tuple(self.sizes.get(n.ty.level, ())):
+                bad.append(f"node {k} is on grid {n.ty.level} with size {n.ty.height}x{n.ty.width}")
+        live = reachable(self.nodes, [self.output]) if 0 <= self.output < len(self.nodes) else set()
+        if not live:
+            bad.append(f"the output {self.output} is not a node")
+        applied = {self.nodes[n].inst for n in live if self.nodes[n].op == "apply"}
+        for label in applied - set(self.instances):
+            bad.append(f"the graph applies {label}, which is not an instance")
+        for label, inst in self.instances.items():
+            if inst.label != label:
+                bad.append(f"instance {label} is labelled {inst.label}")
+            if inst.params != sum(lay.params for lay in inst.layers):
+                bad.append(f"{label}: {inst.params} params but its layers have {sum(l.params for l in inst.layers)}")
+            for lay in inst.layers:
+                if lay.ref and lay.ref not in self.instances:
+                    bad.append(f"{label} references {lay.ref}, which is not an instance")
+            if inst.layers and inst.in_ty is None:
+                bad.append(f"{label} has layers but no type")
+            if inst.assembled and not inst.fixed:
+                bad.append(f"{label} is assembled but not a fixed linear operator")
+        for key, nid in self.states.items():
+            if not 0 <= nid < len(self.nodes):
+                bad.append(f"state {key} is node {nid}, which does not exist")
+        if bad:
+            raise IRError(bad)
+        return self
+
+
+class IRError(AssertionError):
+    """The IR broke an invariant: a compiler bug, never a spec error."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("; ".join(problems[:10]))
+        self.problems = problems
+
+
+def _shape(ty: Ty | None) -> str:
+    if ty is None:
+        return "?"
+    where = "pooled" if ty.level is None else f"@{ty.level}"
+    return f"{ty.space} {'x'.join(map(str, ty.shape))} {where}"

@@ -1,6 +1,6 @@
 """A pygments lexer for .mg specs (`pygmentize -l mg`, Sphinx/MkDocs), registered as a `pygments.lexers` entry point.
 
-The keywords are read from the grammar and the primitives from the elaborator's table, so the highlighting
+The keywords are read from the grammar and the primitives from mgdsl/prims.py's table, so the highlighting
 cannot drift from the language."""
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ def _keywords() -> list[str]:
 
 
 def _primitives() -> list[str]:
-    from .elaborate import ALL_PRIMS
-    return sorted(ALL_PRIMS)
+    from .prims import PRIMS
+    return sorted(PRIMS)
 
 
 class MgLexer(RegexLexer):
@@ -33,7 +33,6 @@ class MgLexer(RegexLexer):
     aliases = ["mg", "mgdsl"]
     filenames = ["*.mg"]
     mimetypes = ["text/x-mgdsl"]
-    url = "https://github.com/mgdsl/mgdsl"
 
     tokens = {
         "root": [
@@ -41,9 +40,7 @@ class MgLexer(RegexLexer):
             (r"#[^\n]*", Comment.Single),
             (r"(model)([ \t]+)([A-Za-z_][A-Za-z0-9_']*)", bygroups(Keyword.Declaration, Whitespace, Name.Class)),
             (words(_keywords(), suffix=r"\b"), Keyword),
-            (words(_primitives(), suffix=r"\b(?=\s*\()"), Name.Builtin),
-            (words(("relu", "id", "bn", "avgpool", "avgpool2", "maxpool2", "maxpool3", "split", "delta"),
-                   suffix=r"\b(?!')"), Name.Builtin),
+            (words(_primitives(), suffix=r"\b(?!')"), Name.Builtin),  # also bare, in compositions: relu . bn
             (r"\d+(\.\d+)?([eE][+-]?\d+)?", Number),
             (r"->|[.=+\-*<:]", Operator),
             (r"[{}\[\](),;]", Punctuation),

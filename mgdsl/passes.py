@@ -1,9 +1,55 @@
-"""Named passes over the IR. Each may change only what its docstring says; IR.verify() holds after each."""
+"""Named passes over the IR, run in PIPELINE order after unrolling. Each may change only what its docstring
+says; IR.verify() holds after each (the tests run it after every pass: VERIFY = True).
+
+Zero folding is the one rewrite made while the graph is built (a constant folder, like an IR builder's):
+A(0) = 0 for a fixed linear A or a bias-free convolution, 0 + v = v, c * 0 = 0, relu(0) = 0. It runs there
+because typing and the sharing table must see exactly the applications that survive it."""
 from __future__ import annotations
 
-from .ir import IR, KLASS_ORDER, Instance
+from .diagnostics import Diagnostic
+from .ir import IR, KLASS_ORDER, Instance, reachable
 
-CHANNELWISE = {"stencil", "restrict", "prolong", "id"}  # fixed layers that act on each channel alone
+VERIFY = False  # run IR.verify() after every pass (the test suite turns it on)
+
+
+def apply_folds_to_zero(inst: Instance) -> bool:
+    """Zero folding of an application: inst(0) = 0 when inst is fixed and linear (no parameters, no class
+    worse than linear, no reference whose class is not yet known) or a chain of bias-free convolutions."""
+    if inst.params == 0 and all(lay.klass == "linear" for lay in inst.layers) and not any(lay.ref for lay in inst.layers):
+        return True
+    return all(lay.kind in ("conv", "deconv") and not lay.bias for lay in inst.layers)
+
+
+def drop_unapplied(ir: IR) -> IR:
+    """Count uses (applications that reach the output, plus references from used instances) and drop the
+    instances with none, e.g. A[1] when the zero start folds A(0) away, with a warning if it had parameters.
+    Changes only Instance.uses, IR.instances, IR.bindings and IR.warnings."""
+    live = reachable(ir.nodes, [ir.output])
+    for inst in ir.instances.values():
+        inst.uses = 0
+    used: set[str] = set()
+    for n in sorted(live):
+        if ir.nodes[n].op == "apply":
+            ir.instances[ir.nodes[n].inst].uses += 1
+            used.add(ir.nodes[n].inst)
+    stack = list(used)
+    while stack:
+        for lay in ir.instances[stack.pop()].layers:
+            if lay.ref:
+                ir.instances[lay.ref].uses += 1
+                if lay.ref not in used:
+                    used.add(lay.ref)
+                    stack.append(lay.ref)
+    for b in ir.bindings.values():
+        for name in [k for k, lab in b.items() if lab not in used]:
+            del b[name]
+    for label in [k for k in ir.instances if k not in used]:
+        inst = ir.instances.pop(label)
+        if inst.params:
+            ir.warnings.append(Diagnostic(f"{label} is never applied (its only inputs are zero) and is left out",
+                                          inst.span, severity="warning"))
+    return ir
+
 
 
 def classify(ir: IR) -> IR:
@@ -38,6 +84,8 @@ def _radius(ir: IR, inst: Instance, level: int) -> tuple[float, int] | None:
             dr, level = sub
             r += dr
         elif lay.kind == "stencil":
+            if lay.pad == "periodic":
+                return None  # wraps around the grid: not a local stencil near the boundary
             r += 2 ** (level - 1)
         elif lay.kind == "restrict":
             r, level = r + 2 ** (level - 1), level + 1
@@ -60,4 +108,18 @@ def mark_assembled(ir: IR) -> IR:
             continue
         fp = _radius(ir, inst, t.level)
         inst.assembled = fp is not None and fp[1] == t.level and fp[0] < 2 ** t.level
+    return ir
+
+
+PIPELINE = (classify, drop_unapplied, mark_assembled)
+
+
+def run_passes(ir: IR) -> IR:
+    """Every pass in order (verifying the IR before the first and after each when VERIFY is on)."""
+    if VERIFY:
+        ir.verify()
+    for p in PIPELINE:
+        ir = p(ir)
+        if VERIFY:
+            ir.verify()
     return ir

@@ -3,9 +3,10 @@ count, linearity class, MACs, the torch module it lowers to) in one entry, read 
 checker, the cost model and the lowering alike. torch is imported only inside the `lower` functions."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Protocol
 
+from .diagnostics import did_you_mean
 from .ir import Layer, Ty
 
 # fixed stencils of the paper: K_A (5.4), K_R bilinear (4.13) and linear (4.14), R_ave (4.15)
@@ -61,7 +62,8 @@ class Option:
             if self.minimum is not None and v < self.minimum:
                 raise PrimError(f"{self.key} must be at least {self.minimum:g}, got {value!r}")
             if self.values and v not in self.values:
-                raise PrimError(f"{self.key} must be {' or '.join(map(str, self.values))}, got {value!r}")
+                raise PrimError(f"{self.key} must be {' or '.join(map(str, self.values))}, got {value!r}",
+                                f"write {' or '.join(f'{self.key} {v}' for v in self.values)}")
             return v
         if value not in self.values:
             raise PrimError(f"unknown {self.key} '{value}'", f"use one of {', '.join(map(str, self.values))}")
@@ -111,6 +113,7 @@ class Prim:
     macs: Callable[[Layer, Ty, Ty], int] = lambda lay, x, y: 0   # per image, as torch's flop counter counts
     size_bound: bool = False        # its module is built for one input size (prolongations, jacobi, inverse)
     lower: Callable = None          # (Layer, LowerCtx) -> nn.Module; imports torch
+    inline_code: str = ""           # the generated forward's code for an inline use, {x} the argument
 
     def option(self, key: str) -> Option | None:
         return next((o for o in self.options if o.key == key or (o.bare and key in o.values)), None)
@@ -122,7 +125,6 @@ class Prim:
             o = self.option(key)
             if o is None:
                 keys = [v for o in self.options for v in (o.values if o.bare else (o.key,))]
-                from .diagnostics import did_you_mean
                 raise PrimError(f"{self.name} has no option '{key}'",
                                 did_you_mean(key, keys) or (f"options: {', '.join(keys)}" if keys else
                                                             f"{self.name} takes no options"))
@@ -258,12 +260,11 @@ def deconv_sizes(k: int, h: int) -> tuple[int, int]:
 
 
 def _reach(name: str, k: int, x: Ty, y: Ty) -> None:
-    for n, target in ((x.height, y.height), (x.width, y.width)):
-        lo, hi = deconv_sizes(k, n)
-        if not lo <= target <= hi:
-            raise PrimError(f"{name} maps {x.height}x{x.width} to {lo}x{lo} or {hi}x{hi}, but grid {y.level} is "
-                            f"{y.height}x{y.width}",
-                            "use deconv3 (reaches odd and even sizes), or an input size whose grids are even")
+    (lo_h, hi_h), (lo_w, hi_w) = deconv_sizes(k, x.height), deconv_sizes(k, x.width)
+    if not (lo_h <= y.height <= hi_h and lo_w <= y.width <= hi_w):
+        raise PrimError(f"{name} maps {x.height}x{x.width} to {lo_h}x{lo_w} (or one more per side), but grid "
+                        f"{y.level} is {y.height}x{y.width}",
+                        "use deconv3 (reaches odd and even sizes), or an input size whose grids are even")
 
 
 def type_deconv(p: Prim, c: Call, x: Ty, g: Grid):
@@ -313,10 +314,10 @@ def type_prolong(p: Prim, c: Call, x: Ty, g: Grid):
 
 def type_transpose(p: Prim, c: Call, x: Ty, g: Grid):
     tpl = g.template(c.refs[0])
-    if len(tpl) != 1 or tpl[0].get("kind") != "restrict":
+    if len(tpl) != 1 or tpl[0].kind != "restrict":
         raise PrimError("transpose takes one restriction operator, e.g. transpose(R[l])",
                         "define R[l] = restrict(f -> f) and P[l] = transpose(R[l])")
-    stencil = PRIMS["restrict"].resolve(tpl[0].get("opts", {}))["stencil"]
+    stencil = PRIMS["restrict"].resolve(tpl[0].opts)["stencil"]
     return _prolong(p, stencil, x.space, x, g)
 
 
@@ -466,18 +467,20 @@ _DECONV_OPTIONS = (Option("stride", (2,), int, 2), _BIAS, Option("depthwise", fl
 def _table() -> dict[str, Prim]:
     prims = [
         Prim("relu", "relu", "max(x, 0)", type_pointwise, inline=True, klass=lambda lay: "nonlinear",
-             lower=_module("ReLU")),
-        Prim("id", "id", "the identity", type_pointwise, inline=True, lower=_module("Identity")),
+             lower=_module("ReLU"), inline_code="F.relu({x})"),
+        Prim("id", "id", "the identity", type_pointwise, inline=True, lower=_module("Identity"), inline_code="{x}"),
         Prim("bn", "bn", "batch normalisation (2d on a grid, 1d on a pooled vector)", type_pointwise,
              params=lambda lay: 2 * lay.cin, klass=lambda lay: "affine", lower=_lower_bn),
         Prim("avgpool", "avgpool", "global average pool: grid -> vector", type_global_pool, inline=True,
-             lower=_module("GlobalAvgPool")),
+             lower=_module("GlobalAvgPool"), inline_code="{x}.mean((-2, -1))"),
         Prim("avgpool2", "avgpool2", "2x2 average pool, stride 2 (ceil)", type_pool2, inline=True, kernel=2,
-             lower=_module("AvgPool2d", 2, 2, 0, True)),
+             lower=_module("AvgPool2d", 2, 2, 0, True), inline_code="F.avg_pool2d({x}, 2, 2, ceil_mode=True)"),
         Prim("maxpool2", "maxpool2", "2x2 max pool, stride 2 (ceil)", type_pool2, inline=True, kernel=2,
-             klass=lambda lay: "nonlinear", lower=_module("MaxPool2d", 2, 2, 0, 1, False, True)),
+             klass=lambda lay: "nonlinear", lower=_module("MaxPool2d", 2, 2, 0, 1, False, True),
+             inline_code="F.max_pool2d({x}, 2, 2, ceil_mode=True)"),
         Prim("maxpool3", "maxpool3", "R_max: 3x3 max pool, stride 2, padding 1", type_pool2, inline=True, kernel=3,
-             klass=lambda lay: "nonlinear", lower=_module("MaxPool2d", 3, 2, 1)),
+             klass=lambda lay: "nonlinear", lower=_module("MaxPool2d", 3, 2, 1),
+             inline_code="F.max_pool2d({x}, 3, 2, 1)"),
         Prim("split", "split", "[id, -id] (8.13): doubles the channels", type_split, lower=_module("Split")),
         Prim("delta", "delta", "delta-hat (8.12): [X, Y] -> Y - X", type_delta, lower=_module("Delta")),
         Prim("scale", "scale", "a trained scalar", type_scale, options=(Option("init", (), float, 1.0),),

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 
+from .cost import macs, si
 from .ir import IR, Instance, reachable
 
 STEP_KINDS = ("step", "poststep")
@@ -198,7 +199,8 @@ def to_dot(pics: list[Picture], irs: list[IR]):
         ids = {vid: f"{p}v{j}" for j, vid in enumerate(pic.vertices)}
         grouped = {m for g in pic.groups.values() for m in g["members"]}
         with dot.subgraph(name=f"cluster_spec_{k}") as spec:
-            spec.attr(label=f"{ir.name}  ({ir.total_params:,} params)", fontsize="14", style="rounded",
+            spec.attr(label=f"{ir.name}  ({ir.total_params:,} params, {si(macs(ir).total)} MACs)", fontsize="14",
+                      style="rounded",
                       color="#999999")
             for level in range(1, ir.grids + 1):
                 h, w = ir.sizes[level]

@@ -18,13 +18,15 @@ def _fresh(base: str, taken: set) -> str:
 
 def to_mg_resnet(model: S.Model, ir) -> S.Model:
     """f = chi(relu(f))  ->  f = relu(f) - xi(relu(eta(relu(f)))), xi = delta (8.12), eta = [id, -id](chi - id) (8.13)."""
-    from .equiv import classify
-    shape = classify(ir)
-    if shape.family != "classic-cnn":
-        raise SpecError([Diagnostic(f"{ir.path}: the step is {shape.family}, not a classic CNN step f = chi(relu(f))",
-                                    None, "Theorem 8.3 rewrites classic CNN steps (8.8)")])
-    chi, s = shape.roles["chi"], shape.state
-    chi_name = chi.split("[")[0]
+    from .forms import read
+    rd = read(ir)
+    names = {ir.instances[o].name for r in rd.roles.values() for o in r["chi"].owners()} \
+        if rd.family == "classic-cnn" else set()
+    if rd.family != "classic-cnn" or len(names) != 1 or any(r["chi"].coef != 1 for r in rd.roles.values()):
+        raise SpecError([Diagnostic(f"{ir.path}: the step is {rd.family}, not a classic CNN step f = chi(relu(f)) "
+                                    "with chi one written operator", None,
+                                    "Theorem 8.3 rewrites classic CNN steps (8.8)")])
+    s, chi_name = rd.state, names.pop()
     chi_def = next(it for it in model.items if isinstance(it, S.OpDef) and it.name == chi_name)
     taken = {it.name for it in model.items if isinstance(it, S.OpDef)}
     xi, eta = _fresh("xi_mg", taken), _fresh("eta_mg", taken)

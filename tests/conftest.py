@@ -11,3 +11,10 @@ SPECS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "specs").rglob("*.mg"))
 @pytest.fixture(autouse=True)
 def _cwd(monkeypatch):
     monkeypatch.chdir(ROOT)
+
+
+@pytest.fixture(autouse=True)
+def _verify_ir(monkeypatch):
+    """Every IR the tests compile is verified before and after each compiler pass (mgdsl.passes.VERIFY)."""
+    import mgdsl.passes
+    monkeypatch.setattr(mgdsl.passes, "VERIFY", True)

@@ -122,3 +122,131 @@ def test_linearity_classification_and_sharing():
 def test_operator_names_that_would_shadow_module_attributes():
     _, msg = errors(BASE.replace("fc = linear", "eval = linear").replace("output fc(", "output eval("))
     assert "would clash with the lowered torch module's own 'eval'" in msg
+
+
+# ---------------------------------------------------------------- issue 10: what `check` accepts lowers and runs
+
+def _runs(text, **params):
+    """Check, lower and run one forward pass: the promise a passing check makes."""
+    import torch
+    ir = mgdsl.compile_ir("t.mg", text, **params)
+    model = mgdsl.lower(ir).eval()
+    with torch.no_grad():
+        y = model(torch.randn(2, *ir.input_ty.shape))
+    assert tuple(y.shape[1:]) == ir.output_ty.shape
+    return ir
+
+
+def _located(text, line, *words, **params):
+    diags, msg = errors(text, **params)
+    d = diags[0]
+    assert d.span is not None and d.span.line == line, msg
+    assert d.hint, msg
+    for w in words:
+        assert w in msg, msg
+    return msg
+
+
+PER_GRID = BASE.replace("space u = width, f = width", "space u = [24, 40, 72], f = [24, 40, 72]")
+
+
+@pytest.mark.parametrize("pi", ["avgpool2", "maxpool2", "restrict(u -> u)", "maxpool3"])
+def test_fixed_pi_between_grids_of_different_channel_counts_is_located(pi):
+    text = PER_GRID.replace("Pi[l] = conv3(u -> u, stride 2)", f"Pi[l] = {pi}")
+    _located(text, 11, "keeps the 24 channels", "grid 2 has 40")
+
+
+def test_fixed_pi_between_grids_of_equal_channel_counts_runs():
+    _runs(BASE.replace("Pi[l] = conv3(u -> u, stride 2)", "Pi[l] = avgpool2"))
+
+
+ODD = BASE.replace("input x : 3 x 32 x 32", "input x : 3 x 28 x 28").replace("grids 3", "grids 4") \
+    .replace("  output", "  postsmooth 1\n  cycle V\n  P[l] = deconv4(u -> u, stride 2)\n"
+             "  refine u = u + P(u[l+1] - u[l+1, 0])\n  output")
+
+
+def test_deconv4_onto_an_odd_grid_is_located():
+    # 28 -> 14 -> 7 -> 4: deconv4 maps 4 to 8, not 7
+    _located(ODD, 19, "deconv4 maps 4x4 to 8x8", "7x7")
+
+
+def test_deconv3_onto_an_odd_grid_runs():
+    _runs(ODD.replace("deconv4", "deconv3"))
+
+
+def test_deconv_with_stride_1_is_refused():
+    _located(ODD.replace("deconv4(u -> u, stride 2)", "deconv3(u -> u, stride 1)"), 19, "stride must be 2")
+
+
+POISSON = open("specs/multigrid/poisson-v11.mg").read()
+assert "A[l] = R[l-1] . A[l-1] . P[l-1]" in POISSON and "laplace(u -> f)" in POISSON
+
+
+def test_prolongation_reused_on_another_grid_is_located():
+    # P[l-0] in the Galerkin product: P[2] is built for grid 2 -> 1 there, and used from grid 3 in the refine
+    text = POISSON.replace("A[l] = R[l-1] . A[l-1] . P[l-1]", "A[l] = R[l-1] . A[l-1] . P[l-0]")
+    diags, msg = errors(text, n=17)
+    assert diags[0].span is not None and "is built for" in msg and "hint: " in msg
+
+
+@pytest.mark.parametrize("opt", ["pad foo", "pad", "bilinear"])
+def test_unknown_laplace_option_is_located(opt):
+    text = POISSON.replace("laplace(u -> f)", f"laplace(u -> f, {opt})")
+    diags, msg = errors(text, n=17)
+    assert diags[0].span.line == 15 and diags[0].hint, msg
+
+
+@pytest.mark.parametrize("cycle", ["V", "W"])
+def test_cycle_without_coarsen_is_located(cycle):
+    text = BASE.replace("  coarsen u[l+1] = Pi(u); f[l+1] = R(f - A(u)) + A[l+1](u[l+1])\n",
+                        f"  cycle {cycle}\n  refine u = u + u\n")
+    diags, msg = errors(text)
+    assert "no `coarsen` equation" in msg and diags[0].hint
+
+
+def test_refine_for_one_grid_only_is_located():
+    text = BASE.replace("  output", "  cycle V\n  refine[2] u = u + Pi(u)\n  output")
+    diags, msg = errors(text)
+    assert "no `refine` equation for grid 1" in msg
+
+
+@pytest.mark.parametrize("offset", ["l-2147483648", "l+1", "l-1000", "l-2"])
+def test_out_of_range_recursive_index_is_located(offset):
+    text = POISSON.replace("A[l] = R[l-1] . A[l-1] . P[l-1]", f"A[l] = R[l-1] . A[{offset}] . P[l-1]")
+    diags, msg = errors(text, n=17)
+    assert diags[0].span is not None and diags[0].span.line == 16, msg
+    assert "grid" in diags[0].message, msg
+
+
+def test_unbounded_recursion_in_definitions_is_located():
+    text = BASE.replace("B[l] = relu . bn . conv3(f -> u)", "B[l, i] = B[l, i+1] . relu . bn . conv3(f -> u)")
+    diags, msg = errors(text)
+    assert diags[0].span is not None and "nest" in msg
+
+
+def test_unindexed_operator_in_coarsen_applied_to_the_next_grid_is_located():
+    text = BASE.replace("A[l+1](u[l+1])", "A(u[l+1])")
+    diags, msg = errors(text)
+    assert diags[0].span.line == 16 and "A[l+1]" in diags[0].hint, msg
+    assert "grid 1" in diags[0].message and "grid 2" in diags[0].message
+
+
+def test_unindexed_prolongation_in_refine_is_the_one_of_the_line_grid():
+    _runs(ODD.replace("deconv4", "deconv3"))  # refine u = u + P(...): P[l] maps grid l+1 to grid l
+
+
+def test_solve_says_a_network_is_not_a_fixed_stencil_multigrid(capsys):
+    from mgdsl.cli import main
+    assert main(["solve", "specs/mgnet.mg", "--n", "65"]) == 2
+    err = capsys.readouterr().err
+    assert "not a fixed-stencil multigrid" in err and "-D n" not in err and "param n" in err
+    assert "hint: solve needs" in err
+    assert main(["solve", "specs/multigrid/mgnet-linear.mg", "--n", "17"]) == 2
+    assert "Pi[1] is linear with 9 trained parameters" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("pad", ["periodic", "reflect"])
+def test_galerkin_product_of_a_padded_laplace_lowers_and_runs(pad):
+    # periodic padding wraps around the grid: R . A . P is then not a local 3x3 stencil and is not assembled
+    ir = _runs(POISSON.replace("laplace(u -> f)", f"laplace(u -> f, pad {pad})"), n=17)
+    assert ir.instances["A[2]"].assembled == (pad == "reflect")

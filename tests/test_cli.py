@@ -117,7 +117,7 @@ def test_version_flag(capsys):
     assert e.value.code == 0 and capsys.readouterr().out == f"mgdsl {mgdsl.__version__}\n"
 
 
-def test_fmt_check_answers_with_exit_1_and_internal_errors_exit_3(tmp_path, capsys, monkeypatch):
+def test_fmt_check_answers_with_exit_1_and_internal_errors_exit_70(tmp_path, capsys, monkeypatch):
     spec = "specs/cnn/resnet.mg"
     ugly = tmp_path / "ugly.mg"
     ugly.write_text(open(spec).read().replace("  f_in      =", "  f_in ="))  # '=' no longer aligned
@@ -129,3 +129,30 @@ def test_fmt_check_answers_with_exit_1_and_internal_errors_exit_3(tmp_path, caps
     monkeypatch.setattr(mgdsl.fmt, "fmt", lambda model: 1 / 0)
     assert main(["fmt", "specs/mgnet.mg"]) == 70
     assert "internal error: ZeroDivisionError" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- MACs in the user-facing outputs (issue 11)
+
+def test_compile_json_reports_macs_in_total_and_per_operator(capsys):
+    from mgdsl import compile_spec
+    from mgdsl.cost import macs
+    assert main(["compile", "table2/resnet18", "--json", "-D", "width=16"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    want = macs(compile_spec("table2/resnet18", {"width": 16}))
+    assert isinstance(s["macs"], int) and s["macs"] == want.total > 0
+    assert {o["name"]: o["macs"] for o in s["operators"]} == want.by_instance
+    assert sum(o["macs"] for o in s["operators"]) == s["macs"]
+
+
+def test_compile_table_list_and_render_header_show_macs(capsys, tmp_path):
+    assert main(["compile", "table2/resnet18"]) == 0
+    out = capsys.readouterr().out
+    assert "multiply-accumulates per image (forward): 555," in out and "(555 M)" in out
+    assert main(["list", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["table2/mgnet-256-256-pi1"]["macs"] == rows["mgnet"]["macs"]  # the same network
+    assert main(["list"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("table2/resnet18 "))
+    assert line.split()[1:4] == ["11,173,962", "555", "M"]
+    assert main(["render", "table2/resnet18", "-o", str(tmp_path / "r.dot")]) == 0
+    assert "(11,173,962 params, 555 M MACs)" in (tmp_path / "r.dot").read_text()

@@ -86,3 +86,43 @@ def test_a_space_error_is_always_located(text, wrong):
     first = next(d for d in e.value.diagnostics if "reflect" not in d.message)
     assert first.span is not None and first.span.line in (14, 15)
     assert "maps" in first.message or "space" in first.message
+
+
+# ---------------------------------------------------------------- the IR's text form and its invariants
+
+def test_ir_text_lists_every_instance_and_every_live_value():
+    from mgdsl.ir import reachable
+    ir = mgdsl.compile_ir("specs/mgnet.mg", width=4)
+    text = ir.text()
+    for label, inst in ir.instances.items():
+        assert f"  {label} " in text and f"{inst.params:,} params, {inst.uses} uses" in text
+    graph = text.split("graph:\n")[1].splitlines()
+    assert len(graph) == len(reachable(ir.nodes, [ir.output])) + 1 and graph[-1] == f"  return %{ir.output}"
+    assert "assembled" in mgdsl.compile_ir("specs/multigrid/poisson-v11.mg", n=9).text()
+
+
+def test_compile_ir_prints_the_ir(capsys):
+    from mgdsl.cli import main
+    assert main(["compile", "specs/multigrid/poisson-v11.mg", "-D", "n=9", "--ir"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("ir poisson_v11") and "A[2]" in out and "R[1] . A[1] . P[1]" in out and "graph:" in out
+
+
+@pytest.mark.parametrize("breakage", ["forward reference", "params", "dangling ref", "size", "output"])
+def test_verify_finds_a_broken_invariant(breakage):
+    from mgdsl.ir import IRError
+    ir = mgdsl.compile_ir("specs/mgnet.mg", width=4).verify()
+    if breakage == "forward reference":
+        n = next(n for n in ir.nodes if n.op == "add")
+        n.args = (n.args[0], len(ir.nodes) - 1 if n.id < len(ir.nodes) - 1 else n.id)
+    elif breakage == "params":
+        ir.instances["A[1]"].params += 1
+    elif breakage == "dangling ref":
+        next(l for l in ir.instances["B[1, 1]"].layers if l.kind == "ref").ref = "eta[9]"
+    elif breakage == "size":
+        n = next(n for n in ir.nodes if n.ty.level == 2)
+        n.ty = type(n.ty)(n.ty.space, 2, n.ty.channels, 31, 31)
+    else:
+        ir.output = len(ir.nodes) + 5
+    with pytest.raises(IRError):
+        ir.verify()

@@ -176,6 +176,8 @@ def test_export_cli_round_trips_a_training_run(tmp_path, capsys):
     ir = compile_spec("mgnet", {"width": 4, "nu": 1})
     from mgdsl.training import adapt
     ir = adapt(ir, (1, 8, 8), 10)
+    from mgdsl.cost import macs
+    assert json.loads((run / "summary.json").read_text())["macs"] == macs(ir).total > 0
     model = lower_ir(ir)
     model.load_state_dict(torch.load(run / "model.pt", weights_only=True))
     model.eval()

@@ -50,3 +50,14 @@ def test_official_spec_computes_the_public_codes_forward(mode):
     getattr(model, mode)()
     x = torch.randn(4, 3, 32, 32)
     torch.testing.assert_close(model(x), hand(x), atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("spec,c_u,c_f,count", [("specs/mgnet.mg", 256, 256, 8_868_618),
+                                                ("specs/table2/mgnet-256-256-pi1.mg", 256, 256, 8_868_618),
+                                                ("specs/table2/mgnet-256-512-pi1.mg", 256, 512, 19_498_506)])
+def test_table2_counts_are_exactly_the_hand_written_models(spec, c_u, c_f, count):
+    """The Pi1 rows of Table 2 (8.9M, 19.5M in the paper) against HandMgNet with the untied Ar[1]."""
+    with torch.device("meta"):
+        hand = HandMgNet(c_u=c_u, c_f=c_f, untied_first=True)
+    assert sum(p.numel() for p in hand.parameters()) == count
+    assert mgdsl.compile_ir(spec).total_params == count

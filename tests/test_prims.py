@@ -15,6 +15,7 @@ from conftest import SPECS
 from mgdsl.cost import macs
 from mgdsl.ir import Instance, Ty
 from mgdsl.prims import PRIMS, Call, LowerCtx, PrimError, ceil_half, layer_at
+from mgdsl.resolve import Part
 
 CHANNELS = {"u": [4, 4, 6], "f": [6, 6, 6], "classes": [5, 5, 5]}  # c_u != c_f; u changes channels on grid 3
 
@@ -41,7 +42,7 @@ class FakeGrid:
         return y
 
     def template(self, label):
-        return [{"kind": "restrict", "opts": {"linear": None}}]
+        return [Part("restrict", None, opts={"linear": None})]
 
 
 def _option_values(o):
@@ -114,6 +115,10 @@ def test_every_primitive_shape_params_and_macs_are_the_lowered_modules(name):
         own = counter.get_total_flops() // 2 // 2  # two images; sub_id's chi is counted as chi's own MACs
         assert p.macs(lay, x, y) == own, (opts, n, level, sig)
         assert layer_at(lay, x, g.sizes) == y
+        if p.inline:  # the generated forward's inline form computes what the module does
+            with torch.no_grad():
+                inline = eval(p.inline_code.format(x="inp"), {"F": torch.nn.functional, "inp": inp})
+            torch.testing.assert_close(inline, out)
     assert accepted, f"{name}: no option value was accepted"
 
 

@@ -520,11 +520,16 @@ def test_image_folder_dataset(tmp_path):
     _image_folder(tmp_path / "imgs")
     out = tmp_path / "run"
     assert main(["compile", "specs/mgnet.mg", *TINY, "--train", str(tmp_path / "imgs"), "--epochs", "1",
-                 "--batch-size", "4", "--out", str(out)]) == 0
+                 "--batch-size", "4", "--data-mode", "memory", "--out", str(out)]) == 0
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["input_shape"] == [3, 12, 12] and cfg["classes"] == 2 and cfg["config"]["flip"]
+    # streamed (the default for a folder), images are resized to the spec's input instead
     assert main(["compile", "specs/mgnet.mg", *TINY, "--train", str(tmp_path / "imgs"), "--epochs", "1",
-                 "--batch-size", "4", "--out", str(tmp_path / "noflip"), "--no-flip"]) == 0
+                 "--batch-size", "4", "--workers", "0", "--out", str(tmp_path / "s")]) == 0
+    cfg = json.loads((tmp_path / "s" / "config.json").read_text())
+    assert cfg["input_shape"] == [3, 32, 32] and cfg["classes"] == 2 and cfg["data_plan"]["mode"] == "stream"
+    assert main(["compile", "specs/mgnet.mg", *TINY, "--train", str(tmp_path / "imgs"), "--epochs", "1",
+                 "--batch-size", "4", "--data-mode", "memory", "--out", str(tmp_path / "noflip"), "--no-flip"]) == 0
     c = json.loads((tmp_path / "noflip" / "config.json").read_text())["config"]
     assert (c["flip"], c["augment"], c["tta"]) == (False, True, False)  # --no-flip turns off flips alone
 

@@ -1,7 +1,7 @@
 # MgNet with A untied per step (A[l, i]): the change of variables of Theorem 8.1 needs one A per grid.
 model mgnet_A_untied {
   param width = 16
-  param nu = 2
+  param nu = 3  # with 2 steps the first A only ever sees u = 0
   input x : 3 x 32 x 32
   classes 10
   grids 4

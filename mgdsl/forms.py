@@ -1,0 +1,437 @@
+"""Which form of Table 1 a spec's scheme has, read from the normal form of every step on every grid, and
+the premises of that form proved (or refuted) from IR facts. No torch here.
+
+A Reading names the roles the paper's theorems speak of (A, B, ξ, η, χ) as composite operators per
+(grid, step), and lists the premises in the order a derivation needs them; a premise that fails carries a
+`witness` that the numerics evaluate to confirm the failure (a linearity counterexample, a state that moves,
+two steps whose operators differ)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from . import normal as N
+
+DATA_FAMILIES = ("iresnet", "mg-iresnet", "sigma-resnet", "mg-resnet", "resnet", "classic-cnn")
+FEATURE_FAMILIES = ("mgnet", "linear-mgnet", "mg0")
+
+
+@dataclass
+class Premise:
+    """One hypothesis of a form or theorem: ok, failed (refuted from the IR), or unproved."""
+    text: str
+    status: str = "ok"  # ok | failed | unproved
+    where: str = ""
+    detail: str = ""
+    witness: tuple = ()  # what the numerics evaluate when it fails: (kind, ...)
+
+
+@dataclass
+class Reading:
+    """The spec's scheme in the paper's terms: the form, its roles per (grid, step), its premises."""
+    family: str                     # a family of Table 1 / section 5, or "unknown"
+    state: str = ""                 # the iterated state (u for MgNet, f for data-space forms)
+    data: str = ""                  # MgNet's f
+    roles: dict = field(default_factory=dict)   # (level, i) -> {role: Op | tuple[Op, ...]}
+    premises: list = field(default_factory=list)
+    note: str = ""                  # why the form is unknown
+    shape: str = ""                 # the form in words, for the derivation log
+
+    @property
+    def ok(self) -> bool:
+        return all(p.status == "ok" for p in self.premises)
+
+    def first_failure(self) -> Premise | None:
+        return next((p for p in self.premises if p.status != "ok"), None)
+
+
+def where(ir, label: str) -> str:
+    inst = ir.instances.get(label)
+    if inst is None or inst.span is None:
+        return ir.path
+    return f"{ir.path}:{inst.span.line}"
+
+
+def _def(ir, label: str) -> str:
+    inst = ir.instances.get(label)
+    return f"{label} = {inst.def_text.split('=', 1)[-1].split('#')[0].strip()}" if inst and inst.def_text else label
+
+
+def steps(ir):
+    for level in range(1, ir.grids + 1):
+        for i in range(1, ir.nu[level - 1] + 1):
+            yield level, i
+
+
+def _same(a, b) -> bool:
+    return a == b
+
+
+# ------------------------------------------------------------------ MgNet (6.4)
+
+def _mgnet_step(m: dict, states) -> tuple | None:
+    """u + c·B(g − ξ(u)) with g another state: (u, g, B, xi_terms, form_ok) or None. Reads of earlier
+    iterates (u[i-2]) or of other grids are not states here: those schemes have another form."""
+    for u, lc in sorted(m.items()):
+        me = (N.Atom((), N.Var(u)), 1.0)
+        if me not in lc:
+            continue
+        rest = tuple(t for t in lc if t != me)
+        if not rest:
+            continue
+        op, base = N.chain(rest)
+        if isinstance(base, tuple) and op.fs:
+            g = [(a, c) for a, c in base if isinstance(a.base, N.Var) and not a.ops and a.base.name != u
+                 and a.base.name in states]
+            others = [(a, c) for a, c in base if (a, c) not in g]
+            if len(g) == 1 and others:
+                (ga, gc), = g
+                B = N.Op(op.coef * gc, op.fs)
+                xi = tuple(N.chain(((a, -c / gc),))[0] for a, c in others)
+                reads_u = all(N.chain(((a, 1.0),))[1] == N.Var(u) for a, _ in others)
+                if reads_u:
+                    return u, ga.base.name, B, xi, True
+        # B applied to the parts of the residual separately: u + B(g) − B(A(u))
+        if len(rest) >= 2:
+            cs = [(N.chain((t,)), t[1]) for t in rest]
+            fss = [op.fs for (op, _), _ in cs]
+            k = 0
+            while all(len(fs) > k for fs in fss) and len({fs[k] for fs in fss}) == 1:
+                k += 1
+            if k:
+                gs = [(op, base) for (op, base), _ in cs if len(op.fs) == k and isinstance(base, N.Var)
+                      and base.name != u and base.name in states]
+                us = [(op, base) for (op, base), _ in cs if len(op.fs) > k and base == N.Var(u)]
+                if len(gs) == 1 and len(us) == len(cs) - 1:
+                    gop = gs[0][0]
+                    B = N.Op(gop.coef, fss[0][:k])
+                    xi = tuple(N.Op(-op.coef / gop.coef, op.fs[k:]) for op, _ in us)
+                    return u, gs[0][1].name, B, xi, False
+    return None
+
+
+def _show_xi(xi: tuple) -> str:
+    return " + ".join(x.show() for x in xi)
+
+
+def read_mgnet(ir, maps: dict) -> Reading | None:
+    per = {}
+    for key, m in maps.items():
+        r = _mgnet_step(m, set(ir.spaces))
+        if r is None:
+            return None
+        per[key] = r
+    us = {r[0] for r in per.values()}
+    gs = {r[1] for r in per.values()}
+    if len(us) != 1 or len(gs) != 1:
+        return None
+    u, f = us.pop(), gs.pop()
+    rd = Reading("mgnet", u, f, shape=f"{u} + B({f} − A({u})) (6.4)")
+    for key, (_, _, B, xi, _) in per.items():
+        rd.roles[key] = {"A": xi, "B": B}
+    # premises, in the order the derivation uses them
+    moved = sorted({s for key, m in maps.items() for s in N.changed(m)} - {u})
+    rd.premises.append(Premise(
+        f"the step changes only {u}: {f} stays fixed within a grid (6.4)", "failed" if moved else "ok",
+        ir.path, f"the step also assigns {', '.join(moved)}" if moved else "",
+        ("fixed", moved[0]) if moved else ()))
+    bad_form = [key for key, r in per.items() if not r[4]]
+    rd.premises.append(Premise(
+        f"the extractor B acts on the residual {f} − A({u}) (6.4)", "failed" if bad_form else "ok", ir.path,
+        (f"grid {bad_form[0][0]}, step {bad_form[0][1]}: B is applied to {f} and to A({u}) separately "
+         f"(B({f}) − B(A({u}))); equal only for a linear B") if bad_form else "", ("model",) if bad_form else ()))
+    nonlin = [(key, x, f_) for key, r in per.items() for x in r[3] for f_ in x.fs
+              if not f_.linear and f_.kind != "unbound"]
+    if nonlin:
+        key, x, f_ = nonlin[0]
+        why = {"affine": "affine (a bias or BN)", "nonlinear": "non-linear", "unknown": "not known here"}[f_.klass]
+        rd.premises.append(Premise(
+            "A is linear: a convolution with no bias, no BN, no activation (3.17)", "failed", where(ir, f_.owner),
+            f"{f_.kind} in {_def(ir, f_.owner)} is {why}", ("linear-op", key, u, x)))
+    else:
+        k0 = next(iter(per))
+        rd.premises.append(Premise("A is linear: a convolution with no bias, no BN, no activation (3.17)", "ok",
+                                   where(ir, (per[k0][3][0].owners() or [""])[0])))
+    untied = _untied(rd.roles, "A")
+    rd.premises.append(Premise(
+        "A is one operator per grid, shared by all its steps (6.4)", "failed" if untied else "ok",
+        where(ir, (rd.roles[untied[0]]["A"][0].owners() or [""])[0]) if untied else "",
+        (f"grid {untied[0][0]}: step {untied[0][1]} uses {_show_xi(rd.roles[untied[0]]['A'])}, "
+         f"step {untied[1][1]} uses {_show_xi(rd.roles[untied[1]]['A'])}") if untied else "",
+        ("tied", untied[0], untied[1], "A", u) if untied else ()))
+    return rd
+
+
+def _unbound(x) -> bool:
+    ops = x if isinstance(x, tuple) else (x,)
+    return any(f_.kind == "unbound" for o in ops for f_ in o.fs)
+
+
+def _untied(roles: dict, role: str) -> tuple | None:
+    """Two steps of one grid whose `role` differs (the operator or its coefficient). An operator the IR
+    dropped because it is only ever applied to zero (u^{l,0} = 0) contributes nothing and matches any."""
+    first: dict = {}
+    for (level, i), r in sorted(roles.items()):
+        if _unbound(r[role]):
+            continue
+        if level not in first:
+            first[level] = (level, i)
+        elif not _same(roles[first[level]][role], r[role]):
+            return first[level], (level, i)
+    return None
+
+
+def linear_mgnet_premises(ir, rd: Reading) -> list[Premise]:
+    """What Theorem 6.1 adds to an MgNet: B linear and one per grid (B^{l,i} = S^l), the transition (6.5)/(6.6)
+    with a linear R and the smoothing A on both grids."""
+    out = []
+    nonlin = [(key, f_) for key, r in rd.roles.items() for f_ in r["B"].fs if not f_.linear]
+    if nonlin:
+        key, f_ = nonlin[0]
+        out.append(Premise("B = S is linear (Theorem 6.1)", "failed", where(ir, f_.owner),
+                           f"{f_.kind} in {_def(ir, f_.owner)} is {f_.klass}", ("linear-op", key, rd.data, rd.roles[key]["B"])))
+        return out
+    out.append(Premise("B = S is linear (Theorem 6.1)", "ok"))
+    untied = _untied(rd.roles, "B")
+    out.append(Premise("B = S^l is one operator per grid (Theorem 6.1)", "failed" if untied else "ok",
+                       ir.path, f"grid {untied[0][0]} uses different B in steps {untied[0][1]} and {untied[1][1]}"
+                       if untied else "", ("tied", untied[0], untied[1], "B", rd.data) if untied else ()))
+    if untied:
+        return out
+    co = transition(ir, rd)
+    out.append(co)
+    return out
+
+
+def transition(ir, rd: Reading) -> Premise:
+    """(6.6): f[l+1] = R(f − A^l u) + A^{l+1} u[l+1] with R linear and A^l, A^{l+1} the smoothing A's."""
+    u, f = rd.state, rd.data
+    text = f"the transition is {f}[l+1] = R({f} − A^l({u})) + A^{{l+1}}({u}[l+1]) with R linear (6.6)"
+    for level in range(1, ir.grids):
+        try:
+            m = {s: N.normalise(ir, t, "coarsen", level, 0) for s, idx, t in N.equation(ir, "coarsen", level)}
+        except N.Unsupported as e:
+            return Premise(text, "unproved", ir.path, f"grid {level}: {e}")
+        lc = m.get(f)
+        A_l = _grid_role(rd, level, "A")
+        A_n = _grid_role(rd, level + 1, "A")
+        if lc is None or A_l is None:
+            return Premise(text, "unproved", ir.path, f"grid {level}: no smoothing A or no {f}[l+1]")
+        nxt = f"{u}[l+1]"
+        up = [(a, c) for a, c in lc if N.chain(((a, c),))[1] == N.Var(nxt)]
+        down = tuple(t for t in lc if t not in up)
+        if A_n is not None:
+            want_up = tuple(N.Op(x.coef, x.fs) for x in A_n)
+            got_up = tuple(N.chain((t,))[0] for t in up)
+            if sorted(map(repr, got_up)) != sorted(map(repr, want_up)) and up:
+                return Premise(text, "failed", ir.path,
+                               f"grid {level + 1}: the added term uses {_show_xi(got_up)}, the smoothing A is "
+                               f"{_show_xi(A_n)}", ("model",))
+        R, base = N.chain(down)
+        bad = [x for x in R.fs if not x.linear]
+        if bad:
+            return Premise(text, "failed", where(ir, bad[0].owner),
+                           f"{bad[0].kind} in {_def(ir, bad[0].owner)} is {bad[0].klass}", ("model",))
+        want = N.add(N.var(f), *[((N.Atom(x.fs, N.Var(u)), -x.coef),) for x in A_l])
+        if not isinstance(base, tuple) or N.add(base, scale=(R.coef,)) != N.add(want, scale=(R.coef,)):
+            return Premise(text, "failed", ir.path,
+                           f"grid {level}: R is applied to {N.show(base) if isinstance(base, tuple) else base.name}, "
+                           f"not to the residual {f} − A^l({u}) of the smoothing", ("model",))
+    return Premise(text, "ok")
+
+
+def _grid_role(rd: Reading, level: int, role: str):
+    key = next((k for k in sorted(rd.roles) if k[0] == level), None)
+    return rd.roles[key][role] if key else None
+
+
+def pi_is_zero(ir, rd: Reading) -> bool:
+    """Algorithm 1 restarts u at zero on every coarser grid: u[l+1] = 0."""
+    for level in range(1, ir.grids):
+        key = (rd.state, level + 1, "down", 0)
+        nid = ir.states.get(key)
+        if nid is None or ir.nodes[nid].op != "zero":
+            return False
+    return True
+
+
+# ------------------------------------------------------------------ data-space forms (Table 1)
+
+def _split_at_relu(fs: tuple) -> tuple[tuple, tuple] | None:
+    """fs = ξ + (relu,) + rest with ξ the factors before the first ReLU."""
+    for k, f_ in enumerate(fs):
+        if f_.kind == "relu":
+            return fs[:k], fs[k:]
+    return None
+
+
+def _affine(fs) -> bool:
+    return bool(fs) and all(f_.klass in ("linear", "affine") and f_.kind != "relu" for f_ in fs)
+
+
+def _data_step(m: dict, s: str):
+    """The data-space reading of one step's normal form: (family, roles, structural problems)."""
+    lc = m[s]
+    me = (N.Atom((), N.Var(s)), 1.0)
+    relu_s = N.apply(N.prim_factor("relu"), N.var(s))[0]
+    if len(lc) == 1:
+        op, base = N.chain(lc)
+        if isinstance(base, tuple) and op.coef == 1 and len(op.fs) == 1 and op.fs[0].kind == "relu" \
+                and me in base and len(base) == 2:
+            X = next(t for t in base if t != me)
+            xop, xb = N.chain((X,))
+            if xb == N.Var(s):
+                cut = _split_at_relu(xop.fs)
+                probs = []
+                if cut is None or not cut[0] or not _affine(cut[1][1:]) or not _affine(cut[0]):
+                    probs.append("F = ξ∘σ∘η with ξ, η affine (7.8)")
+                xi, rest = cut if cut else ((), xop.fs)
+                return "resnet", {"xi": N.Op(-xop.coef, xi), "T": N.Op(1.0, rest)}, probs
+        if isinstance(base, N.Var) and base.name == s and op.fs and op.fs[-1].kind == "relu" and len(op.fs) > 1:
+            return "classic-cnn", {"chi": N.Op(op.coef, op.fs[:-1])}, []
+        return None
+    if len(lc) != 2:
+        return None
+    if me in lc:
+        lead, fam = me, "iresnet"
+    elif relu_s in lc:
+        lead, fam = relu_s, "sigma-resnet"
+    else:
+        return None
+    X = next(t for t in lc if t != lead)
+    xop, xb = N.chain((X,))
+    if xb != N.Var(s):
+        return None
+    cut = _split_at_relu(xop.fs)
+    xi, rest = cut if cut else ((), xop.fs)
+    probs = []
+    if fam == "iresnet":
+        # rest = relu, eta (affine), relu, [BN before sigma]
+        r = list(rest)
+        ok = len(r) >= 3 and r[0].kind == "relu"
+        k = 1
+        while ok and k < len(r) and r[k].kind != "relu":
+            k += 1
+        ok = ok and k > 1 and k < len(r) and _affine(r[1:k]) and (k + 1 == len(r) or _affine(r[k + 1:]))
+        if not ok:
+            probs.append("the extractor is σ∘η∘σ with η affine (7.9)")
+        return fam, {"xi": N.Op(-xop.coef, xi), "B": N.Op(1.0, rest)}, probs
+    # sigma-ResNet: relu(f) − ξ σ η σ(f): the extractor reads σ(f)
+    r = list(rest)
+    if not (len(r) >= 2 and r[0].kind == "relu" and _affine(r[1:-1]) and r[-1].kind == "relu"):
+        if len(r) >= 2 and r[0].kind == "relu" and _affine(r[1:]):
+            probs.append("the extractor reads σ(f), i.e. ξ∘σ∘η∘σ(f) (8.3)")
+            return fam, {"xi": N.Op(-xop.coef, xi), "T": N.Op(1.0, rest), "reads": "f"}, probs
+        probs.append("the step is σ(f) − ξ∘σ∘η∘σ(f) with η affine (8.3)")
+        return fam, {"xi": N.Op(-xop.coef, xi), "T": N.Op(1.0, rest[:-1]), "reads": "relu"}, probs
+    return fam, {"xi": N.Op(-xop.coef, xi), "T": N.Op(1.0, rest[:-1]), "reads": "relu"}, probs
+
+
+def read_data(ir, maps: dict) -> Reading | None:
+    states = {s for m in maps.values() for s in N.changed(m)}
+    if len(states) != 1:
+        return None
+    s = states.pop()
+    per = {}
+    for key, m in maps.items():
+        if s not in m:
+            return None
+        r = _data_step(m, s)
+        if r is None:
+            return None
+        reads = {a.base.name for a in _vars(m[s])}
+        if reads - {s}:
+            return None
+        per[key] = r
+    fams = {r[0] for r in per.values()}
+    if len(fams) != 1:
+        return None
+    fam = fams.pop()
+    rd = Reading(fam, s, shape={"iresnet": f"{s} − ξ∘σ∘η∘σ({s}) (7.9)",
+                                "sigma-resnet": f"σ({s}) − ξ∘σ∘η∘σ({s}) (8.3)",
+                                "resnet": f"σ({s} − ξ∘σ∘η({s})) (7.8)",
+                                "classic-cnn": f"χ∘σ({s}) (8.8)"}[fam])
+    for key, (_, roles, _) in per.items():
+        rd.roles[key] = roles
+    probs = [(key, p) for key, r in per.items() for p in r[2]]
+    if fam == "iresnet":
+        bad = [(key, f_) for key, r in per.items() for f_ in r[1]["xi"].fs if not f_.linear]
+        empty = [key for key, r in per.items() if not r[1]["xi"].fs]
+        if bad or empty:
+            key = (bad or [(empty[0], None)])[0][0]
+            X = per[key][1]
+            f_ = bad[0][1] if bad else X["B"].fs[0]
+            owner = f_.owner or f_.name
+            detail = (f"{f_.kind} in {_def(ir, owner)} is {f_.klass}" if bad else
+                      f"the term subtracted from {s} ends in {f_.kind} ({_def(ir, owner)}): ξ would be the identity "
+                      f"and the extractor not σ∘η∘σ")
+            full = X["xi"].fs + X["B"].fs
+            cand = N.Op(1.0, X["xi"].fs) if bad else N.Op(1.0, _prefix_owned(full))
+            rd.premises.append(Premise(f"ξ = {f_.name} is linear: no bias, no BN, no activation (7.9)", "failed",
+                                       where(ir, owner), detail, ("linear-op", key, s, cand)))
+            return rd
+        rd.premises.append(Premise("ξ is linear: no bias, no BN, no activation (7.9)", "ok",
+                                   where(ir, (next(iter(rd.roles.values()))["xi"].owners() or [""])[0])))
+    if probs:
+        key, p = probs[0]
+        rd.premises.append(Premise(p, "failed", ir.path, f"grid {key[0]}, step {key[1]}: the step is "
+                                   f"{s} = {N.show(maps[key][s])}", ("model",)))
+        return rd
+    if fam == "iresnet" and not _untied(rd.roles, "xi"):
+        rd.family = "mg-iresnet"
+    if fam == "sigma-resnet" and not _untied(rd.roles, "xi"):
+        rd.family = "mg-resnet"
+    return rd
+
+
+def _prefix_owned(fs: tuple) -> tuple:
+    """The outermost factors that belong to one written operator instance (the candidate ξ)."""
+    out = []
+    for x in fs:
+        if out and x.owner != out[0].owner:
+            break
+        out.append(x)
+        if not x.owner:
+            break
+    return tuple(out)
+
+
+def _vars(lc):
+    for a, _ in lc:
+        if isinstance(a.base, N.Var):
+            yield a
+        else:
+            yield from _vars(a.base.arg)
+
+
+# ------------------------------------------------------------------ the reading of a spec
+
+def read(ir) -> Reading:
+    """The most specific form of the spec's scheme, with its premises; `unknown` with the reason otherwise."""
+    if ir.cycle != "none" or ir.equations.get("refine") or ir.equations.get("poststep"):
+        return Reading("unknown", note=f"the spec is a {ir.cycle}-cycle (Algorithm 2/4): the theorems relate "
+                                       "the fine-to-coarse pass of Algorithms 1 and 3 only")
+    keys = list(steps(ir))
+    if not keys:
+        return Reading("unknown", note="the spec has no smoothing step")
+    maps = {}
+    try:
+        for level, i in keys:
+            maps[(level, i)] = N.step_map(ir, level, i)
+    except N.Unsupported as e:
+        return Reading("unknown", note=f"the step uses {e}, which none of the forms of Table 1 has")
+    except (KeyError, IndexError) as e:
+        return Reading("unknown", note=f"the step could not be read ({type(e).__name__}: {e})")
+    rd = read_mgnet(ir, maps)
+    if rd is not None:
+        if rd.ok:
+            extra = linear_mgnet_premises(ir, rd)
+            if all(p.status == "ok" for p in extra):
+                rd.family = "mg0" if pi_is_zero(ir, rd) else "linear-mgnet"
+                rd.premises += extra
+        return rd
+    rd = read_data(ir, maps)
+    if rd is not None:
+        return rd
+    k = keys[0]
+    text = "; ".join(f"{s} = {N.show(lc)}" for s, lc in maps[k].items())
+    return Reading("unknown", note=f"the step ({text}, grid {k[0]} step {k[1]}) has none of the forms of Table 1")

@@ -1,0 +1,485 @@
+"""Numerical confirmation of the relations: always two different models, in float64, eval mode.
+
+The spec is lowered and run as it is (its own generated forward). The target is the canonical spec of
+the target family (mgdsl/families/*.mg), or a target spec file, whose written equations are evaluated
+here with its own sharing: each of its operator slots receives the spec's operator the correspondence
+names (a copy per target instance, so a per-step ξ^{l,i} of iResNet is its own module), or, for a target
+file with fixed operators, the target's own. Every random choice (weights, BN statistics, inputs)
+comes from the seed."""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from . import normal as N
+from .lowering import Delta, Split, SubId, default_dtype, lower_ir
+
+TOL = 1e-9
+
+
+class Uncarried(Exception):
+    """An operator whose layers the lowering fused, so it cannot be carried factor by factor."""
+
+
+class Carried(nn.Module):
+    """coef · f_1 ∘ ... ∘ f_k of the spec's layer modules (applied innermost first)."""
+
+    def __init__(self, mods: list[nn.Module], coef: float, text: str):
+        super().__init__()
+        self.mods = nn.ModuleList(mods)
+        self.coef = float(coef)
+        self.text = text
+
+    def forward(self, x):
+        for m in self.mods:
+            x = m(x)
+        return x if self.coef == 1 else self.coef * x
+
+
+class SumOf(nn.Module):
+    """A1 + A2 + ...: a linear operator written as a sum of terms."""
+
+    def __init__(self, parts: list[nn.Module], text: str):
+        super().__init__()
+        self.parts = nn.ModuleList(parts)
+        self.text = text
+
+    def forward(self, x):
+        out = self.parts[0](x)
+        for p in self.parts[1:]:
+            out = out + p(x)
+        return out
+
+
+class Const(nn.Module):
+    def __init__(self, c: float):
+        super().__init__()
+        self.c = c
+
+    def forward(self, x):
+        return self.c * x
+
+
+class Prim(nn.Module):
+    def __init__(self, name: str):
+        super().__init__()
+        self.name = name
+
+    def forward(self, x):
+        F = torch.nn.functional
+        if self.name == "relu":
+            return F.relu(x)
+        if self.name == "avgpool":
+            return x.mean((-2, -1))
+        if self.name == "avgpool2":
+            return F.avg_pool2d(x, 2, 2, ceil_mode=True)
+        if self.name == "maxpool2":
+            return F.max_pool2d(x, 2, 2, ceil_mode=True)
+        if self.name == "maxpool3":
+            return F.max_pool2d(x, 3, 2, 1)
+        return x
+
+
+class Seq(nn.Module):
+    def __init__(self, *mods, text: str = ""):
+        super().__init__()
+        self.mods = nn.ModuleList(mods)
+        self.text = text
+
+    def forward(self, x):
+        for m in self.mods:
+            x = m(x)
+        return x
+
+
+# ------------------------------------------------------------------ the spec side
+
+class SpecRun:
+    """The spec lowered in float64 with seeded random weights, BN statistics and inputs."""
+
+    def __init__(self, ir, seed: int):
+        self.ir = ir
+        self.seed = seed
+        with default_dtype(torch.float64):
+            torch.manual_seed(seed)
+            self.model = lower_ir(ir).double().eval()
+        randomise(self.model, seed)
+
+    def inputs(self, trial: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.seed * 7919 + trial)
+        return torch.randn(2, *self.ir.input_ty.shape, generator=g, dtype=torch.float64)
+
+    def states(self, trial: int) -> dict:
+        with torch.no_grad():
+            return self.model.forward_states(self.inputs(trial))
+
+    def leaf(self, f: N.Factor) -> nn.Module:
+        if f.key[0] == "prim":
+            return Prim(f.kind)
+        if f.kind == "const":
+            return Const(f.key[1])
+        if f.key[0] == "unbound":
+            raise Uncarried(f"{f.name} is never applied to a non-zero value")
+        label, k = f.key
+        m = self.model.instance(label)
+        if isinstance(m, nn.Sequential):
+            return m[k]
+        if len(self.ir.instances[label].layers) == 1:
+            return m
+        raise Uncarried(f"{label} is lowered as one fused module")
+
+    def carry(self, op) -> nn.Module:
+        """A role (an Op or a sum of Ops) as a module that computes with the spec's own layers."""
+        if isinstance(op, tuple):
+            parts = [self.carry(o) for o in op]
+            return parts[0] if len(parts) == 1 else SumOf(parts, " + ".join(p.text for p in parts))
+        return Carried([self.leaf(f) for f in reversed(op.fs)], op.coef, op.show())
+
+
+def randomise(model: nn.Module, seed: int) -> None:
+    """BN statistics and affine parameters, trained scalars: random too, else BN is the identity."""
+    from .lowering import Scale
+    g = torch.Generator().manual_seed(seed + 1234)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.running_mean.copy_(torch.rand(m.num_features, generator=g, dtype=torch.float64) - 0.5)
+                m.running_var.copy_(torch.rand(m.num_features, generator=g, dtype=torch.float64) * 1.5 + 0.5)
+                m.weight.copy_(torch.rand(m.num_features, generator=g, dtype=torch.float64) + 0.5)
+                m.bias.copy_(torch.rand(m.num_features, generator=g, dtype=torch.float64) - 0.5)
+            elif isinstance(m, Scale):
+                m.weight.copy_(torch.rand((), generator=g, dtype=torch.float64) + 0.5)
+
+
+def trajectory(ir, st: dict, names) -> dict:
+    """level -> [ {state: value} for i = 0..nu_l ] from the spec's forward states."""
+    out = {}
+    for level in range(1, ir.grids + 1):
+        its = []
+        for i in range(ir.nu[level - 1] + 1):
+            its.append({s: st[(s, level, "down", i)] for s in names if (s, level, "down", i) in st})
+        out[level] = its
+    return out
+
+
+# ------------------------------------------------------------------ the target side
+
+@dataclass
+class Target:
+    """A target spec's IR evaluated with its own equations and sharing; `slots` maps instance labels to
+    the modules that fill them."""
+    ir: object
+    slots: dict = field(default_factory=dict)
+
+    def op(self, kind: str, level: int, i: int, name: str) -> nn.Module:
+        label = self.ir.bindings.get((kind, level, i), {}).get(name)
+        if label is None:
+            label = slot_label(self.ir, name, level, i)
+        return self.slots[label]
+
+    def ev(self, t, env: dict, kind: str, level: int, i: int):
+        h = t[0]
+        if h == "var":
+            return env[t[1]]
+        if h == "const":
+            return None
+        if h == "app":
+            x = self.ev(t[2], env, kind, level, i)
+            if t[1] in ("relu", "id", "avgpool", "avgpool2", "maxpool2", "maxpool3"):
+                return Prim(t[1])(x)
+            return self.op(kind, level, i, t[1])(x)
+        if h in ("add", "sub"):
+            a, b = self.ev(t[1], env, kind, level, i), self.ev(t[2], env, kind, level, i)
+            return a + b if h == "add" else a - b
+        if h == "scale":
+            return t[1] * self.ev(t[2], env, kind, level, i)
+        raise ValueError(f"cannot evaluate {t[0]}")
+
+    def step(self, env: dict, level: int, i: int) -> dict:
+        new = dict(env)
+        for state, _, term in N.equation(self.ir, "step", i):
+            new[state] = self.ev(term, env, "step", level, i)
+        return new
+
+    def coarsen(self, env: dict, level: int) -> dict:
+        new: dict = {}
+        for state, _, term in N.equation(self.ir, "coarsen", level):
+            scope = dict(env, **{f"{s}[l+1]": v for s, v in new.items()})
+            v = self.ev(term, scope, "coarsen", level, 0)
+            new[state] = v if v is not None else torch.zeros_like(env[state])
+        return new
+
+
+def slot_label(ir, name: str, level: int, i: int) -> str:
+    """The instance a canonical family spec uses for `name` at (level, step), from its index scope (also
+    where the elaborator dropped it because it was only ever applied to zero)."""
+    for label, inst in ir.instances.items():
+        if inst.name != name:
+            continue
+        want = tuple({"l": level, "i": i}.get(v, None) for v in inst.scope)
+        if all(w is None or w == x for w, x in zip(want, inst.index)):
+            return label
+    inst = next((x for x in ir.instances.values() if x.name == name), None)
+    if inst is None:
+        raise KeyError(f"{name} at grid {level}, step {i}")
+    index = [{"l": level, "i": i}.get(v, x) for v, x in zip(inst.scope, inst.index)]
+    return name + (f"[{', '.join(map(str, index))}]" if index else "")
+
+
+def fill(target: Target, roles: dict, names: dict, copies: bool) -> dict:
+    """Give each slot instance of the target the carried role; a new module per instance when `copies`
+    (the tying map: iResNet's ξ^{l,i} := a copy of the spec's ξ^l). Returns label -> what it holds."""
+    tying = {}
+    for (level, i), r in sorted(roles.items()):
+        for slot, role in names.items():
+            if role not in r:
+                continue
+            label = target.ir.bindings.get(("step", level, i), {}).get(slot) or slot_label(target.ir, slot, level, i)
+            if label in target.slots:
+                continue
+            m = r[role]
+            target.slots[label] = copy.deepcopy(m) if copies else m
+            tying[label] = getattr(m, "text", type(m).__name__)
+    return tying
+
+
+def _err(a, b) -> float:
+    if a.shape != b.shape:
+        return float("inf")
+    return (a - b).abs().max().item()
+
+
+@dataclass
+class Outcome:
+    """max |a − b| over trials, grids and steps of what a relation equates, and where it was largest."""
+    error: float = 0.0
+    where: dict = field(default_factory=dict)
+
+    def see(self, e: float, **where) -> None:
+        if e > self.error or (e != e):
+            self.error, self.where = e, where
+
+
+# ------------------------------------------------------------------ canonical family specs
+
+_CANON: dict = {}
+
+
+def canonical(family: str, grids: int, nu: int):
+    """The IR of mgdsl/families/<family>.mg with as many grids and steps as the spec."""
+    key = (family, grids, nu)
+    if key not in _CANON:
+        from importlib.resources import files
+
+        from . import compile_spec
+        res = files("mgdsl") / "families" / f"{family}.mg"
+        _CANON[key] = compile_spec(f"<mgdsl>/families/{family}.mg", {"J": grids, "nu": max(nu, 1)},
+                                   text=res.read_text())
+    return _CANON[key]
+
+
+# the slot names of each canonical spec -> the role of a Reading that fills them
+SLOTS = {
+    "mgnet": {"A": "A", "B": "B"}, "linear-mgnet": {"A": "A", "B": "B"},
+    "mg-iresnet": {"xi": "xi", "B": "B"}, "iresnet": {"xi": "xi", "B": "B"},
+    "mg-resnet": {"xi": "xi", "T": "T"}, "sigma-resnet": {"xi": "xi", "T": "T"}, "resnet": {"xi": "xi", "T": "T"},
+    "classic-cnn": {"chi": "chi"}, "mg0": {"A": "A", "S": "B", "R": "R"},
+}
+FEATURE = ("mgnet", "linear-mgnet", "mg0")
+
+
+class Run:
+    """One relation (edge of the chain) evaluated numerically: the source trajectory and roles in, the
+    target's trajectory and roles out, the comparison of what the relation equates recorded in `out`."""
+
+    def __init__(self, spec: SpecRun, grids: int, nu: int):
+        self.spec, self.grids, self.nu = spec, grids, nu
+        self.tying: dict = {}
+
+    def target(self, family: str, roles: dict, copies: bool) -> Target:
+        t = Target(canonical(family, self.grids, self.nu))
+        self.tying = fill(t, roles, SLOTS[family], copies)
+        return t
+
+    # ---- Theorem 8.1: r^{l,i} = f^l − ξ^l u^{l,i}
+    def thm81(self, traj, roles, out: Outcome, trial: int, names):
+        u, f = names
+        t = self.target("mg-iresnet", {k: {"xi": r["A"], "B": r["B"]} for k, r in roles.items()}, False)
+        new_traj, new_roles = {}, {}
+        for level, its in traj.items():
+            if len(its) < 2:
+                continue
+            xi = roles[(level, 1)]["A"]
+            r = its[0][f] - xi(its[0][u])
+            seq = [{"f": r}]
+            for i in range(1, len(its)):
+                r = t.step({"f": r}, level, i)["f"]
+                if f in its[i] and u in its[i]:  # a state that feeds nothing is not computed
+                    out.see(_err(r, its[i][f] - xi(its[i][u])), grid=level, step=i, trial=trial)
+                seq.append({"f": r})
+                new_roles[(level, i)] = {"xi": xi, "B": roles[(level, i)]["B"]}
+            new_traj[level] = seq
+        return new_traj, new_roles, ("f",)
+
+    def thm81_back(self, traj, roles, out: Outcome, trial: int, names):
+        (s,) = names
+        t = self.target("mgnet", {k: {"A": r["xi"], "B": r["B"]} for k, r in roles.items()}, False)
+        new_traj, new_roles = {}, {}
+        for level, its in traj.items():
+            if len(its) < 2:
+                continue
+            xi = roles[(level, 1)]["xi"]
+            env = {"u": torch.zeros_like(its[0][s]), "f": its[0][s]}
+            seq = [dict(env)]
+            for i in range(1, len(its)):
+                env = t.step(env, level, i)
+                out.see(_err(its[i][s], env["f"] - xi(env["u"])), grid=level, step=i, trial=trial)
+                seq.append(dict(env))
+                new_roles[(level, i)] = {"A": xi, "B": roles[(level, i)]["B"]}
+            new_traj[level] = seq
+        return new_traj, new_roles, ("u", "f")
+
+    # ---- identity correspondence: the same family, a tying (8.7), a definition
+    def same(self, family: str, copies: bool):
+        def run(traj, roles, out: Outcome, trial: int, names):
+            t = self.target(family, roles, copies)
+            canon = ("u", "f") if family in FEATURE else ("f",)
+            new_traj = {}
+            for level, its in traj.items():
+                if len(its) < 2:
+                    continue
+                env = {c: its[0][n] for c, n in zip(canon, names)}
+                seq = [dict(env)]
+                for i in range(1, len(its)):
+                    env = t.step(env, level, i)
+                    for c, n in zip(canon, names):
+                        if n in its[i]:
+                            out.see(_err(env[c], its[i][n]), grid=level, step=i, trial=trial, state=n)
+                    seq.append(dict(env))
+                new_traj[level] = seq
+            return new_traj, roles, canon
+        return run
+
+    # ---- Lemma 8.2: f^{l,i} = σ(f̃^{l,i}); forwards from a ResNet, backwards from a σ-ResNet
+    def lemma82(self, traj, roles, out: Outcome, trial: int, names):
+        (s,) = names
+        t = self.target("sigma-resnet", roles, False)
+        relu = torch.nn.functional.relu
+        new_traj = {}
+        for level, its in traj.items():
+            if len(its) < 2:
+                continue
+            g = its[0][s]  # f̃^{l,0} := f^{l,0}: needs f^{l,0} = σ(f^{l,0})
+            out.see(_err(relu(g), its[0][s]), grid=level, step=0, trial=trial)
+            seq = [{"f": g}]
+            for i in range(1, len(its)):
+                g = t.step({"f": g}, level, i)["f"]
+                out.see(_err(relu(g), its[i][s]), grid=level, step=i, trial=trial)
+                seq.append({"f": g})
+            new_traj[level] = seq
+        return new_traj, roles, ("f",)
+
+    def lemma82_back(self, traj, roles, out: Outcome, trial: int, names):
+        (s,) = names
+        t = self.target("resnet", roles, False)
+        relu = torch.nn.functional.relu
+        new_traj = {}
+        for level, its in traj.items():
+            if len(its) < 2:
+                continue
+            x = relu(its[0][s])
+            seq = [{"f": x}]
+            for i in range(1, len(its)):
+                x = t.step({"f": x}, level, i)["f"]
+                out.see(_err(x, relu(its[i][s])), grid=level, step=i, trial=trial)
+                seq.append({"f": x})
+            new_traj[level] = seq
+        return new_traj, roles, ("f",)
+
+    # ---- Theorem 8.3: ξ = δ̂ (8.12), η = [id, −id]∘(χ − id) (8.13)
+    def thm83(self, traj, roles, out: Outcome, trial: int, names):
+        built = {k: {"xi": Delta(), "T": Seq(SubId(r["chi"]), Split(), Prim("relu"),
+                                             text=f"relu ∘ [id, −id] ∘ ({r['chi'].text} − id)")}
+                 for k, r in roles.items()}
+        for r in built.values():
+            r["xi"].text = "δ̂"
+        run = self.same("mg-resnet", False)
+        new_traj, _, canon = run(traj, built, out, trial, names)
+        return new_traj, built, canon
+
+    # ---- (8.7) σ(f) ↔ f between Mg-ResNet and Mg-iResNet: the same weights, σ(f) replaced by f
+    def sigma_swap(self, traj, roles, out: Outcome, trial: int, names):
+        swapped = {k: {"xi": r["xi"], "B": Seq(Prim("relu"), r["T"], text=f"{r['T'].text} ∘ σ")}
+                   for k, r in roles.items()}
+        return self.same("iresnet", False)(traj, swapped, out, trial, names)
+
+
+def thm61(spec_traj, roles, Rs: dict, out: Outcome, trial: int, names, target: Target, tnames, tnu):
+    """Theorem 6.1 over the whole fine-to-coarse pass: MG0's u^{l,i} = ũ^{l,i} − ũ^{l,0} and
+    f^l = f̃^l − A^l ũ^{l,0}, MG0 run from f^1 on its own (its own transitions, its own number of steps)."""
+    u, f = names
+    tu, tf = tnames
+    levels = sorted(spec_traj)
+    first = spec_traj[levels[0]][0]
+    A1 = roles[min(k for k in roles if k[0] == levels[0])]["A"]
+    fl = first[f] - A1(first[u])
+    for level in levels:
+        its = spec_traj[level]
+        k = min((k for k in roles if k[0] == level), default=None)
+        if k is None:
+            continue
+        A = roles[k]["A"]
+        out.see(_err(fl, its[0][f] - A(its[0][u])), grid=level, step=0, trial=trial, state=f)
+        env = {tu: torch.zeros_like(its[0][u]), tf: fl}
+        n = tnu[level - 1] if level - 1 < len(tnu) else 0
+        for i in range(1, n + 1):
+            env = target.step(env, level, i)
+            if i < len(its) or i == n:
+                j = min(i, len(its) - 1) if i < n else len(its) - 1
+                out.see(_err(env[tu], its[j][u] - its[0][u]), grid=level, step=i, trial=trial, state=u)
+        if n == 0 and len(its) > 1:
+            out.see(_err(env[tu], its[-1][u] - its[0][u]), grid=level, step=len(its) - 1, trial=trial, state=u)
+        if level < max(levels):
+            fl = target.coarsen(env, level)[tf]
+    return out
+
+
+def witness(spec: SpecRun, rd, premise, trial: int) -> float:
+    """Evaluate what refutes a premise: a linearity counterexample, a state that moves, two operators that
+    should be one. 0 when nothing refutes it."""
+    st = spec.states(trial)
+    kind = premise.witness[0] if premise.witness else ""
+    g = torch.Generator().manual_seed(spec.seed * 31 + trial)
+    with torch.no_grad():
+        if kind == "fixed":
+            s = premise.witness[1]
+            return max((_err(st[(s, lv, "down", i)], st[(s, lv, "down", 0)])
+                        for lv in range(1, spec.ir.grids + 1) for i in range(1, spec.ir.nu[lv - 1] + 1)
+                        if (s, lv, "down", i) in st), default=0.0)
+        if kind == "relu-input":
+            s = premise.witness[1]
+            return max((_err(torch.relu(st[(s, lv, "down", 0)]), st[(s, lv, "down", 0)])
+                        for lv in range(1, spec.ir.grids + 1) if (s, lv, "down", 0) in st), default=0.0)
+        if kind == "linear-op":
+            (level, i), s, op = premise.witness[1:]
+            try:
+                m = spec.carry(op)
+            except Uncarried:
+                return 0.0
+            x = st[(s, level, "down", i - 1)]
+            x = x + torch.randn(x.shape, generator=g, dtype=x.dtype)
+            y = torch.randn(x.shape, generator=g, dtype=x.dtype)
+            return _err(m(0.7 * x - 1.3 * y), 0.7 * m(x) - 1.3 * m(y))
+        if kind == "tied":
+            k1, k2, role, s = premise.witness[1:]
+            try:
+                a, b = spec.carry(rd.roles[k1][role]), spec.carry(rd.roles[k2][role])
+            except Uncarried:
+                return 0.0
+            x = st[(s, k2[0], "down", k2[1] - 1)]
+            x = x + torch.randn(x.shape, generator=g, dtype=x.dtype)
+            return _err(a(x), b(x))
+    return 0.0

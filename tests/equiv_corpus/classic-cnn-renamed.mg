@@ -1,0 +1,20 @@
+# classic CNN with the operator renamed and defined after use
+# expect: classic-cnn=equivalent mg-resnet=equivalent
+model classic_cnn_renamed {
+  param width = 4
+  input x : 3 x 16 x 16
+  classes 10
+  grids 2
+  smooth 2
+  space f = width
+
+  f_in    = relu . bn . conv3(x -> f)
+  K[l, i] = bn . conv3(f -> f)
+  T[l]    = relu . bn . conv3(f -> f, stride 2)
+  fc      = linear(f -> classes)
+
+  init    f = f_in(x)
+  step    f = K(relu(f))
+  coarsen f[l+1] = T(f)
+  output  fc(avgpool(f))
+}

@@ -1,0 +1,21 @@
+# ResNet whose grid-1 input is bn . conv, not a ReLU output: Lemma 8.2 fails
+# expect: resnet=equivalent sigma-resnet=not-equivalent
+model resnet_linear_stem {
+  param width = 4
+  input x : 3 x 16 x 16
+  classes 10
+  grids 2
+  smooth 2
+  space f = width
+
+  f_in      = bn . conv3(x -> f)
+  eta[l, i] = bn . conv3(f -> f)
+  xi[l, i]  = bn . conv3(f -> f)
+  T[l]      = relu . bn . conv3(f -> f, stride 2)
+  fc        = linear(f -> classes)
+
+  init    f = f_in(x)
+  step    f = relu(f + xi(relu(eta(f))))
+  coarsen f[l+1] = T(f)
+  output  fc(avgpool(f))
+}
