@@ -27,8 +27,8 @@ SPEC_HELP = "a .mg file, or the name of a bundled spec (`mgdsl list`), e.g. mgne
 # the examples that end each command's --help (tests/test_cli.py parses every one of them)
 EXAMPLES = {
     "compile": ["mgdsl compile mgnet",
-                "mgdsl compile table2/mgnet-256-256-pi1 --json",
-                "mgdsl compile mgnet -D width=32 --train digits --epochs 20"],
+                "mgdsl compile mgnet -D width=32 --train digits --epochs 20",
+                "mgdsl compile --resume runs/mgnet-digits --epochs 30"],
     "check": ["mgdsl check mgnet",
               "mgdsl check mgnet --equiv iresnet",
               "mgdsl check cnn/resnet --json"],
@@ -38,7 +38,8 @@ EXAMPLES = {
     "render": ["mgdsl render mgnet -o mgnet.svg",
                "mgdsl render table2/resnet18 mgnet -D width=64 -o side-by-side.png",
                "mgdsl render multigrid/poisson-v11 --expand -o v11.pdf"],
-    "eval": ["mgdsl eval mgnet -D width=32 --weights runs/mgnet-digits/model.pt --test digits",
+    "eval": ["mgdsl eval runs/mgnet-digits",
+             "mgdsl eval runs/mgnet-digits --weights runs/mgnet-digits/best.pt --json",
              "mgdsl eval mgnet -D width=32 --weights runs/mgnet-x/model.pt --test test.npz"],
     "solve": ["mgdsl solve multigrid/poisson-v11 --n 129",
               "mgdsl solve multigrid/poisson-v22 --n 257 --json",
@@ -144,56 +145,79 @@ def _from_recipe(recipes: dict, key: str) -> str:
 def add_train_args(p: argparse.ArgumentParser) -> None:
     """The training flags; none has an argparse default, so the namespace holds only what the user gave
     (a --config file counts as given) and the recipe fills in the rest."""
-    from .training.recipes import DEFAULT_RECIPE, RECIPES, Config
+    from .training.recipes import DATA_MODES, DEFAULT_RECIPE, RECIPES, SCHEDULES, Config
     d = Config()
     S = argparse.SUPPRESS
     g = p.add_argument_group("training (with --train DATASET, or --resume RUN_DIR)")
-    g.add_argument("--test", default=S, help="evaluation set (an .npz beside an .npz train set, or an image folder)")
-    g.add_argument("--data", dest="data_root", default=S, help=f"folder for downloaded data sets ({d.data_root})")
+    g.add_argument("--test", default=S, help="evaluation set: an .npz beside an .npz train set, or an image folder "
+                   "(default: the data set's own test split)")
+    g.add_argument("--data", dest="data_root", default=S, help=f"folder for downloaded data sets (default: {d.data_root})")
     g.add_argument("--recipe", choices=sorted(RECIPES), default=S,
-                   help=f"hyper-parameters (default {DEFAULT_RECIPE}). budget: Nesterov, weight decay 5e-4, label "
+                   help=f"hyper-parameters (default: {DEFAULT_RECIPE}). budget: Nesterov, weight decay 5e-4, label "
                         "smoothing 0.1, 1 epoch linear warm-up then linear decay to 0 at the last epoch (per batch), "
                         "flip test-time augmentation; for any --epochs (default 15). paper: section 9.2 exactly at "
                         "its 120 epochs (lr 0.1 / 10 every 30, no weight decay); with --epochs E the steps come every "
                         "round(30 E / 120) epochs (E = 15: at 4, 8, 12). official: the authors' code (300 epochs, "
-                        "wd 5e-4, / 10 every 50), compressed the same way")
-    g.add_argument("--epochs", type=int, default=S, help="epochs (resuming: a larger number extends the run)")
-    g.add_argument("--batch-size", type=int, default=S)
-    g.add_argument("--lr", type=float, default=S, help="peak learning rate")
-    g.add_argument("--momentum", type=float, default=S)
-    g.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=S)
-    g.add_argument("--weight-decay", type=float, default=S)
-    g.add_argument("--label-smoothing", type=float, default=S)
-    g.add_argument("--schedule", choices=["step", "linear"], default=S,
-                   help="step: lr * lr_gamma every lr_step epochs; linear: warm-up, then linear decay to 0")
-    g.add_argument("--lr-step", type=int, default=S)
-    g.add_argument("--lr-gamma", type=float, default=S)
-    g.add_argument("--warmup-epochs", type=float, default=S)
-    g.add_argument("--tta", action=argparse.BooleanOptionalAction, default=S,
-                   help="test-time augmentation: average the logits of each test image and its mirror (only "
-                        "when training flips)")
-    g.add_argument("--no-augment", dest="augment", action="store_false", default=S, help="no random crop or flip")
+                        "wd 5e-4, / 10 every 50), compressed the same way. imagenet: Goyal et al. 2017 (SGD "
+                        "momentum 0.9, wd 1e-4, 90 epochs, lr 0.1 x batch / 256, / 10 at 30, 60, 80, 5 warm-up "
+                        "epochs above batch 256)")
+
+    def recipe_flag(flag: str, text: str = "", **kw) -> None:
+        key = flag[2:].replace("-", "_")
+        g.add_argument(flag, default=S, help=(text + "; " if text else "") + _from_recipe(RECIPES, key), **kw)
+    recipe_flag("--epochs", "resuming: a larger number extends the run", type=int)
+    recipe_flag("--batch-size", type=int)
+    recipe_flag("--lr", "peak learning rate", type=float)
+    recipe_flag("--momentum", type=float)
+    recipe_flag("--nesterov", "Nesterov momentum", action=argparse.BooleanOptionalAction)
+    recipe_flag("--weight-decay", type=float)
+    recipe_flag("--label-smoothing", "in the training loss only", type=float)
+    recipe_flag("--schedule", "step: lr x lr_gamma every lr_step epochs; linear: warm-up, then a linear decay to 0 "
+                "at the last batch; multistep: lr x lr_gamma at each of lr_milestones, after a warm-up from the "
+                "lr of lr_base_batch", choices=list(SCHEDULES))
+    recipe_flag("--lr-step", "with --epochs and no --lr-step, the recipe's step scales with the epochs", type=int)
+    recipe_flag("--lr-gamma", type=float)
+    recipe_flag("--warmup-epochs", "linear warm-up, per batch (schedule linear)", type=float)
+    recipe_flag("--tta", "flip test-time augmentation: average the logits of each test image and its mirror "
+                "(only when training flips)", action=argparse.BooleanOptionalAction)
+    g.add_argument("--no-augment", dest="augment", action="store_false", default=S,
+                   help="no random crop and no flip (default: crop, and flip as --flip says)")
     g.add_argument("--flip", action=argparse.BooleanOptionalAction, default=S,
                    help="random horizontal flips (default: on for natural images - cifar10, cifar100, image "
-                        "folders; off for digits and .npz files)")
-    g.add_argument("--device", choices=["auto", "cpu", "cuda"], default=S)
-    g.add_argument("--amp", action="store_true", default=S, help="bf16 autocast")
-    g.add_argument("--channels-last", action="store_true", default=S)
-    g.add_argument("--compile", action="store_true", default=S, help="torch.compile the model")
-    g.add_argument("--sync-bn", action="store_true", default=S, help="SyncBatchNorm across processes (torchrun)")
-    g.add_argument("--seed", type=int, default=S, help=f"default {d.seed}")
+                        "folders; off for digits and .npz files, where a mirror image may be another class)")
+    g.add_argument("--device", choices=["auto", "cpu", "cuda"], default=S, help="default: auto, cuda when available")
+    g.add_argument("--amp", action="store_true", default=S, help="bf16 autocast (default: off)")
+    g.add_argument("--channels-last", action="store_true", default=S,
+                   help="NHWC memory format, faster convolutions on GPUs (default: off)")
+    g.add_argument("--compile", action="store_true", default=S, help="torch.compile the model (default: off)")
+    g.add_argument("--sync-bn", action="store_true", default=S,
+                   help="SyncBatchNorm across processes under torchrun (default: off)")
+    g.add_argument("--data-mode", choices=DATA_MODES, default=S,
+                   help="memory: decode the whole set onto the device; stream: decode per batch with DataLoader "
+                        "workers (default: auto: image folders stream, arrays stay in memory if they fit a quarter "
+                        "of the machine's memory)")
+    g.add_argument("--workers", type=int, default=S, help="DataLoader processes per rank when streaming "
+                   "(default: the rank's CPUs less one, at most 8)")
+    g.add_argument("--checkpoint-interval", type=int, default=S, metavar="STEPS",
+                   help="also write last.pt every STEPS steps, resumable mid-epoch (default: 0, at each epoch's "
+                        "end only)")
+    g.add_argument("--seed", type=int, default=S,
+                   help=f"seed of initialisation, shuffling and augmentation (default: {d.seed})")
     g.add_argument("--threads", type=int, default=S, help="torch CPU threads (default: torch's choice)")
     g.add_argument("--log-interval", type=int, default=S, metavar="N",
-                   help="without a terminal: a line every N batches (default: epoch lines only); on a terminal "
-                        "a progress bar")
+                   help="without a terminal, a line every N batches; on a terminal a progress bar (default: epoch "
+                        "lines only)")
     g.add_argument("--tensorboard", action="store_true", default=S,
-                   help="write TensorBoard scalars (loss, accuracy, lr, images/s) to OUT/tensorboard")
-    g.add_argument("--out", default=S, help="output folder (default runs/NAME-DATASET, numbered if taken)")
-    g.add_argument("--overwrite", action="store_true", default=S, help="let --out replace the run already in it")
-    g.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its own spec, -D, data and recipe "
-                   "(add --epochs N to extend it)")
+                   help="write TensorBoard scalars (loss, accuracy, lr, images/s) to OUT/tensorboard; needs the "
+                        "tensorboard package (default: off)")
+    g.add_argument("--out", default=S, help="output folder (default: runs/NAME-DATASET, numbered if taken)")
+    g.add_argument("--overwrite", action="store_true", default=S,
+                   help="let --out replace the run already in it (default: refuse)")
+    g.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its own spec, -D, data and recipe; "
+                   "add --epochs N to extend it; other flags must agree with the run (default: a new run)")
     g.add_argument("--config", metavar="FILE", help="a YAML or JSON file of flag values (keys as the flags, e.g. "
-                   "batch_size: 64, defines: [width=32]); a run's config.json works too; flags given win")
+                   "batch_size: 64, defines: [width=32]); a run's config.json works too; flags given win "
+                   "(default: none)")
     g.add_argument("--print-config", action="store_true", help="print the resolved training config and exit")
 
 
@@ -229,9 +253,9 @@ def load_config_file(path: str, parser: argparse.ArgumentParser) -> dict:
     if not isinstance(raw, dict):
         raise DataError(f"--config {path}: expected a mapping of flag names to values")
     if isinstance(raw.get("config"), dict):  # a run's config.json: its config and its -D values
-        spec = raw.get("spec") or {}
+        defines = raw.get("params_override") or {}
         raw = {k: v for k, v in raw["config"].items() if k not in ("out", "overwrite")}
-        raw["defines"] = [f"{k}={v}" for k, v in (spec.get("defines") or {}).items()]
+        raw["defines"] = [f"{k}={v}" for k, v in defines.items()]
     actions = {a.dest: a for a in parser._actions}
     out = {}
     for key, value in raw.items():
@@ -259,7 +283,7 @@ def load_config_file(path: str, parser: argparse.ArgumentParser) -> dict:
 
 
 def _train(ir, args) -> int:
-    """compile --train / --resume: run training and print its summary; NaN loss exits 1, Ctrl-C 130."""
+    """compile --train / --resume: run training and print its summary; NaN loss exits 1, Ctrl-C 130, SIGTERM 143."""
     from .training import train
     from .training.loop import Diverged, Interrupted
     given = _given(args)
@@ -273,9 +297,9 @@ def _train(ir, args) -> int:
         return 1
     except Interrupted as e:
         if os.environ.get("RANK", "0") == "0":
-            print(f"mgdsl: interrupted; the run in {e.out} is complete up to its last epoch; continue it with:\n"
-                  f"  mgdsl compile --resume {shlex.quote(str(e.out))}", file=sys.stderr)
-        return 130
+            print(f"mgdsl: interrupted; the run in {e.out} is complete up to its last checkpoint; continue it "
+                  f"with:\n  mgdsl compile --resume {shlex.quote(str(e.out))}", file=sys.stderr)
+        return e.status
     if summary is not None:
         print(json.dumps(summary))
     return 0
@@ -508,9 +532,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a run folder (its spec, -D, normalisation and test set) or a spec with --weights")
     _add_defines(e)
     e.add_argument("--weights", help="a .pt file (default RUN_DIR/model.pt; RUN_DIR/best.pt is the best epoch)")
-    e.add_argument("--test", help="score this test set instead (scored whole): digits, cifar10, cifar100, an .npz "
-                   "or an image folder")
-    e.add_argument("--data", dest="data_root", help="folder for downloaded data sets")
+    e.add_argument("--test", help="score this test set instead, whole: digits, cifar10, cifar100, an .npz or an "
+                   "image folder (default: the run's own test set)")
+    e.add_argument("--data", dest="data_root", help="folder for downloaded data sets (default: the run's)")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.set_defaults(fn=cmd_eval)
     from .solve import add_solve_parser

@@ -212,7 +212,12 @@ def _target(target: str):
 
 def check_equiv(ir, target: str, trials: int = 3, seed: int = 0) -> dict:
     """Decide the relation of the spec to the target; never raises except SpecError for bad input."""
-    from .diagnostics import SpecError
+    from .diagnostics import Diagnostic, SpecError
+    if trials < 1:
+        raise SpecError([Diagnostic(f"--trials {trials}: the numerics need at least one trial", None,
+                                    "e.g. --trials 3")])
+    if not -2**31 <= seed < 2**31:
+        raise SpecError([Diagnostic(f"--seed {seed}: use a number between -2^31 and 2^31", None)])
     tfam, tir, trd = _target(target)
     res = Result(ir.path, target, trials, seed)
     try:

@@ -68,16 +68,9 @@ class Instance:
     uses: int = 0
     span: Span | None = None
     def_text: str = ""
-    template: list = field(default_factory=list, repr=False)  # the definition's parts, before typing
+    template: list = field(default_factory=list, repr=False)  # the definition's parts (resolve.Part), untyped
     first_use: Span | None = None  # where it was typed: later uses that disagree point back here
     assembled: bool = False  # a fixed channel-wise composition lowered as one exact 3x3 variable stencil
-
-    @property
-    def delta(self) -> int | None:
-        """How many grids the operator moves its input down (+1 for stride 2, -1 for a prolongation)."""
-        if self.in_ty is None or self.in_ty.level is None or self.out_ty.level is None:
-            return None
-        return self.out_ty.level - self.in_ty.level
 
     @property
     def path(self) -> str:

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .ir import IR, Instance, Layer, reachable
-from .prims import BY_LAYER, KERNELS, PAD_MODES, LowerCtx
+from .prims import BY_LAYER, KERNELS, PAD_MODES, PRIMS, LowerCtx
 
 @contextlib.contextmanager
 def default_dtype(dtype: torch.dtype):
@@ -225,7 +225,7 @@ def assemble(op: nn.Module, channels: int, size: tuple[int, int]) -> VarStencil 
         x = torch.randn(1, channels, h, w, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
         ref, got = op(x), var(x)
     if (ref - got).abs().max() > 1e-10 * max(1.0, ref.abs().max().item()):
-        return None  # wider than 3x3: keep the composition
+        return None  # wider than 3x3: passes.mark_assembled should not have chosen it
     return var
 
 
@@ -263,10 +263,7 @@ def generate(ir: IR, roots: list[int], returns: str) -> str:
         elif n.op == "apply":
             rhs = f"{_access(ir.instances[n.inst])}({a[0]})"
         elif n.op == "prim":
-            rhs = {"relu": f"F.relu({a[0]})", "avgpool": f"{a[0]}.mean((-2, -1))",
-                   "maxpool2": f"F.max_pool2d({a[0]}, 2, 2, ceil_mode=True)",
-                   "avgpool2": f"F.avg_pool2d({a[0]}, 2, 2, ceil_mode=True)",
-                   "maxpool3": f"F.max_pool2d({a[0]}, 3, 2, 1)"}[n.prim]
+            rhs = PRIMS[n.prim].inline_code.format(x=a[0])
         elif n.op == "add":
             rhs = f"{a[0]} + {a[1]}"
         elif n.op == "sub":
@@ -275,7 +272,7 @@ def generate(ir: IR, roots: list[int], returns: str) -> str:
             rhs = f"{n.coef!r} * {a[0]}"
         else:
             raise ValueError(n.op)
-        tag = f"  # {n.tag[0]}^{{{n.tag[1]},{n.tag[3]}}} {n.tag[2]}" if n.tag else ""
+        tag = f"  # {n.tag.state}^{{{n.tag.level},{n.tag.step}}} {n.tag.phase}" if n.tag else ""
         lines.append(f"    v{nid} = {rhs}{tag}")
     return "\n".join(lines + [f"    return {returns}"])
 

@@ -50,7 +50,6 @@ def drop_unapplied(ir: IR) -> IR:
                                           inst.span, severity="warning"))
     return ir
 
-CHANNELWISE = {"stencil", "restrict", "prolong", "id"}  # fixed layers that act on each channel alone
 
 
 def classify(ir: IR) -> IR:

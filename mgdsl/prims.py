@@ -3,9 +3,10 @@ count, linearity class, MACs, the torch module it lowers to) in one entry, read 
 checker, the cost model and the lowering alike. torch is imported only inside the `lower` functions."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Protocol
 
+from .diagnostics import did_you_mean
 from .ir import Layer, Ty
 
 # fixed stencils of the paper: K_A (5.4), K_R bilinear (4.13) and linear (4.14), R_ave (4.15)
@@ -112,6 +113,7 @@ class Prim:
     macs: Callable[[Layer, Ty, Ty], int] = lambda lay, x, y: 0   # per image, as torch's flop counter counts
     size_bound: bool = False        # its module is built for one input size (prolongations, jacobi, inverse)
     lower: Callable = None          # (Layer, LowerCtx) -> nn.Module; imports torch
+    inline_code: str = ""           # the generated forward's code for an inline use, {x} the argument
 
     def option(self, key: str) -> Option | None:
         return next((o for o in self.options if o.key == key or (o.bare and key in o.values)), None)
@@ -123,7 +125,6 @@ class Prim:
             o = self.option(key)
             if o is None:
                 keys = [v for o in self.options for v in (o.values if o.bare else (o.key,))]
-                from .diagnostics import did_you_mean
                 raise PrimError(f"{self.name} has no option '{key}'",
                                 did_you_mean(key, keys) or (f"options: {', '.join(keys)}" if keys else
                                                             f"{self.name} takes no options"))
@@ -466,18 +467,20 @@ _DECONV_OPTIONS = (Option("stride", (2,), int, 2), _BIAS, Option("depthwise", fl
 def _table() -> dict[str, Prim]:
     prims = [
         Prim("relu", "relu", "max(x, 0)", type_pointwise, inline=True, klass=lambda lay: "nonlinear",
-             lower=_module("ReLU")),
-        Prim("id", "id", "the identity", type_pointwise, inline=True, lower=_module("Identity")),
+             lower=_module("ReLU"), inline_code="F.relu({x})"),
+        Prim("id", "id", "the identity", type_pointwise, inline=True, lower=_module("Identity"), inline_code="{x}"),
         Prim("bn", "bn", "batch normalisation (2d on a grid, 1d on a pooled vector)", type_pointwise,
              params=lambda lay: 2 * lay.cin, klass=lambda lay: "affine", lower=_lower_bn),
         Prim("avgpool", "avgpool", "global average pool: grid -> vector", type_global_pool, inline=True,
-             lower=_module("GlobalAvgPool")),
+             lower=_module("GlobalAvgPool"), inline_code="{x}.mean((-2, -1))"),
         Prim("avgpool2", "avgpool2", "2x2 average pool, stride 2 (ceil)", type_pool2, inline=True, kernel=2,
-             lower=_module("AvgPool2d", 2, 2, 0, True)),
+             lower=_module("AvgPool2d", 2, 2, 0, True), inline_code="F.avg_pool2d({x}, 2, 2, ceil_mode=True)"),
         Prim("maxpool2", "maxpool2", "2x2 max pool, stride 2 (ceil)", type_pool2, inline=True, kernel=2,
-             klass=lambda lay: "nonlinear", lower=_module("MaxPool2d", 2, 2, 0, 1, False, True)),
+             klass=lambda lay: "nonlinear", lower=_module("MaxPool2d", 2, 2, 0, 1, False, True),
+             inline_code="F.max_pool2d({x}, 2, 2, ceil_mode=True)"),
         Prim("maxpool3", "maxpool3", "R_max: 3x3 max pool, stride 2, padding 1", type_pool2, inline=True, kernel=3,
-             klass=lambda lay: "nonlinear", lower=_module("MaxPool2d", 3, 2, 1)),
+             klass=lambda lay: "nonlinear", lower=_module("MaxPool2d", 3, 2, 1),
+             inline_code="F.max_pool2d({x}, 3, 2, 1)"),
         Prim("split", "split", "[id, -id] (8.13): doubles the channels", type_split, lower=_module("Split")),
         Prim("delta", "delta", "delta-hat (8.12): [X, Y] -> Y - X", type_delta, lower=_module("Delta")),
         Prim("scale", "scale", "a trained scalar", type_scale, options=(Option("init", (), float, 1.0),),

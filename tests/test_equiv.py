@@ -190,3 +190,9 @@ def test_theorem_8_1_hypothesis_is_checked_after_definitions_too():
     """MG0 is an MgNet by definition, but its B = S (Jacobi) is not σ∘η∘σ: no Mg-iResNet claimed."""
     out = equiv("specs/multigrid/mg0.mg", "mg-iresnet")
     assert out["verdict"] == "undecided" and "σ∘η∘σ" in out["reason"]
+
+
+def test_no_trials_is_a_usage_error_not_an_unconfirmed_equivalent(capsys):
+    assert main(["check", "specs/cnn/mg-iresnet.mg", "--equiv", "iresnet", "--trials", "0"]) == 2
+    assert "at least one trial" in capsys.readouterr().err
+    assert main(["check", "specs/cnn/mg-iresnet.mg", "--equiv", "iresnet", "--seed", str(2**70)]) == 2

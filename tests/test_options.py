@@ -228,9 +228,6 @@ def test_sync_bn_gives_the_global_batch_statistics_of_one_process(data, tmp_path
             torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.xfail(strict=True, reason="known bug (issue 14): --sync-bn under torchrun on CPU ends in "
-                   "'internal error: ValueError: SyncBatchNorm layers only work with GPU modules'; torch's "
-                   "SyncBatchNorm is GPU-only, so mgdsl should refuse it up front (exit 2, one line)")
 def test_sync_bn_on_cpu_is_refused_with_a_clear_message(data, tmp_path):
     r = _torchrun(["compile", "specs/mgnet.mg", "-D", "width=4", "-D", "nu=1", "--train", str(data / "train.npz"),
                    "--test", str(data / "test.npz"), "--epochs", "1", "--batch-size", "16", "--device", "cpu",

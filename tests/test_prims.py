@@ -115,6 +115,10 @@ def test_every_primitive_shape_params_and_macs_are_the_lowered_modules(name):
         own = counter.get_total_flops() // 2 // 2  # two images; sub_id's chi is counted as chi's own MACs
         assert p.macs(lay, x, y) == own, (opts, n, level, sig)
         assert layer_at(lay, x, g.sizes) == y
+        if p.inline:  # the generated forward's inline form computes what the module does
+            with torch.no_grad():
+                inline = eval(p.inline_code.format(x="inp"), {"F": torch.nn.functional, "inp": inp})
+            torch.testing.assert_close(inline, out)
     assert accepted, f"{name}: no option value was accepted"
 
 

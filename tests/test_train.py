@@ -126,7 +126,7 @@ def test_run_folder_is_self_contained(tiny_npz, tmp_path, monkeypatch):
     assert main(["compile", str(spec), *TINY, "--train", str(tiny_npz / "train.npz"), "--test",
                  str(tiny_npz / "test.npz"), "--batch-size", "16", "--epochs", "1", "--out", str(out)]) == 0
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["spec"]["text"] == spec.read_text() and cfg["spec"]["defines"] == {"width": 4, "nu": 1}
+    assert cfg["spec"]["text"] == spec.read_text() and cfg["params_override"] == {"width": 4, "nu": 1}
     assert cfg["data"]["train"]["sha256"] and cfg["config"]["recipe"] == "budget"
     assert cfg["config"]["lr"] == 0.1 and cfg["config"]["schedule"] == "linear"
     spec.write_text("this file is gone")  # the folder alone is enough
@@ -470,9 +470,14 @@ def test_image_folder_dataset(tmp_path):
     _image_folder(tmp_path / "imgs")
     out = tmp_path / "run"
     assert main(["compile", "specs/mgnet.mg", *TINY, "--train", str(tmp_path / "imgs"), "--epochs", "1",
-                 "--batch-size", "4", "--out", str(out)]) == 0
+                 "--batch-size", "4", "--data-mode", "memory", "--out", str(out)]) == 0
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["input_shape"] == [3, 12, 12] and cfg["classes"] == 2 and cfg["config"]["flip"]
+    # streamed (the default for a folder), images are resized to the spec's input instead
+    assert main(["compile", "specs/mgnet.mg", *TINY, "--train", str(tmp_path / "imgs"), "--epochs", "1",
+                 "--batch-size", "4", "--workers", "0", "--out", str(tmp_path / "s")]) == 0
+    cfg = json.loads((tmp_path / "s" / "config.json").read_text())
+    assert cfg["input_shape"] == [3, 32, 32] and cfg["classes"] == 2 and cfg["data_plan"]["mode"] == "stream"
 
 
 # ------------------------------------------------------------------ output, configs, API
@@ -521,7 +526,7 @@ def test_config_file_sets_flags_and_a_runs_config_passes_back(tiny_npz, tmp_path
     assert main(["compile", "specs/mgnet.mg", "--config", str(cfg), "--out", str(out), "--seed", "3"]) == 0
     c = json.loads((out / "config.json").read_text())
     assert (c["config"]["lr"], c["config"]["recipe"], c["config"]["seed"], c["config"]["flip"]) == (0.05, "paper", 3, True)
-    assert c["spec"]["defines"] == {"width": 4, "nu": 1}
+    assert c["params_override"] == {"width": 4, "nu": 1}
     b = tmp_path / "b"  # the same run again, from the first run's saved config
     assert main(["compile", "specs/mgnet.mg", "--config", str(out / "config.json"), "--out", str(b)]) == 0
     assert json.loads((b / "config.json").read_text())["config"] == dict(c["config"], out=str(b))

@@ -11,7 +11,7 @@ model classic_cnn {
   space f = 1
 
   chi[l, i] = bn . conv3(f -> f)
-  D[l]    = conv3(f -> f, stride 2)
+  D[l]      = conv3(f -> f, stride 2)
 
   step    f = chi(relu(f))
   coarsen f[l+1] = D(f)

@@ -10,9 +10,9 @@ model iresnet {
   smooth nu
   space f = 1
 
-  xi[l, i] = conv3(f -> f)                      # linear (7.9), one per step
-  B[l, i]  = relu . conv3(f -> f) . relu         # sigma . eta . sigma
-  D[l]    = conv3(f -> f, stride 2)
+  xi[l, i] = conv3(f -> f)                # linear (7.9), one per step
+  B[l, i]  = relu . conv3(f -> f) . relu  # sigma . eta . sigma
+  D[l]     = conv3(f -> f, stride 2)
 
   step    f = f - xi(B(f))
   coarsen f[l+1] = D(f)

@@ -10,10 +10,10 @@ model linear_mgnet {
   smooth nu
   space u = 1, f = 1
 
-  A[l]    = conv3(u -> f)
-  B[l]    = conv3(f -> u)                        # B = S^l, one per grid
-  Pi[l]   = conv3(u -> u, stride 2)
-  R[l]    = conv3(f -> f, stride 2)
+  A[l]  = conv3(u -> f)
+  B[l]  = conv3(f -> u)  # B = S^l, one per grid
+  Pi[l] = conv3(u -> u, stride 2)
+  R[l]  = conv3(f -> f, stride 2)
 
   init    u = 0
   step    u = u + B(f - A(u))

@@ -10,8 +10,8 @@ model mg_iresnet {
   smooth nu
   space f = 1
 
-  xi[l]    = conv3(f -> f)                      # linear (7.9), one per grid
-  B[l, i]  = relu . conv3(f -> f) . relu         # sigma . eta . sigma
+  xi[l]   = conv3(f -> f)                # linear (7.9), one per grid
+  B[l, i] = relu . conv3(f -> f) . relu  # sigma . eta . sigma
   D[l]    = conv3(f -> f, stride 2)
 
   step    f = f - xi(B(f))

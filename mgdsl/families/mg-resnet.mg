@@ -10,8 +10,8 @@ model mg_resnet {
   smooth nu
   space f = 1
 
-  xi[l]    = conv3(f -> f)                      # one per grid
-  T[l, i]  = relu . conv3(f -> f)                # sigma . eta
+  xi[l]   = conv3(f -> f)         # one per grid
+  T[l, i] = relu . conv3(f -> f)  # sigma . eta
   D[l]    = conv3(f -> f, stride 2)
 
   step    f = relu(f) - xi(T(relu(f)))

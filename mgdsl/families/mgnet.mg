@@ -10,8 +10,8 @@ model mgnet {
   smooth nu
   space u = 1, f = 1
 
-  A[l]    = conv3(u -> f)                        # linear (3.17)
-  B[l, i] = relu . conv3(f -> u) . relu          # sigma . eta . sigma (6.26)
+  A[l]    = conv3(u -> f)                # linear (3.17)
+  B[l, i] = relu . conv3(f -> u) . relu  # sigma . eta . sigma (6.26)
   Pi[l]   = conv3(u -> u, stride 2)
   R[l]    = conv3(f -> f, stride 2)
 

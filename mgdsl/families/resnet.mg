@@ -10,9 +10,9 @@ model resnet {
   smooth nu
   space f = 1
 
-  xi[l, i] = bn . conv3(f -> f)                 # one per step
-  T[l, i]  = relu . bn . conv3(f -> f)           # sigma . eta
-  D[l]    = conv3(f -> f, stride 2)
+  xi[l, i] = bn . conv3(f -> f)         # one per step
+  T[l, i]  = relu . bn . conv3(f -> f)  # sigma . eta
+  D[l]     = conv3(f -> f, stride 2)
 
   step    f = relu(f - xi(T(f)))
   coarsen f[l+1] = D(f)

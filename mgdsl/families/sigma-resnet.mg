@@ -10,9 +10,9 @@ model sigma_resnet {
   smooth nu
   space f = 1
 
-  xi[l, i] = conv3(f -> f)                      # one per step
-  T[l, i]  = relu . conv3(f -> f)                # sigma . eta
-  D[l]    = conv3(f -> f, stride 2)
+  xi[l, i] = conv3(f -> f)         # one per step
+  T[l, i]  = relu . conv3(f -> f)  # sigma . eta
+  D[l]     = conv3(f -> f, stride 2)
 
   step    f = relu(f) - xi(T(relu(f)))
   coarsen f[l+1] = D(f)

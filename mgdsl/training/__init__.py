@@ -84,7 +84,7 @@ def spec_of_run(rec: dict):
     """The IR of the spec text and -D values saved in a run's config.json (the file on disk is not read)."""
     from .. import compile_spec
     spec = rec["spec"]
-    return compile_spec(spec["path"], spec["defines"], text=spec["text"])
+    return compile_spec(spec["path"], rec.get("params_override") or {}, text=spec["text"])
 
 
 def _contradictions(saved: Config, given: dict) -> list[str]:
@@ -117,6 +117,17 @@ def train(spec, data: str | None = None, *, callback=None, **options) -> dict | 
     unknown = sorted(set(options) - set(CONFIG_KEYS))
     if unknown:
         raise DataError(f"unknown training option(s): {', '.join(unknown)}", f"known: {', '.join(CONFIG_KEYS)}")
+    from . import faults
+    if not resume and faults.restarted() and options.get("train") is not None:
+        # torchrun restarted this process after a failure: continue the run this job started, if it has one
+        if isinstance(spec, (str, os.PathLike)):
+            spec = compile_spec(str(spec), parse_overrides(defines))
+        prev = faults.find_own_run(options.get("out") or default_out(spec.name, options["train"]),
+                                   numbered=options.get("out") is None)
+        if prev is not None and (prev / "last.pt").exists():
+            resume = str(prev)
+        elif prev is not None:
+            options.update(out=str(prev), overwrite=True)
     if resume:
         return _resume(spec, Path(resume), defines, options, callback)
     if options.get("recipe", Config.recipe) not in RECIPES:
@@ -129,20 +140,30 @@ def train(spec, data: str | None = None, *, callback=None, **options) -> dict | 
     return _new_run(spec, cfg, callback)
 
 
+def default_out(name: str, data: str) -> str:
+    """runs/NAME-DATA: where a run goes without --out (numbered by runs.fresh_run_dir when taken)."""
+    return os.path.join("runs", f"{name}-{Path(data).stem}")
+
+
 def _new_run(ir, cfg: Config, callback) -> dict | None:
     from . import runs
-    from .data import DataError, load_dataset
+    from .data import DataError
+    from .feed import open_source
     from .loop import fit
     from .recipes import resolve
-    data = load_dataset(cfg.train, cfg.test, cfg.data_root)
+    for name in ("workers", "checkpoint_interval"):
+        if (getattr(cfg, name) or 0) < 0:
+            raise DataError(f"--{name.replace('_', '-')} {getattr(cfg, name)}: must be 0 or more")
+    data = open_source(cfg.train, cfg.test, cfg.data_root, cfg.data_mode, ir.input_ty.shape)
     cfg = resolve(cfg, data.flip_default)
-    cfg.out = cfg.out or runs.fresh_run_dir(os.path.join("runs", f"{ir.name}-{Path(cfg.train).stem}"))
+    cfg.out = cfg.out or runs.fresh_run_dir(default_out(ir.name, cfg.train))
     rank0 = os.environ.get("RANK", "0") == "0"  # only rank 0 writes; the others must not race its first files
     if rank0 and runs.holds_run(Path(cfg.out)) and not cfg.overwrite:
         raise DataError(f"{cfg.out} already holds a run (config.json / model.pt): it is not overwritten",
                         f"continue it with --resume {cfg.out}, pick another --out, or pass --overwrite")
-    record = {"spec": {"path": ir.path, "text": ir.source.text, "defines": dict(ir.params),
+    record = {"spec": {"path": ir.path, "text": ir.source.text,
                        "sha256": hashlib.sha256(ir.source.text.encode()).hexdigest()},
+              "params_override": dict(ir.params),
               "data": {"train": _file_ref(cfg.train), "test": _file_ref(cfg.test), "note": data.note}}
     cfg.train, cfg.test = _absolute(cfg.train), _absolute(cfg.test)
     ir = _adapt_to(ir, data, record)
@@ -150,7 +171,7 @@ def _new_run(ir, cfg: Config, callback) -> dict | None:
 
 
 def _adapt_to(ir, data, record: dict):
-    shape = (data.x_train.shape[3], data.x_train.shape[1], data.x_train.shape[2])
+    shape = data.shape  # the images' (in memory) or the spec's (streamed: images are resized to it)
     record.update(input_shape=list(shape), classes=data.classes)
     return adapt(ir, shape, data.classes)
 
@@ -160,7 +181,8 @@ def _resume(spec, run: Path, defines, given: dict, callback) -> dict | None:
     import torch
 
     from .. import compile_spec, parse_overrides
-    from .data import DataError, load_dataset
+    from .data import DataError
+    from .feed import open_source
     from .loop import fit
     rec = load_run(str(run))
     if not (run / "last.pt").exists():
@@ -168,7 +190,7 @@ def _resume(spec, run: Path, defines, given: dict, callback) -> dict | None:
     saved = Config.from_dict(rec["config"])
     bad = _contradictions(saved, given)
     ir = spec_of_run(rec)
-    saved_defines = rec["spec"]["defines"]
+    saved_defines = rec.get("params_override") or {}
     if spec is not None:
         other = spec if not isinstance(spec, (str, os.PathLike)) else compile_spec(str(spec), parse_overrides(defines))
         if other.source.text != rec["spec"]["text"]:
@@ -185,11 +207,12 @@ def _resume(spec, run: Path, defines, given: dict, callback) -> dict | None:
     epochs = given.get("epochs") or saved.epochs
     if epochs < done:
         raise DataError(f"--resume {run} --epochs {epochs}: the run has already done {done} epochs")
-    for k in ("epochs", "device", "threads", "log_interval", "tensorboard", "data_root"):
+    for k in ("epochs", "device", "threads", "log_interval", "tensorboard", "data_root", "workers",
+              "checkpoint_interval"):
         if given.get(k) is not None:
             setattr(saved, k, given[k])
     saved.out = str(run)
-    data = load_dataset(saved.train, saved.test, saved.data_root)
+    data = open_source(saved.train, saved.test, saved.data_root, saved.data_mode, rec["input_shape"])
     for role in ("train", "test"):
         ref = (rec.get("data") or {}).get(role) or {}
         now = _file_ref(getattr(saved, role))
@@ -231,9 +254,19 @@ def evaluate_run(target: str, *, defines=None, weights: str | None = None, test:
     name = test or (cfg.test if cfg.test is not None else cfg.train)
     if name is None:
         raise DataError(f"eval {target}: pass --test DATA (no run config beside {wpath})")
-    x, y, k = load_test_set(name, root)
-    classes = rec.get("classes", k if k is not None else int(y.max()) + 1)
-    ir = adapt(ir, (x.shape[3], x.shape[1], x.shape[2]), classes)
+    streamed = (rec.get("data_plan") or {}).get("mode") == "stream" and Path(name).is_dir()
+    if streamed:  # images resized and centre-cropped to the spec's input, as the run evaluated them
+        from .stream import folder_split, image_folder, pil_mode
+        shape = tuple(rec["input_shape"])
+        ds = image_folder(folder_split(Path(name), None).test or Path(name), pil_mode(shape[0]))
+        classes = rec["classes"]
+        if len(ds.classes) != classes:
+            raise DataError(f"{name}: {len(ds.classes)} class folders, but the run has {classes} classes")
+    else:
+        x, y, k = load_test_set(name, root)
+        classes = rec.get("classes", k if k is not None else int(y.max()) + 1)
+        shape = (x.shape[3], x.shape[1], x.shape[2])
+    ir = adapt(ir, shape, classes)
     model = lower_ir(ir)
     try:
         state = torch.load(wpath, map_location="cpu", weights_only=False)
@@ -241,6 +274,15 @@ def evaluate_run(target: str, *, defines=None, weights: str | None = None, test:
     except Exception as e:
         raise DataError(f"{wpath} does not fit {ir.name}: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
                         "pass the same spec and -D values as in training") from None
+    if streamed:
+        from .metrics import evaluate as evaluate_sharded
+        from .stream import Augmented, EvalShard, eval_transform, make_loader
+        norm = rec["normalize"]
+        loader = make_loader(Augmented(ds, eval_transform(shape, norm["mean"], norm["std"])),
+                             EvalShard(len(ds), 1, 0), 64, 0, False, False)
+        sc = evaluate_sharded(model, loader, torch.device("cpu"), False, classes, 1, tta=bool(cfg.tta))
+        return {"top1": sc.top1, "top5": sc.top5, "loss": sc.loss, "n": sc.n, "weights": str(wpath), "test": name,
+                "tta": bool(cfg.tta)}
     xt = to_images(x, "cpu")
     if "normalize" in rec:  # the training set's statistics, saved with the run
         xt = normalise(xt, rec["normalize"])

@@ -63,8 +63,9 @@ def load_dataset(name: str, test: str | None, root: str) -> DataSet:
         k = ktr if ktr is not None else kte
         return DataSet(xtr, ytr, xte, yte, flip_default=flip_default(name), classes=_classes(name, ytr, test, yte, k))
     if p.is_dir():
-        if test is None and (p / "train").is_dir() and (p / "test").is_dir():
-            p, test = p / "train", str(p / "test")
+        from .stream import folder_split  # the one rule for train/ + val/ or test/, memory and stream alike
+        split = folder_split(p, Path(test) if test else None)
+        p, test = split.train, (str(split.test) if split.test else None)
         x, y, names = read_image_folder(p)
         if test is None:  # no test folder: a fixed 80 / 20 split
             rng = np.random.default_rng(0)
@@ -89,7 +90,8 @@ def load_test_set(name: str, root: str):
         d = load_dataset(name, None, root)
         return d.x_test, d.y_test, d.classes
     if p.is_dir():
-        x, y, names = read_image_folder(p / "test" if (p / "test").is_dir() and (p / "train").is_dir() else p)
+        from .stream import folder_split
+        x, y, names = read_image_folder(folder_split(p, None).test or p)
         return x, y, len(names)
     if p.suffix == ".npz" or p.is_file():
         x, y, k = read_npz(p)

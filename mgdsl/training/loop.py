@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import runs
-from .data import DataError, DataSet, channel_stats, in_memory_batches, steps_per_epoch, to_images
+from .data import DataError
 from .progress import Progress
 from .recipes import Config, lr_at
 
@@ -22,11 +22,13 @@ class Diverged(FloatingPointError):
 
 
 class Interrupted(KeyboardInterrupt):
-    """Ctrl-C during training; every file in the run folder is complete (the last finished epoch's)."""
+    """Ctrl-C or SIGTERM during training; every file in the run folder is complete, last.pt holds the step the
+    run stopped at. status: the exit status (faults.EXIT_STATUS: 130 for Ctrl-C, 143 for SIGTERM)."""
 
-    def __init__(self, out: Path):
+    def __init__(self, out: Path, status: int = 130):
         super().__init__(str(out))
         self.out = out
+        self.status = status
 
 
 @dataclass
@@ -44,14 +46,15 @@ def dist_env() -> tuple[int, int, int]:
 
 
 def train_epoch(fwd, opt, batches, *, device, amp: bool, channels_last: bool, label_smoothing: float = 0.0,
-                lr_for_batch=None, progress: Progress | None = None) -> EpochStats:
+                lr_for_batch=None, progress: Progress | None = None, stats: EpochStats | None = None,
+                on_step=None) -> EpochStats:
     """One pass over `batches` (an iterable of (images, labels) on the device): forward, loss, SGD step.
-    lr_for_batch(i) sets the learning rate of the epoch's i-th batch (a per-batch schedule)."""
+    lr_for_batch(i) sets the learning rate of the i-th of these batches (a per-batch schedule); stats: the
+    sums of the steps this epoch already took (a run resumed mid-epoch); on_step(stats) after each step."""
     import torch
     fwd.train()
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
-    seen = 0
+    if stats is None:
+        stats = EpochStats(torch.zeros((), device=device), torch.zeros((), device=device, dtype=torch.long), 0)
     for i, (xb, yb) in enumerate(batches):
         lr = opt.param_groups[0]["lr"]
         if lr_for_batch is not None:
@@ -66,12 +69,14 @@ def train_epoch(fwd, opt, batches, *, device, amp: bool, channels_last: bool, la
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        loss_sum += loss.detach() * len(yb)
-        correct += (logits.detach().argmax(1) == yb).sum()
-        seen += len(yb)
+        stats.loss_sum += loss.detach() * len(yb)
+        stats.correct += (logits.detach().argmax(1) == yb).sum()
+        stats.seen += len(yb)
         if progress is not None:
             progress.batch(loss.item() if progress.wants_loss() else None, lr)
-    return EpochStats(loss_sum, correct, seen)
+        if on_step is not None:
+            on_step(stats)
+    return stats
 
 
 def evaluate(model, x, y, batch_size: int = 512, amp: bool = False, tta: bool = False) -> tuple[float, float]:
@@ -99,7 +104,7 @@ def normalise(x, normalize: dict):
     return (x - mean) / std
 
 
-def fit(ir, cfg: Config, data: DataSet, record: dict, *, resume: bool = False, callback=None) -> dict | None:
+def fit(ir, cfg: Config, data, record: dict, *, resume: bool = False, callback=None) -> dict | None:
     """Train ir's model on data as the resolved cfg says, writing the run folder cfg.out (continuing the run in it
     if resume); record holds what config.json keeps besides cfg. Returns the summary (None on ranks other
     than 0)."""
@@ -114,6 +119,9 @@ def fit(ir, cfg: Config, data: DataSet, record: dict, *, resume: bool = False, c
         device_kind = "cuda" if torch.cuda.is_available() else "cpu"
     if device_kind == "cuda" and not torch.cuda.is_available():
         raise DataError("--device cuda but no CUDA device is available", "use --device cpu")
+    if world > 1 and cfg.sync_bn and device_kind != "cuda":
+        raise DataError("--sync-bn needs CUDA devices: torch's SyncBatchNorm runs on GPUs only",
+                        "drop --sync-bn on CPU (each process then normalises over its own share of the batch)")
     if world > 1:
         import torch.distributed as dist
         dist.init_process_group("nccl" if device_kind == "cuda" else "gloo")
@@ -131,23 +139,24 @@ def fit(ir, cfg: Config, data: DataSet, record: dict, *, resume: bool = False, c
         model = model.to(memory_format=torch.channels_last)
     params = sum(p.numel() for p in model.parameters())
 
-    xtr, xte = to_images(data.x_train, device), to_images(data.x_test, device)
-    if "normalize" not in record:
-        mean, std = channel_stats(xtr)
-        record["normalize"] = {"mean": mean.flatten().tolist(), "std": std.flatten().tolist()}
-    xtr, xte = normalise(xtr, record["normalize"]), normalise(xte, record["normalize"])
-    ytr, yte = torch.from_numpy(data.y_train).to(device), torch.from_numpy(data.y_test).to(device)
+    from . import faults
+    from .feed import make_feed
+    from .metrics import evaluate as evaluate_sharded
+    feed = make_feed(data, cfg, device=device, rank=rank, world=world, normalize=record.get("normalize"))
+    record["normalize"] = {"mean": feed.mean, "std": feed.std}
+    record["data_plan"] = {"mode": feed.plan.mode, "reason": feed.plan.reason, "train_images": feed.n_train,
+                           "test_images": feed.n_test}
 
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                           weight_decay=cfg.weight_decay)
     out = Path(cfg.out)
-    start_epoch, best = 0, {"acc": -1.0, "epoch": 0}
+    start_epoch, start_step, partial, best = 0, 0, None, {"acc": -1.0, "epoch": 0}
     if resume:
-        ck = torch.load(out / "last.pt", map_location=device, weights_only=False)
+        ck = torch.load(out / "last.pt", map_location="cpu", weights_only=False)  # RNG states stay CPU tensors
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
-        torch.set_rng_state(ck["rng"]["torch"])
-        start_epoch = ck["epoch"]
+        faults.restore_rng(ck["rng"])
+        start_epoch, start_step, partial = ck["epoch"], ck.get("step", 0), ck.get("epoch_stats")
         best = ck.get("best", best)
     net = model
     if world > 1 and cfg.sync_bn:
@@ -163,62 +172,104 @@ def fit(ir, cfg: Config, data: DataSet, record: dict, *, resume: bool = False, c
     metrics = runs.read_metrics(metrics_path)[:start_epoch] if resume else []
     if lead:
         out.mkdir(parents=True, exist_ok=True)
-        record.update(params=params, world_size=world, versions=runs.versions())
+        record.update(params=params, world_size=world, job=faults.job_id(), versions=runs.versions())
         runs.write_json({"config": asdict(cfg), **record}, out / "config.json")
         runs.write_metrics(metrics, metrics_path)
+        at = f" at epoch {start_epoch + 1}, step {start_step}" if resume else ""
         progress.say(f"mgdsl: {'resuming' if resume else 'training'} {ir.name} ({params:,} parameters) on "
-                     f"{cfg.train} for epochs {start_epoch + 1}..{cfg.epochs}, recipe {cfg.recipe}; "
-                     f"writing {out}/")
+                     f"{cfg.train} for epochs {start_epoch + 1}..{cfg.epochs}{at}, recipe {cfg.recipe}, "
+                     f"{feed.plan.mode} data ({feed.plan.reason}); writing {out}/")
 
-    pad = max(1, round(4 * xtr.shape[2] / 32))  # the paper's pad 4 at 32x32, scaled with the image
-    steps = steps_per_epoch(len(xtr), cfg.batch_size)
+    steps = feed.steps
+
+    def checkpoint(epoch: int, step: int, stats: EpochStats | None) -> None:
+        """last.pt: all a run needs to continue at step `step` of epoch `epoch` exactly (written atomically)."""
+        part = None
+        if stats is not None:  # the epoch's sums so far over all ranks (rank 0 carries them on resume)
+            part = torch.stack([stats.loss_sum.double(), stats.correct.double(),
+                                torch.tensor(float(stats.seen), dtype=torch.float64, device=device)])
+            if world > 1:
+                import torch.distributed as dist
+                dist.all_reduce(part)
+            part = part.cpu()
+        if lead:
+            runs.save_torch({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
+                             "step": step, "epoch_stats": part, "best": best,
+                             "rng": faults.rng_states(feed.generator)}, out / "last.pt")
+
     t_run = time.time()
     stopped = None
     try:
-        for epoch in range(start_epoch, cfg.epochs):
-            gen = torch.Generator(device=device).manual_seed(cfg.seed * 100003 + epoch)
-            batches = in_memory_batches(xtr, ytr, batch_size=cfg.batch_size, gen=gen, rank=rank, world=world,
-                                        augment_on=cfg.augment, pad=pad, flip_ok=cfg.flip)
-            t0 = time.time()
-            progress.epoch_start(epoch + 1, cfg.epochs, steps)
-            st = train_epoch(fwd, opt, batches, device=device, amp=cfg.amp, channels_last=cfg.channels_last,
-                             label_smoothing=cfg.label_smoothing,
-                             lr_for_batch=lambda i, e=epoch: lr_at(cfg, e * steps + i, steps), progress=progress)
-            loss_sum, correct, seen = st.loss_sum, st.correct, st.seen
-            if world > 1:  # the logged epoch metrics are over the global batch (one sync per epoch)
-                import torch.distributed as dist
-                tot = torch.stack([loss_sum, correct.to(loss_sum.dtype), torch.tensor(float(seen), device=device)])
-                dist.all_reduce(tot)
-                loss_sum, correct, seen = tot[0], tot[1], int(tot[2].item())
-            train_loss = loss_sum.item() / seen
-            if not math.isfinite(train_loss):
-                raise Diverged(f"epoch {epoch + 1}: the training loss is {train_loss}", out / "last.pt")
-            secs = time.time() - t0
-            stop = False
-            if lead:
-                test_loss, test_acc = evaluate(model, xte, yte, 512, cfg.amp, cfg.tta)
-                m = {"epoch": epoch + 1, "lr": lr_at(cfg, epoch * steps, steps), "train_loss": train_loss,
-                     "train_acc": float(correct.item()) / seen, "test_loss": test_loss, "test_acc": test_acc,
-                     "seconds": secs, "images_per_s": seen / secs, "train_images": seen}
-                is_best = test_acc > best["acc"]
-                if is_best:
-                    best = {"acc": test_acc, "epoch": epoch + 1}
-                    runs.save_torch(model.state_dict(), out / "best.pt")
-                metrics.append(m)
-                runs.write_metrics(metrics, metrics_path)
-                runs.save_torch(model.state_dict(), out / "model.pt")
-                runs.save_torch({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1,
-                                 "best": best, "rng": {"torch": torch.get_rng_state()}}, out / "last.pt")
-                progress.epoch_end(m, is_best)
-                stop = bool(callback(dict(m))) if callback else False
-            if world > 1:  # every process stops where the callback on rank 0 said
-                import torch.distributed as dist
-                flag = torch.tensor([float(stop)], device=device)
-                dist.broadcast(flag, 0)
-                stop = bool(flag.item())
-            if stop:
-                stopped = epoch + 1
-                break
+        with faults.StopRequest() as stop_request:
+            for epoch in range(start_epoch, cfg.epochs):
+                first = epoch == start_epoch
+                step = start_step if first else 0
+                batches = feed.batches(epoch, step)
+                stats = None
+                if first and step > 0 and feed.generator is not None and ck["rng"].get("data") is not None:
+                    feed.generator.set_state(ck["rng"]["data"])  # mid-epoch: the memory path's crop/flip generator
+                if first and partial is not None:
+                    p = partial.to(device) if lead else torch.zeros(3, dtype=torch.float64, device=device)
+                    stats = EpochStats(p[0].float(), p[1].long(), int(p[2].item()))
+                t0 = time.time()
+                progress.epoch_start(epoch + 1, cfg.epochs, steps)
+
+                def on_step(st: EpochStats) -> None:
+                    nonlocal step
+                    step += 1
+                    saved = cfg.checkpoint_interval > 0 and step % cfg.checkpoint_interval == 0
+                    if saved:
+                        checkpoint(epoch, step, st)
+                    faults.inject_fault(rank, epoch, step)
+                    if stop_request.agreed(world, device):  # SIGTERM / Ctrl-C: stop here, at a step boundary
+                        if not saved:
+                            checkpoint(epoch, step, st)
+                        raise Interrupted(out, stop_request.exit_status)
+
+                st = train_epoch(fwd, opt, batches, device=device, amp=cfg.amp, channels_last=cfg.channels_last,
+                                 label_smoothing=cfg.label_smoothing,
+                                 lr_for_batch=lambda i, e=epoch, k=step: lr_at(cfg, e * steps + k + i, steps),
+                                 progress=progress, stats=stats, on_step=on_step)
+                loss_sum, correct, seen = st.loss_sum, st.correct, st.seen
+                if world > 1:  # the logged epoch metrics are over the global batch (one sync per epoch)
+                    import torch.distributed as dist
+                    tot = torch.stack([loss_sum.double(), correct.double(),
+                                       torch.tensor(float(seen), dtype=torch.float64, device=device)])
+                    dist.all_reduce(tot)
+                    loss_sum, correct, seen = tot[0], tot[1], int(tot[2].item())
+                train_loss = loss_sum.item() / seen
+                if not math.isfinite(train_loss):
+                    raise Diverged(f"epoch {epoch + 1}: the training loss is {train_loss}", out / "last.pt")
+                secs = time.time() - t0
+                sc = evaluate_sharded(model, feed.eval_batches(), device, cfg.amp, feed.classes, world, tta=cfg.tta)
+                stop = False
+                if lead:
+                    m = {"epoch": epoch + 1, "lr": lr_at(cfg, epoch * steps, steps), "train_loss": train_loss,
+                         "train_acc": float(correct.item()) / seen, "test_loss": sc.loss, "test_acc": sc.top1,
+                         "test_top5": sc.top5, "seconds": secs, "images_per_s": seen / secs, "train_images": seen}
+                    is_best = sc.top1 > best["acc"]
+                    if is_best:
+                        best = {"acc": sc.top1, "epoch": epoch + 1}
+                        runs.save_torch(model.state_dict(), out / "best.pt")
+                    metrics.append(m)
+                    runs.write_metrics(metrics, metrics_path)
+                    runs.save_torch(model.state_dict(), out / "model.pt")
+                    progress.epoch_end(m, is_best)
+                    stop = bool(callback(dict(m))) if callback else False
+                checkpoint(epoch + 1, 0, None)  # after metrics.jsonl: a resume never skips an epoch's line
+                if world > 1:  # every process stops where the callback on rank 0 said
+                    import torch.distributed as dist
+                    flag = torch.tensor([float(stop)], device=device)
+                    dist.broadcast(flag, 0)
+                    stop = bool(flag.item())
+                if stop:
+                    stopped = epoch + 1
+                    break
+    except Interrupted:
+        progress.close()
+        if lead:
+            runs.remove_partial_writes(out)
+        raise
     except KeyboardInterrupt:
         progress.close()
         if lead:

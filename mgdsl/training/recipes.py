@@ -21,7 +21,18 @@ RECIPES = {
                    lr_step=0, lr_gamma=1.0,
                    warmup_epochs=1.0,        # linear warm-up from 0 over the first epoch, per batch
                    tta=True),               # test-time augmentation: mean of the logits of x and its mirror
+    # ResNet on ImageNet as in Goyal et al. 2017, "Accurate, Large Minibatch SGD: Training ImageNet in 1 Hour"
+    # (arXiv:1706.02677, sections 2.1, 2.2, 5.1), which the torchvision classification reference also uses:
+    # SGD momentum 0.9, weight decay 1e-4, 90 epochs, lr 0.1 per 256 images scaled linearly with the batch
+    # (lr_base_batch), / 10 at epochs 30, 60 and 80; above batch 256 a 5-epoch linear warm-up (per batch)
+    # from the lr of batch 256 up to the scaled lr.
+    "imagenet": dict(epochs=90, batch_size=256, lr=0.1, momentum=0.9, nesterov=False, weight_decay=1e-4,
+                     label_smoothing=0.0, schedule="multistep", lr_step=30, lr_gamma=0.1, warmup_epochs=5.0,
+                     tta=False, lr_milestones=[30, 60, 80], lr_base_batch=256),
 }
+SCHEDULES = ("step", "linear", "multistep")
+# how a data set is fed: stream.choose_mode picks for "auto"
+DATA_MODES = ("auto", "memory", "stream")
 DEFAULT_RECIPE = "budget"
 RECIPE_KEYS = tuple(RECIPES["paper"])
 
@@ -61,6 +72,11 @@ class Config:
     threads: int | None = None
     log_interval: int = 0
     tensorboard: bool = False
+    lr_milestones: list[int] | None = None  # multistep: epochs where lr is multiplied by lr_gamma
+    lr_base_batch: int | None = None  # the batch the recipe's lr is for: lr scales linearly with the batch
+    data_mode: str = "auto"  # memory, stream, or auto (stream.choose_mode)
+    workers: int | None = None  # DataLoader processes per rank when streaming (None: stream.default_workers)
+    checkpoint_interval: int = 0  # also write last.pt every this many steps (0: at each epoch's end only)
 
     @classmethod
     def from_dict(cls, d: dict) -> "Config":
@@ -72,7 +88,7 @@ class Config:
 CONFIG_KEYS = tuple(f.name for f in fields(Config))
 # what may differ when a run is resumed: how it runs, not what it computes
 RESUMABLE_KEYS = frozenset({"epochs", "device", "threads", "log_interval", "tensorboard", "data_root", "out",
-                            "overwrite"})
+                            "overwrite", "workers", "checkpoint_interval"})
 
 
 def resolve(cfg: Config, flip_default: bool) -> Config:
@@ -81,6 +97,17 @@ def resolve(cfg: Config, flip_default: bool) -> Config:
     r = {k: (getattr(cfg, k) if getattr(cfg, k) is not None else v) for k, v in base.items()}
     if cfg.epochs is not None and cfg.lr_step is None and base["schedule"] == "step":
         r["lr_step"] = max(1, round(base["lr_step"] * r["epochs"] / base["epochs"]))
+    if cfg.epochs is not None and cfg.lr_milestones is None and base.get("lr_milestones"):
+        r["lr_milestones"] = [max(1, round(m * r["epochs"] / base["epochs"])) for m in base["lr_milestones"]]
+    if base.get("lr_base_batch"):
+        if cfg.lr is None:  # the linear scaling rule (Goyal et al. 2.1)
+            r["lr"] = base["lr"] * r["batch_size"] / base["lr_base_batch"]
+        if cfg.warmup_epochs is None and r["batch_size"] <= base["lr_base_batch"]:
+            r["warmup_epochs"] = 0.0  # warm-up only where the lr is above the one tuned at the base batch
+    if r.get("schedule") == "multistep" and not r.get("lr_milestones", cfg.lr_milestones):
+        from .data import DataError
+        raise DataError("--schedule multistep needs lr_milestones (epochs)", "use --recipe imagenet, or a --config "
+                        "file with lr_milestones: [30, 60, 80]")
     flip = (flip_default if cfg.flip is None else cfg.flip) and cfg.augment
     r["tta"] = r["tta"] and flip  # mirrored test images help only a model trained on mirrored images
     return replace(cfg, **r, flip=flip)
@@ -90,6 +117,13 @@ def lr_at(cfg: Config, step: int, steps_per_epoch: int) -> float:
     """The learning rate of global batch `step` (0-based): a pure function, so a resumed run gets the same."""
     if cfg.schedule == "step":  # the paper's: lr * gamma^(epoch // lr_step), constant within an epoch
         return cfg.lr * cfg.lr_gamma ** ((step // steps_per_epoch) // cfg.lr_step)
+    if cfg.schedule == "multistep":  # Goyal et al.: warm-up from lr * base / batch, then / 10 at milestones
+        lr = cfg.lr * cfg.lr_gamma ** sum(1 for m in cfg.lr_milestones if m * steps_per_epoch <= step)
+        warm = cfg.warmup_epochs * steps_per_epoch
+        if step < warm:
+            start = min(1.0, (cfg.lr_base_batch or cfg.batch_size) / cfg.batch_size)
+            return lr * (start + (1 - start) * step / warm)
+        return lr
     total = cfg.epochs * steps_per_epoch
     warm = round(cfg.warmup_epochs * steps_per_epoch)
     if step < warm:

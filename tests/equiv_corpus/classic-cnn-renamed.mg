@@ -8,10 +8,10 @@ model classic_cnn_renamed {
   smooth 2
   space f = width
 
-  f_in      = relu . bn . conv3(x -> f)
-  K[l, i]   = bn . conv3(f -> f)
-  T[l]      = relu . bn . conv3(f -> f, stride 2)
-  fc        = linear(f -> classes)
+  f_in    = relu . bn . conv3(x -> f)
+  K[l, i] = bn . conv3(f -> f)
+  T[l]    = relu . bn . conv3(f -> f, stride 2)
+  fc      = linear(f -> classes)
 
   init    f = f_in(x)
   step    f = K(relu(f))

@@ -9,12 +9,12 @@ model linear_mgnet_wrong_coarse_A {
   smooth nu
   space u = 1, f = 1
 
-  A[1]  = laplace(u -> f)
-  A[l]  = R[l-1] . A[l-1] . P[l-1]
-  R[l]  = restrict(f -> f)
-  P[l]  = transpose(R[l])
-  S[l]  = jacobi(A[l], f -> u, omega omega)
-  Pi[l] = conv3(u -> u, stride 2)
+  A[1]   = laplace(u -> f)
+  A[l]   = R[l-1] . A[l-1] . P[l-1]
+  R[l]   = restrict(f -> f)
+  P[l]   = transpose(R[l])
+  S[l]   = jacobi(A[l], f -> u, omega omega)
+  Pi[l]  = conv3(u -> u, stride 2)
   Pi2[l] = restrict(f -> f) . A[l]
 
   init    u = 0

@@ -9,12 +9,12 @@ model mgnet_renamed {
   smooth nu
   space v = width, g = width
 
-  f_in    = relu . bn . conv3(x -> g)
+  f_in      = relu . bn . conv3(x -> g)
   Phi[l]    = conv3(v -> g)
   Psi[l, i] = relu . bn . conv3(g -> v) . relu . bn
-  Pi[l]   = relu . bn . conv3(v -> v, stride 2)
-  R[l]    = relu . bn . conv3(g -> g, stride 2)
-  fc      = linear(v -> classes)
+  Pi[l]     = relu . bn . conv3(v -> v, stride 2)
+  R[l]      = relu . bn . conv3(g -> g, stride 2)
+  fc        = linear(v -> classes)
 
   init    g = f_in(x); v = 0
   step    v = v + Psi(g - Phi(v))

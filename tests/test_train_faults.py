@@ -1,0 +1,157 @@
+"""Runs that survive faults: checkpoints every N steps, exact mid-epoch resume, SIGTERM, torchrun restarts;
+and streamed training end to end (mgdsl/training/loop.py with feed.py, stream.py, faults.py)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mgdsl.cli import main
+
+TINY = ["-D", "width=4", "-D", "nu=1"]
+BN_FREE = """model bnfree {
+  param width = 4
+  input x : 3 x 8 x 8
+  classes 6
+  grids 2
+  smooth 1
+  space u = width, f = width
+  f_in = relu . conv3(x -> f)
+  A[l] = conv3(u -> f)
+  B[l] = relu . conv3(f -> u, bias) . relu
+  Pi[l] = relu . conv3(u -> u, stride 2)
+  R[l] = relu . conv3(f -> f, stride 2)
+  fc = linear(u -> classes)
+  init f = f_in(x); u = 0
+  step u = u + B(f - A(u))
+  coarsen u[l+1] = Pi(u); f[l+1] = R(f - A(u)) + A[l+1](u[l+1])
+  output fc(avgpool(u))
+}
+"""
+
+
+def image_folder(root, classes=6, per_class=(4, 2), size=(14, 11)):
+    """root/train and root/val with random PNGs of one size, `classes` class folders."""
+    rng = np.random.default_rng(0)
+    for split, n in zip(("train", "val"), per_class):
+        for c in range(classes):
+            d = root / split / f"c{c}"
+            d.mkdir(parents=True)
+            for k in range(n):
+                Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(d / f"{k}.png")
+    return root
+
+
+@pytest.fixture
+def npz(tmp_path):
+    rng = np.random.default_rng(0)
+    for name, n in (("train", 48), ("test", 20)):
+        y = rng.integers(0, 6, n)
+        x = (rng.random((n, 8, 8, 3)) * 80 + y[:, None, None, None] * 30).astype(np.uint8)
+        np.savez(tmp_path / f"{name}.npz", x=x, y=y)
+    return tmp_path
+
+
+def _metrics(out):
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def _same_run(a, b, tol=1e-6):
+    """Equal final weights and equal per-epoch metrics (the time columns aside)."""
+    wa, wb = torch.load(a / "model.pt"), torch.load(b / "model.pt")
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], atol=tol, rtol=tol)
+    ma, mb = _metrics(a), _metrics(b)
+    assert len(ma) == len(mb)
+    for x, y in zip(ma, mb):
+        for k in ("lr", "train_loss", "train_acc", "test_loss", "test_acc", "test_top5"):
+            assert x[k] == pytest.approx(y[k], rel=tol, abs=tol), (k, x, y)
+
+
+def _data_args(kind, root):
+    if kind == "memory":
+        return ["--train", str(root / "train.npz"), "--test", str(root / "test.npz")]
+    return ["--train", str(image_folder(root / "imgs")), "--workers", "0"]
+
+
+@pytest.mark.parametrize("kind", ["memory", "stream"])
+def test_sigterm_mid_epoch_then_resume_equals_an_uninterrupted_run(kind, npz, tmp_path, monkeypatch, capsys):
+    (tmp_path / "bnfree.mg").write_text(BN_FREE)
+    common = ["compile", str(tmp_path / "bnfree.mg"), *_data_args(kind, npz), "--epochs", "2", "--batch-size", "4",
+              "--seed", "1"]
+    assert main(common + ["--out", str(tmp_path / "full")]) == 0
+    # SIGTERM after step 3 of epoch 1 (of 6 steps): the stop is honoured at the step boundary
+    monkeypatch.setenv("MGDSL_FAULT", "TERM:0:1:3")
+    assert main(common + ["--out", str(tmp_path / "cut")]) == 143
+    assert "continue it with" in capsys.readouterr().err
+    ck = torch.load(tmp_path / "cut" / "last.pt", weights_only=False)
+    assert (ck["epoch"], ck["step"]) == (1, 3) and len(_metrics(tmp_path / "cut")) == 1
+    monkeypatch.delenv("MGDSL_FAULT")
+    assert main(["compile", str(tmp_path / "bnfree.mg"), "--resume", str(tmp_path / "cut")]) == 0
+    assert "at epoch 2, step 3" in capsys.readouterr().err
+    _same_run(tmp_path / "full", tmp_path / "cut", tol=0)  # bitwise on CPU
+
+
+def test_checkpoint_interval_writes_the_position_and_every_rng_state(npz, tmp_path, monkeypatch):
+    (tmp_path / "bnfree.mg").write_text(BN_FREE)
+    out = tmp_path / "run"
+    # a kill right after step 5 of epoch 0: the last checkpoint is the one of step 4 (interval 2)
+    monkeypatch.setenv("MGDSL_FAULT", "KILL:0:0:5")
+    code = subprocess.run([sys.executable, "-m", "mgdsl.cli", "compile", str(tmp_path / "bnfree.mg"),
+                           *_data_args("memory", npz), "--epochs", "1", "--batch-size", "4",
+                           "--checkpoint-interval", "2", "--out", str(out)], env=dict(os.environ, OMP_NUM_THREADS="1"),
+                          capture_output=True, text=True, timeout=120).returncode
+    assert code == -signal.SIGKILL
+    ck = torch.load(out / "last.pt", weights_only=False)
+    assert (ck["epoch"], ck["step"]) == (0, 4)
+    assert {"python", "numpy", "torch", "cuda", "data"} <= set(ck["rng"]) and ck["rng"]["data"] is not None
+    assert not list(out.glob("*.tmp"))
+
+
+def test_sigterm_exits_143_with_a_checkpoint_in_a_real_process(npz, tmp_path):
+    out = tmp_path / "run"
+    p = subprocess.Popen([sys.executable, "-m", "mgdsl.cli", "compile", "specs/mgnet.mg", *TINY,
+                          *_data_args("memory", npz), "--batch-size", "4", "--epochs", "1000", "--out", str(out)],
+                         env=dict(os.environ, OMP_NUM_THREADS="1"), stderr=subprocess.PIPE, text=True)
+    import time
+    deadline = time.time() + 120
+    while not (out / "last.pt").exists() and time.time() < deadline:  # training is under way
+        time.sleep(0.1)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 143, err[-1000:]
+    assert "continue it with" in err and "Traceback" not in err
+    ck = torch.load(out / "last.pt", weights_only=False)
+    assert ck["step"] >= 1 and ck["epoch_stats"] is not None  # written at the step the signal stopped, not an epoch's end
+    assert not list(out.glob("*.tmp"))
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_torchrun_restarts_a_killed_rank_and_ends_like_an_uninterrupted_run(npz, tmp_path):
+    """2 gloo processes, streamed folder: rank 1 is SIGKILLed after step 2 of epoch 1; torchrun restarts both
+    and the run continues from the interval checkpoint; final metrics equal one uninterrupted process."""
+    (tmp_path / "bnfree.mg").write_text(BN_FREE)
+    common = ["compile", str(tmp_path / "bnfree.mg"), *_data_args("stream", npz), "--epochs", "2",
+              "--batch-size", "4", "--seed", "2", "--checkpoint-interval", "1"]
+    assert main(common + ["--out", str(tmp_path / "one")]) == 0
+    env = dict(os.environ, OMP_NUM_THREADS="1", MGDSL_FAULT="KILL:1:1:2")
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--max-restarts=1",
+                        f"--master_port={_free_port()}", "-m", "mgdsl.cli", *common, "--out", str(tmp_path / "two")],
+                       env=env, capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "exitcode: -9" in r.stderr  # rank 1 did die by SIGKILL
+    assert "resuming" in r.stderr and "at epoch 2, step 2" in r.stderr  # from the step-2 checkpoint, not epoch 2's start
+    _same_run(tmp_path / "one", tmp_path / "two", tol=1e-5)
+    cfg = json.loads((tmp_path / "two" / "config.json").read_text())
+    assert cfg["world_size"] == 2 and cfg["data_plan"]["mode"] == "stream"
