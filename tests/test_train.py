@@ -336,9 +336,9 @@ def test_flip_augmentation_mirrors_only_when_asked():
 
 def _wiring(tiny_npz, tmp_path, monkeypatch, *flags):
     """What the loop handed to the epoch, the batches and evaluation, for one tiny epoch."""
-    from mgdsl.training import loop
+    from mgdsl.training import data, loop, metrics
     got = {}
-    real_epoch, real_batches, real_eval = loop.train_epoch, loop.in_memory_batches, loop.evaluate
+    real_epoch, real_batches, real_eval = loop.train_epoch, data.in_memory_batches, metrics.evaluate
 
     def epoch(fwd, opt, batches, **kw):
         g = opt.param_groups[0]
@@ -351,12 +351,12 @@ def _wiring(tiny_npz, tmp_path, monkeypatch, *flags):
         got.update(flip=kw["flip_ok"], crop=kw["augment_on"])
         return real_batches(*a, **kw)
 
-    def evaluate(*a):
-        got["tta"] = a[5]
-        return real_eval(*a)
+    def evaluate(*a, **kw):
+        got["tta"] = kw["tta"]
+        return real_eval(*a, **kw)
     monkeypatch.setattr(loop, "train_epoch", epoch)
-    monkeypatch.setattr(loop, "in_memory_batches", batches)
-    monkeypatch.setattr(loop, "evaluate", evaluate)
+    monkeypatch.setattr(data, "in_memory_batches", batches)  # the memory feed's batches (feed.MemoryFeed)
+    monkeypatch.setattr(metrics, "evaluate", evaluate)  # the loop's sharded evaluation
     assert _train(tiny_npz, tmp_path / "w", "--epochs", "2", *flags) == 0
     return got
 

@@ -261,12 +261,16 @@ def evaluate_run(target: str, *, defines=None, weights: str | None = None, test:
         raise DataError(f"eval {target}: pass --test DATA (no run config beside {wpath})")
     streamed = (rec.get("data_plan") or {}).get("mode") == "stream" and Path(name).is_dir()
     if streamed:  # images resized and centre-cropped to the spec's input, as the run evaluated them
-        from .stream import folder_split, image_folder, pil_mode
+        from .stream import folder_split, image_folder, open_folders, pil_mode
         shape = tuple(rec["input_shape"])
-        ds = image_folder(folder_split(Path(name), None).test or Path(name), pil_mode(shape[0]))
         classes = rec["classes"]
-        if len(ds.classes) != classes:
-            raise DataError(f"{name}: {len(ds.classes)} class folders, but the run has {classes} classes")
+        if test is None:  # exactly as in training: a held-out split stays the same split
+            _, ds, names = open_folders(Path(cfg.train), Path(cfg.test) if cfg.test else None, shape[0])
+        else:  # scored whole
+            ds = image_folder(folder_split(Path(name), None).test or Path(name), pil_mode(shape[0]))
+            names = ds.classes
+        if len(names) != classes:
+            raise DataError(f"{name}: {len(names)} class folders, but the run has {classes} classes")
     else:
         if test is None:  # exactly as in training: a split stays the same split
             d = load_dataset(cfg.train, cfg.test, root)
