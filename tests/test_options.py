@@ -22,16 +22,20 @@ V11 = "specs/multigrid/poisson-v11.mg"
 
 # ------------------------------------------------------------------ -D name=value (a name-valued param)
 
-# the paper's restriction stencils, typed from (4.13) and (4.14)
+# the paper's restriction stencils, typed from (4.13), (4.14) and (4.15)
 K_R = {"bilinear": [[0.25, 0.5, 0.25], [0.5, 1, 0.5], [0.25, 0.5, 0.25]],
-       "linear": [[0, 0.5, 0.5], [0.5, 1, 0.5], [0.5, 0.5, 0]]}
+       "linear": [[0, 0.5, 0.5], [0.5, 1, 0.5], [0.5, 0.5, 0]],
+       "average": [[1 / 9] * 3] * 3}
 
 
-@pytest.mark.parametrize("kr", ["bilinear", "linear"])
+@pytest.mark.parametrize("kr", sorted(K_R))
 def test_named_param_selects_the_restriction_stencil(kr):
-    """R[1] applied to every fine-grid unit vector: the row of the centre coarse point is K_R."""
+    """R[1] applied to every fine-grid unit vector: the row of the centre coarse point is K_R, to float64
+    round-off when the model is built in float64 (1/9 is not a float32 number)."""
+    from mgdsl.lowering import default_dtype
     n = 9
-    model = mgdsl.load(V11, n=n, kr=kr)
+    with default_dtype(torch.float64):
+        model = mgdsl.load(V11, n=n, kr=kr)
     R = model.instance("R[1]")
     eye = torch.eye(n * n, dtype=torch.float64).reshape(n * n, 1, n, n)
     with torch.no_grad():
@@ -39,7 +43,7 @@ def test_named_param_selects_the_restriction_stencil(kr):
     row = cols[:, 0, 2, 2].reshape(n, n)          # coarse (2, 2) sits on fine (4, 4)
     want = torch.zeros(n, n, dtype=torch.float64)
     want[3:6, 3:6] = torch.tensor(K_R[kr], dtype=torch.float64)
-    torch.testing.assert_close(row, want, atol=1e-7, rtol=0)
+    torch.testing.assert_close(row, want, atol=1e-15, rtol=0)
 
 
 def test_named_param_on_the_command_line_reaches_the_solver(capsys):

@@ -3,7 +3,9 @@ scale (a trained scalar), and split / delta / sub_id through Theorem 8.3 (a clas
 rewrite compute the same function with the same weights)."""
 import itertools
 
+import pytest
 import torch
+import torch.nn.functional as F
 
 import mgdsl
 from mgdsl.cli import main
@@ -62,3 +64,42 @@ def test_mg_resnet_rewrite_computes_the_classic_cnn(tmp_path):
     with torch.no_grad():
         want, got = cnn(x), mg(x)
     torch.testing.assert_close(got, want, atol=1e-12, rtol=1e-12)
+
+
+POOL = """model p {
+  input f : 2 x 9 x 9
+  grids 2
+  smooth 1
+  space f = 2
+  init f = f
+  step f = relu(f)
+  coarsen f[l+1] = POOL(f)
+  output f
+}
+"""
+
+# the inline pooling primitives of the language, and what torch computes for them (ceil mode: a 9x9 grid
+# has a 5x5 coarse grid, as a stride-2 'same' convolution gives)
+POOLS = {"maxpool2": lambda x: F.max_pool2d(x, 2, 2, ceil_mode=True),
+         "avgpool2": lambda x: F.avg_pool2d(x, 2, 2, ceil_mode=True),
+         "maxpool3": lambda x: F.max_pool2d(x, 3, 2, 1)}
+
+
+@pytest.mark.parametrize("pool", sorted(POOLS))
+def test_inline_pooling_computes_torchs_pooling(tmp_path, pool):
+    p = tmp_path / "p.mg"
+    p.write_text(POOL.replace("POOL", pool))
+    model = mgdsl.load(str(p))
+    x = torch.randn(3, 2, 9, 9)
+    with torch.no_grad():
+        y = model(x)
+    assert y.shape == (3, 2, 5, 5)
+    torch.testing.assert_close(y, F.relu(POOLS[pool](F.relu(x))))
+
+
+def test_the_lowered_module_reports_the_specs_shapes_and_shows_its_code():
+    import inspect
+    model = mgdsl.load("specs/mgnet.mg", width=4, nu=1)
+    assert (model.input_shape, model.output_shape, model.spec_name) == ((3, 32, 32), (10,), "mgnet")
+    # the generated forward is registered with linecache: tracebacks and inspect show its lines
+    assert inspect.getsource(type(model).forward).rstrip() == model.code.rstrip()

@@ -112,3 +112,23 @@ def test_laplace_stencil_honours_its_padding(tmp_path, pad, matrix):
 def test_fixed_operators_are_not_in_the_state_dict(cycle):
     """A checkpoint holds what training changes; stencils, diagonals and inverses are rebuilt from the spec."""
     assert list(cycle.state_dict()) == []
+
+
+@pytest.mark.parametrize("width", [17, 18])
+def test_prolongation_is_the_transposed_restriction_on_a_rectangular_grid(width):
+    """P = R^T (4.7-4.9) lands exactly on the fine grid, also when it is not square (9 x width)."""
+    text = open(V11).read().replace("input f : 1 x n x n", f"input f : 1 x n x {width}")
+    assert f"x {width}" in text
+    with default_dtype(torch.float64):
+        model = mgdsl.compile_ir(V11, text, n=9)
+        m = mgdsl.lower(model)
+    R, P = m.instance("R[1]"), m.instance("P[1]")
+    fine = 9 * width
+    eye = torch.eye(fine, dtype=torch.float64).reshape(fine, 1, 9, width)
+    with torch.no_grad():
+        Rm = R(eye).reshape(fine, -1).T                    # coarse x fine
+        ch, cw = R(eye[:1]).shape[-2:]
+        coarse = torch.eye(ch * cw, dtype=torch.float64).reshape(-1, 1, ch, cw)
+        Pm = P(coarse).reshape(ch * cw, -1).T              # fine x coarse
+    assert (ch, cw) == (5, (width + 1) // 2)
+    torch.testing.assert_close(Pm, Rm.T, atol=1e-15, rtol=0)

@@ -142,6 +142,6 @@ PY
     mutmut show "$m" 2>/dev/null | sed -n '1,40p'
   done
 } > report.txt
-sed -n '1,6p' report.txt
+sed -n '1,/^score/p' report.txt
 echo "report: $work/report.txt"
 if [ "${KEEP:-1}" != 1 ]; then rm -rf "$work/mutants"; fi
