@@ -556,8 +556,9 @@ def test_output_says_where_the_run_goes_and_labels_epoch_lines(tiny_npz, tmp_pat
 def test_threads_flag_sets_torch_threads(tiny_npz, tmp_path):
     before = torch.get_num_threads()
     try:
-        assert _train(tiny_npz, tmp_path / "r", "--epochs", "1", "--threads", "1") == 0
-        assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 1  # the module's fixture: the flag must change it
+        assert _train(tiny_npz, tmp_path / "r", "--epochs", "1", "--threads", "2") == 0
+        assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
 
