@@ -432,6 +432,7 @@ def read(ir) -> Reading:
     rd = read_data(ir, maps)
     if rd is not None:
         return rd
-    k = keys[0]
+    states = set(ir.spaces)
+    k = next((k for k in keys if _mgnet_step(maps[k], states) is None), keys[0])
     text = "; ".join(f"{s} = {N.show(lc)}" for s, lc in maps[k].items())
     return Reading("unknown", note=f"the step ({text}, grid {k[0]} step {k[1]}) has none of the forms of Table 1")

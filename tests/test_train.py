@@ -119,6 +119,17 @@ def test_eval_scores_a_test_folder_whole(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["n"] == 10  # all of it, not a split
 
 
+def test_eval_of_an_image_folder_run_uses_the_runs_own_split(tmp_path, capsys):
+    _image_folder(tmp_path / "imgs", per_class=10)
+    out = tmp_path / "run"
+    assert main(["compile", "specs/mgnet.mg", *TINY, "--train", str(tmp_path / "imgs" / "train"), "--epochs", "1",
+                 "--batch-size", "4", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(out), "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["n"] == 4 and r["top1"] == _summary(out)["final_test_acc"]  # the 20% held out, not all 20 images
+
+
 def test_run_folder_is_self_contained(tiny_npz, tmp_path, monkeypatch):
     spec = tmp_path / "m.mg"
     spec.write_text(open("specs/mgnet.mg").read())
@@ -168,7 +179,7 @@ def test_resume_with_more_epochs_extends_a_finished_run(tiny_npz, tmp_path, caps
 
 
 @pytest.mark.parametrize("flag", [["--lr", "0.05"], ["--batch-size", "8"], ["--seed", "1"], ["--recipe", "paper"],
-                                  ["--no-augment"], ["-D", "width=8"], ["--train", "digits"]])
+                                  ["--no-augment"], ["-D", "width=8"], ["--train", "digits"], ["--out", "elsewhere"]])
 def test_resume_refuses_flags_that_contradict_the_run(tiny_npz, tmp_path, capsys, flag):
     out = tmp_path / "run"
     assert _train(tiny_npz, out, "--epochs", "1") == 0
@@ -321,6 +332,45 @@ def test_flip_augmentation_mirrors_only_when_asked():
         seen |= {bool(torch.equal(out[i], x[i].flip(2))) for i in range(2)}
         assert torch.equal(augment(x, g, pad=0, flip_ok=False), x)
     assert seen == {True, False}
+
+
+def _wiring(tiny_npz, tmp_path, monkeypatch, *flags):
+    """What the loop handed to the epoch, the batches and evaluation, for one tiny epoch."""
+    from mgdsl.training import loop
+    got = {}
+    real_epoch, real_batches, real_eval = loop.train_epoch, loop.in_memory_batches, loop.evaluate
+
+    def epoch(fwd, opt, batches, **kw):
+        g = opt.param_groups[0]
+        if "lrs" not in got:  # the first epoch's
+            got.update(nesterov=g["nesterov"], momentum=g["momentum"], weight_decay=g["weight_decay"],
+                       label_smoothing=kw["label_smoothing"], lrs=[kw["lr_for_batch"](i) for i in range(8)])
+        return real_epoch(fwd, opt, batches, **kw)
+
+    def batches(*a, **kw):
+        got.update(flip=kw["flip_ok"], crop=kw["augment_on"])
+        return real_batches(*a, **kw)
+
+    def evaluate(*a):
+        got["tta"] = a[5]
+        return real_eval(*a)
+    monkeypatch.setattr(loop, "train_epoch", epoch)
+    monkeypatch.setattr(loop, "in_memory_batches", batches)
+    monkeypatch.setattr(loop, "evaluate", evaluate)
+    assert _train(tiny_npz, tmp_path / "w", "--epochs", "2", *flags) == 0
+    return got
+
+
+def test_the_recipe_reaches_the_optimizer_loss_schedule_augmentation_and_tta(tiny_npz, tmp_path, monkeypatch):
+    b = _wiring(tiny_npz, tmp_path / "b", monkeypatch, "--flip")
+    assert (b["nesterov"], b["momentum"], b["weight_decay"], b["label_smoothing"]) == (True, 0.9, 5e-4, 0.1)
+    assert b["lrs"] == pytest.approx([0.1 * (i + 1) / 8 for i in range(8)])  # the first epoch warms up: 8 steps
+    assert (b["flip"], b["crop"], b["tta"]) == (True, True, True)
+    p = _wiring(tiny_npz, tmp_path / "p", monkeypatch, "--recipe", "paper")
+    assert (p["nesterov"], p["weight_decay"], p["label_smoothing"], p["flip"], p["crop"], p["tta"]) == \
+        (False, 0.0, 0.0, False, True, False)
+    n = _wiring(tiny_npz, tmp_path / "n", monkeypatch, "--flip", "--no-augment")
+    assert (n["flip"], n["crop"], n["tta"]) == (False, False, False)
 
 
 def test_in_memory_batches_keep_each_label_with_its_image():
@@ -478,6 +528,10 @@ def test_image_folder_dataset(tmp_path):
                  "--batch-size", "4", "--workers", "0", "--out", str(tmp_path / "s")]) == 0
     cfg = json.loads((tmp_path / "s" / "config.json").read_text())
     assert cfg["input_shape"] == [3, 32, 32] and cfg["classes"] == 2 and cfg["data_plan"]["mode"] == "stream"
+    assert main(["compile", "specs/mgnet.mg", *TINY, "--train", str(tmp_path / "imgs"), "--epochs", "1",
+                 "--batch-size", "4", "--data-mode", "memory", "--out", str(tmp_path / "noflip"), "--no-flip"]) == 0
+    c = json.loads((tmp_path / "noflip" / "config.json").read_text())["config"]
+    assert (c["flip"], c["augment"], c["tta"]) == (False, True, False)  # --no-flip turns off flips alone
 
 
 # ------------------------------------------------------------------ output, configs, API

@@ -189,6 +189,8 @@ def _resume(spec, run: Path, defines, given: dict, callback) -> dict | None:
         raise DataError(f"--resume {run}: no last.pt there (the run never finished an epoch)")
     saved = Config.from_dict(rec["config"])
     bad = _contradictions(saved, given)
+    if given.get("out") is not None and Path(given["out"]).resolve() != run.resolve():
+        bad.append(f"--out {given['out']} (a resumed run stays in {run})")
     ir = spec_of_run(rec)
     saved_defines = rec.get("params_override") or {}
     if spec is not None:
@@ -233,7 +235,7 @@ def evaluate_run(target: str, *, defines=None, weights: str | None = None, test:
 
     from .. import compile_spec, parse_overrides
     from ..lowering import lower_ir
-    from .data import DataError, channel_stats, load_test_set, to_images
+    from .data import DataError, channel_stats, load_dataset, load_test_set, to_images
     from .loop import evaluate, normalise
 
     t = Path(target)
@@ -251,8 +253,11 @@ def evaluate_run(target: str, *, defines=None, weights: str | None = None, test:
         raise DataError(f"no such file: {wpath}")
     cfg = Config.from_dict(rec.get("config", {}))
     root = data_root or cfg.data_root
-    name = test or (cfg.test if cfg.test is not None else cfg.train)
-    if name is None:
+    if test is not None:  # another test set, scored whole
+        name = test
+    elif cfg.train is not None:  # the run's own test set
+        name = cfg.test or cfg.train
+    else:
         raise DataError(f"eval {target}: pass --test DATA (no run config beside {wpath})")
     streamed = (rec.get("data_plan") or {}).get("mode") == "stream" and Path(name).is_dir()
     if streamed:  # images resized and centre-cropped to the spec's input, as the run evaluated them
@@ -263,7 +268,11 @@ def evaluate_run(target: str, *, defines=None, weights: str | None = None, test:
         if len(ds.classes) != classes:
             raise DataError(f"{name}: {len(ds.classes)} class folders, but the run has {classes} classes")
     else:
-        x, y, k = load_test_set(name, root)
+        if test is None:  # exactly as in training: a split stays the same split
+            d = load_dataset(cfg.train, cfg.test, root)
+            x, y, k = d.x_test, d.y_test, d.classes
+        else:  # scored whole
+            x, y, k = load_test_set(name, root)
         classes = rec.get("classes", k if k is not None else int(y.max()) + 1)
         shape = (x.shape[3], x.shape[1], x.shape[2])
     ir = adapt(ir, shape, classes)

@@ -80,6 +80,15 @@ class StopRequest:
         return EXIT_STATUS.get(signal.Signals(self.signum), 128 + int(self.signum)) if self.signum else 0
 
 
+def attempt_store():
+    """torchrun's env:// store under a prefix per attempt: a restarted job must not read the addresses its
+    killed attempt left there (measured: gloo then connects to a dead port and hangs or fails, torch 2.14).
+    The count is the same on every rank of one node; see the README for several nodes."""
+    import torch.distributed as dist
+    store, _, _ = next(dist.rendezvous("env://"))
+    return dist.PrefixStore(f"mgdsl/attempt-{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
+
+
 def restarted() -> bool:
     """True in a process that torchrun started again after a failure (--max-restarts)."""
     return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0

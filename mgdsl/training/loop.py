@@ -124,7 +124,9 @@ def fit(ir, cfg: Config, data, record: dict, *, resume: bool = False, callback=N
                         "drop --sync-bn on CPU (each process then normalises over its own share of the batch)")
     if world > 1:
         import torch.distributed as dist
-        dist.init_process_group("nccl" if device_kind == "cuda" else "gloo")
+        from .faults import attempt_store
+        dist.init_process_group("nccl" if device_kind == "cuda" else "gloo", store=attempt_store(), rank=rank,
+                                world_size=world)
         if device_kind == "cuda":
             torch.cuda.set_device(local_rank)
     device = torch.device(device_kind, local_rank) if device_kind == "cuda" else torch.device("cpu")

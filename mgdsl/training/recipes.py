@@ -88,7 +88,7 @@ class Config:
 CONFIG_KEYS = tuple(f.name for f in fields(Config))
 # what may differ when a run is resumed: how it runs, not what it computes
 RESUMABLE_KEYS = frozenset({"epochs", "device", "threads", "log_interval", "tensorboard", "data_root", "out",
-                            "overwrite", "workers", "checkpoint_interval"})
+                            "overwrite", "workers", "checkpoint_interval"})  # out: checked apart, the run's own
 
 
 def resolve(cfg: Config, flip_default: bool) -> Config:
