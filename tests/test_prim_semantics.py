@@ -103,3 +103,14 @@ def test_the_lowered_module_reports_the_specs_shapes_and_shows_its_code():
     assert (model.input_shape, model.output_shape, model.spec_name) == ((3, 32, 32), (10,), "mgnet")
     # the generated forward is registered with linecache: tracebacks and inspect show its lines
     assert inspect.getsource(type(model).forward).rstrip() == model.code.rstrip()
+
+
+def test_the_lowered_module_survives_pickling():
+    """torch.save(model) / torch.load: the generated class is rebuilt on load, outputs unchanged."""
+    import pickle
+    model = mgdsl.load("specs/mgnet.mg", width=4, nu=1).eval()
+    again = pickle.loads(pickle.dumps(model))
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(again(x), model(x))
+    assert type(again).__name__ == type(model).__name__ and again.code == model.code

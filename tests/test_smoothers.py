@@ -66,7 +66,7 @@ def test_jacobi_of_a_composed_operator_uses_its_exact_diagonal(tmp_path):
     assert sorted(set(np.diag(A))) == [88, 100, 112]  # corner, edge, inside: the boundary rows differ
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture  # built per test: mutmut maps a constructor to the tests that run it
 def cycle():
     with default_dtype(torch.float64):
         return mgdsl.load(V11, n=9, omega=0.8)
@@ -132,3 +132,19 @@ def test_prolongation_is_the_transposed_restriction_on_a_rectangular_grid(width)
         Pm = P(coarse).reshape(ch * cw, -1).T              # fine x coarse
     assert (ch, cw) == (5, (width + 1) // 2)
     torch.testing.assert_close(Pm, Rm.T, atol=1e-15, rtol=0)
+
+
+def test_galerkin_operator_is_assembled_per_channel(tmp_path):
+    """With two channels, A[2] = R A P acts on each channel alone, as on one."""
+    text = open(V11).read().replace("space u = 1, f = 1", "space u = 2, f = 2").replace(
+        "input f : 1 x n x n", "input f : 2 x n x n")
+    assert "space u = 2, f = 2" in text and "input f : 2 x n x n" in text
+    with default_dtype(torch.float64):
+        m = mgdsl.lower(mgdsl.compile_ir(V11, text, n=9))
+    P = prolong(9)
+    A2 = P.T @ laplace(9) @ P
+    x = torch.randn(1, 2, 5, 5, dtype=torch.float64)
+    with torch.no_grad():
+        y = m.instance("A[2]")(x)
+    for c in range(2):
+        np.testing.assert_allclose(y[0, c].reshape(-1).numpy(), A2 @ x[0, c].reshape(-1).numpy(), atol=1e-12)

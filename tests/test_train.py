@@ -113,7 +113,8 @@ def test_eval_scores_a_test_folder_whole(tmp_path, capsys):
     _image_folder(tmp_path / "imgs", per_class=5)
     out = tmp_path / "run"
     assert main(["compile", "specs/mgnet.mg", *TINY, "--train", str(tmp_path / "imgs" / "train"), "--test",
-                 str(tmp_path / "imgs" / "test"), "--epochs", "1", "--batch-size", "4", "--out", str(out)]) == 0
+                 str(tmp_path / "imgs" / "test"), "--epochs", "1", "--batch-size", "4", "--data-mode", "memory",
+                 "--out", str(out)]) == 0
     capsys.readouterr()
     assert main(["eval", str(out), "--test", str(tmp_path / "imgs" / "train"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["n"] == 10  # all of it, not a split
@@ -123,7 +124,7 @@ def test_eval_of_an_image_folder_run_uses_the_runs_own_split(tmp_path, capsys):
     _image_folder(tmp_path / "imgs", per_class=10)
     out = tmp_path / "run"
     assert main(["compile", "specs/mgnet.mg", *TINY, "--train", str(tmp_path / "imgs" / "train"), "--epochs", "1",
-                 "--batch-size", "4", "--out", str(out)]) == 0
+                 "--batch-size", "4", "--data-mode", "memory", "--out", str(out)]) == 0
     capsys.readouterr()
     assert main(["eval", str(out), "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
@@ -355,8 +356,8 @@ def _wiring(tiny_npz, tmp_path, monkeypatch, *flags):
         got["tta"] = kw["tta"]
         return real_eval(*a, **kw)
     monkeypatch.setattr(loop, "train_epoch", epoch)
-    monkeypatch.setattr(data, "in_memory_batches", batches)  # the memory feed's batches (feed.MemoryFeed)
-    monkeypatch.setattr(metrics, "evaluate", evaluate)  # the loop's sharded evaluation
+    monkeypatch.setattr(data, "in_memory_batches", batches)
+    monkeypatch.setattr(metrics, "evaluate", evaluate)
     assert _train(tiny_npz, tmp_path / "w", "--epochs", "2", *flags) == 0
     return got
 
@@ -449,11 +450,12 @@ def test_a_file_that_is_not_an_npz_exits_2(tmp_path, capsys, content, words):
     assert len(err.splitlines()) == 1 and str(p) in err and words in err
 
 
-def test_image_folder_without_class_folders_exits_2(tmp_path, capsys):
+@pytest.mark.parametrize("mode", ["memory", "stream"])
+def test_image_folder_without_class_folders_exits_2(tmp_path, capsys, mode):
     from PIL import Image
     (tmp_path / "flat").mkdir()
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "flat" / "a.png")
-    assert main(["compile", "specs/mgnet.mg", *NO_WARNING, "--train", str(tmp_path / "flat")]) == 2
+    assert main(["compile", "specs/mgnet.mg", *NO_WARNING, "--train", str(tmp_path / "flat"), "--data-mode", mode]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(tmp_path / "flat") in err and "no class folders" in err
 
@@ -554,8 +556,9 @@ def test_output_says_where_the_run_goes_and_labels_epoch_lines(tiny_npz, tmp_pat
 def test_threads_flag_sets_torch_threads(tiny_npz, tmp_path):
     before = torch.get_num_threads()
     try:
-        assert _train(tiny_npz, tmp_path / "r", "--epochs", "1", "--threads", "1") == 0
-        assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 1  # the module's fixture: the flag must change it
+        assert _train(tiny_npz, tmp_path / "r", "--epochs", "1", "--threads", "2") == 0
+        assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
 
