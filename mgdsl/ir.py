@@ -70,6 +70,7 @@ class Instance:
     def_text: str = ""
     template: list = field(default_factory=list, repr=False)  # the definition's parts (resolve.Part), untyped
     first_use: Span | None = None  # where it was typed: later uses that disagree point back here
+    trained: bool = False  # it or an instance it references has trained parameters (passes.classify)
     assembled: bool = False  # a fixed channel-wise composition lowered as one exact 3x3 variable stencil
 
     @property
@@ -78,7 +79,8 @@ class Instance:
 
     @property
     def fixed(self) -> bool:
-        return self.params == 0 and self.klass == "linear"
+        """No trained parameters, its own or through a reference (a Galerkin R A P over a trained A is not)."""
+        return self.params == 0 and not self.trained and self.klass == "linear"
 
 
 class Where(NamedTuple):

@@ -53,8 +53,9 @@ def drop_unapplied(ir: IR) -> IR:
 
 
 def classify(ir: IR) -> IR:
-    """Linearity classification: an instance takes the worst class of its layers and of what it references.
-    Changes only Instance.klass."""
+    """Linearity classification: an instance takes the worst class of its layers and of what it references,
+    and is trained when it or anything it references has parameters. Changes only Instance.klass and
+    Instance.trained."""
     done: set[str] = set()
 
     def visit(label: str) -> str:
@@ -62,9 +63,11 @@ def classify(ir: IR) -> IR:
         if label not in done:
             done.add(label)
             inst.klass = max((lay.klass for lay in inst.layers), key=KLASS_ORDER.get, default="linear")
+            inst.trained = inst.params > 0
             for lay in inst.layers:
                 if lay.ref and lay.ref in ir.instances:
                     inst.klass = max(inst.klass, visit(lay.ref), key=KLASS_ORDER.get)
+                    inst.trained = inst.trained or ir.instances[lay.ref].trained
         return inst.klass
 
     for label in ir.instances:

@@ -48,9 +48,6 @@ def test_inverse_of_a_trained_operator_is_refused_at_its_definition(tmp_path, ca
            "but Ac[3] is linear with 9 parameters" in err
 
 
-@pytest.mark.xfail(strict=True, reason="known bug (issue 14): a Galerkin A[l] = R[l-1] . A[l-1] . P[l-1] over a "
-                   "trained A[1] is marked fixed (elaborate does not propagate fixedness through references), so "
-                   "jacobi(A[2]) and inverse(A[J]) are built from A[1]'s initial weights and never follow training")
 def test_galerkin_operator_over_a_trained_operator_is_not_fixed(tmp_path, capsys):
     text = _edit(V11, r"^  A\[1\]\s*= laplace\(u -> f\)", "  A[1] = conv3(u -> f)")
     rc, err, _ = _check(tmp_path, capsys, text)
