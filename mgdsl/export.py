@@ -327,7 +327,7 @@ def training_note(cfg: dict) -> str:
         return ""
     mean = ", ".join(f"{v:.6g}" for v in norm["mean"])
     std = ", ".join(f"{v:.6g}" for v in norm["std"])
-    return (f"Trained on {cfg.get('config', {}).get('dataset', 'a data set')}: inputs are images in [0, 1] "
+    return (f"Trained on {cfg.get('config', {}).get('train') or 'a data set'}: inputs are images in [0, 1] "
             f"normalised per channel,\n(x - mean) / std with mean = ({mean}) and std = ({std}).")
 
 

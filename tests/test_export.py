@@ -186,7 +186,7 @@ def test_export_cli_round_trips_a_training_run(tmp_path, capsys):
         y = model(x)
     torch.save(x, tmp_path / "x")
     torch.save(y, tmp_path / "y")
-    assert "normalised per channel" in out.with_suffix(".py").read_text()
+    assert "Trained on digits: inputs are images in [0, 1] normalised per channel" in " ".join(out.with_suffix(".py").read_text().split())
     got = run_standalone([{"name": "run", "module": "digits_mgnet", "py": f"{out}.py", "pt": f"{out}.pt",
                            "x": str(tmp_path / "x"), "y": str(tmp_path / "y"), "cls": "Mgnet"}], tmp_path)
     assert got["run"]["err"] <= 1e-5
