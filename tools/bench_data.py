@@ -25,9 +25,7 @@ import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
-CIFAR = ROOT.parent / "shared" / "data" / "cifar10-train-10k.npz"
-if not CIFAR.exists():
-    CIFAR = Path("/work/shared/data/cifar10-train-10k.npz")
+CIFAR = ROOT.parent / "shared" / "data" / "cifar10-train-10k.npz"  # the default --cifar: beside the checkout
 
 
 def write_folder(root: Path, x: np.ndarray, y: np.ndarray) -> Path:
@@ -95,6 +93,8 @@ def run(args: list[str], env: dict) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--images", type=int, default=2000, help="CIFAR-sized images for the throughput part")
+    ap.add_argument("--cifar", type=Path, default=CIFAR,
+                    help="an .npz of CIFAR images (x, y) for the throughput part; random images when it is absent")
     ap.add_argument("--width", type=int, default=16)
     ap.add_argument("--with-memory-mode", action="store_true", help="also the in-memory path's peak memory")
     ap.add_argument("--only", choices=["throughput", "memory"], help="run one part")
@@ -105,9 +105,9 @@ def main() -> None:
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        if CIFAR.exists():
-            z = np.load(CIFAR)
-            x, y, source = z["x"][:a.images], z["y"][:a.images], f"{CIFAR.name}[:{a.images}]"
+        if a.cifar.exists():
+            z = np.load(a.cifar)
+            x, y, source = z["x"][:a.images], z["y"][:a.images], f"{a.cifar.name}[:{a.images}]"
         else:
             rng = np.random.default_rng(0)
             x, y, source = rng.integers(0, 256, (a.images, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, a.images), "random"

@@ -5,7 +5,8 @@
 #   tools/mutation.sh mgdsl/check.py                        # the test files listed below for that module
 #   tools/mutation.sh mgdsl/check.py tests/test_budget.py   # or name them
 #
-# Each run works in a scratch copy of the working tree (MUTATION_DIR, default /tmp/mgdsl-mutation/NAME),
+# Each run works in a scratch copy of the working tree (MUTATION_DIR, default .mutation/NAME in the
+# checkout, ignored by git),
 # so the checkout is never mutated and runs for different modules do not share state. The mutmut
 # configuration is the [mutmut] section of a setup.cfg written into that copy:
 #   only_mutate = MODULE; pytest_add_cli_args_test_selection = the test files; process_isolation =
@@ -46,7 +47,7 @@ command -v mutmut >/dev/null || { echo "mutmut is not installed: pip install 'mu
 
 root=$(git rev-parse --show-toplevel)
 name=$(basename "$module" .py)
-work=${MUTATION_DIR:-/tmp/mgdsl-mutation/$name}
+work=${MUTATION_DIR:-$root/.mutation/$name}
 rm -rf "$work"
 mkdir -p "$work"
 # the working tree as it is (tracked and untracked, not ignored files), without .git
