@@ -236,7 +236,8 @@ def evaluate_run(target: str, *, defines=None, weights: str | None = None, test:
     from .. import compile_spec, parse_overrides
     from ..lowering import lower_ir
     from .data import DataError, channel_stats, load_dataset, load_test_set, to_images
-    from .loop import evaluate, normalise
+    from .loop import normalise
+    from .metrics import evaluate
 
     t = Path(target)
     if t.is_dir():
@@ -288,12 +289,11 @@ def evaluate_run(target: str, *, defines=None, weights: str | None = None, test:
         raise DataError(f"{wpath} does not fit {ir.name}: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
                         "pass the same spec and -D values as in training") from None
     if streamed:
-        from .metrics import evaluate as evaluate_sharded
         from .stream import Augmented, EvalShard, eval_transform, make_loader
         norm = rec["normalize"]
         loader = make_loader(Augmented(ds, eval_transform(shape, norm["mean"], norm["std"])),
                              EvalShard(len(ds), 1, 0), 64, 0, False, False)
-        sc = evaluate_sharded(model, loader, torch.device("cpu"), False, classes, 1, tta=bool(cfg.tta))
+        sc = evaluate(model, loader, torch.device("cpu"), False, classes, 1, tta=bool(cfg.tta))
         return {"top1": sc.top1, "top5": sc.top5, "loss": sc.loss, "n": sc.n, "weights": str(wpath), "test": name,
                 "tta": bool(cfg.tta)}
     xt = to_images(x, "cpu")
@@ -302,6 +302,8 @@ def evaluate_run(target: str, *, defines=None, weights: str | None = None, test:
     else:
         mean, std = channel_stats(xt)
         xt = (xt - mean) / std
-    tta = bool(cfg.tta)
-    loss, acc = evaluate(model, xt, torch.from_numpy(y), 512, False, tta)
-    return {"top1": acc, "loss": loss, "n": int(len(y)), "weights": str(wpath), "test": name, "tta": tta}
+    tta, yt = bool(cfg.tta), torch.from_numpy(y)
+    batches = ((xt[s:s + 512], yt[s:s + 512]) for s in range(0, len(xt), 512))
+    sc = evaluate(model, batches, torch.device("cpu"), False, classes, 1, tta=tta)
+    return {"top1": sc.top1, "top5": sc.top5, "loss": sc.loss, "n": sc.n, "weights": str(wpath), "test": name,
+            "tta": tta}

@@ -79,23 +79,6 @@ def train_epoch(fwd, opt, batches, *, device, amp: bool, channels_last: bool, la
     return stats
 
 
-def evaluate(model, x, y, batch_size: int = 512, amp: bool = False, tta: bool = False) -> tuple[float, float]:
-    """(mean cross-entropy, top-1 accuracy) of model on normalised images x with labels y; with tta the logits
-    are the mean over x and its horizontal mirror (test-time augmentation)."""
-    import torch
-    model.eval()
-    correct, loss = 0, 0.0
-    with torch.no_grad(), torch.autocast(x.device.type, torch.bfloat16, enabled=amp):
-        for s in range(0, len(x), batch_size):
-            xb = x[s:s + batch_size]
-            out = model(xb).float()
-            if tta:
-                out = (out + model(xb.flip(3)).float()) / 2
-            loss += torch.nn.functional.cross_entropy(out, y[s:s + batch_size], reduction="sum").item()
-            correct += (out.argmax(1) == y[s:s + batch_size]).sum().item()
-    return loss / len(x), correct / len(x)
-
-
 def normalise(x, normalize: dict):
     """Images in [0, 1] to the training set's per-channel standard scores (the statistics saved with the run)."""
     import torch
