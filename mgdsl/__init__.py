@@ -1,6 +1,7 @@
 """mgdsl: a language and compiler for multigrid-style neural networks (MgNet, He & Xu 2019)."""
 from __future__ import annotations
 
+from .check import DEFAULT_MAX_PARAMS
 from .diagnostics import SpecError
 from .training import train  # noqa: F401  (mgdsl.train(spec, data, **options) -> summary)
 
@@ -30,7 +31,7 @@ def parse_overrides(defines) -> dict:
 
 
 def compile_spec(path: str, params: dict | None = None, text: str | None = None,
-                 max_params: int = 1_000_000_000):
+                 max_params: int = DEFAULT_MAX_PARAMS):
     """Spec file (or text) to a checked IR; raises SpecError with located diagnostics."""
     from .check import check
     from .diagnostics import Source

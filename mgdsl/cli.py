@@ -13,7 +13,7 @@ import shlex
 import sys
 import traceback
 
-from . import SpecError, __version__, compile_spec, parse_overrides
+from . import DEFAULT_MAX_PARAMS, SpecError, __version__, compile_spec, parse_overrides
 from .cost import si
 
 EXIT_INTERNAL = 70  # sysexits.h EX_SOFTWARE: 1 and 3 are answers ("no", "undecided"), 2 is bad input
@@ -83,7 +83,7 @@ def _add_defines(p: argparse.ArgumentParser) -> None:
 def _ir(args):
     from .diagnostics import render
     ir = compile_spec(args.spec, parse_overrides(args.defines),
-                      max_params=int(getattr(args, "max_params", None) or 1_000_000_000))
+                      max_params=int(getattr(args, "max_params", None) or DEFAULT_MAX_PARAMS))
     if ir.warnings:
         print(render(ir.warnings, ir.source), file=sys.stderr)
     return ir
@@ -478,7 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_defines(c)
     c.add_argument("--json", action="store_true", help="print one JSON object")
     c.add_argument("--ir", action="store_true", help="print the compiler's IR: instances and the unrolled graph")
-    c.add_argument("--max-params", type=float, default=1e9, help="refuse larger models before allocation")
+    c.add_argument("--max-params", type=float, default=float(DEFAULT_MAX_PARAMS), help="refuse larger models before allocation")
     c.add_argument("--train", metavar="DATASET", default=argparse.SUPPRESS,
                    help="train on digits, cifar10, cifar100, an .npz file or an image folder (default: only compile)")
     add_train_args(c)
