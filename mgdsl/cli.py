@@ -556,7 +556,10 @@ def main(argv: list[str] | None = None) -> int:
         args = _parse(parser, argv)
         return args.fn(args)
     except SpecError as e:
-        print(str(e), file=sys.stderr)
+        try:
+            print(str(e), file=sys.stderr)
+        except BrokenPipeError:  # `mgdsl ... 2>&1 | head`: the status still says "bad input", never 1 ("no")
+            pass
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

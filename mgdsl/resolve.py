@@ -90,7 +90,12 @@ def _number(params: dict, n: S.Num):
     if isinstance(n.value, str):
         if n.value not in params:
             raise Fail(f"undefined param '{n.value}'", n.span, did_you_mean(n.value, params))
-        return n.coef * params[n.value]
+        v = params[n.value]
+        if isinstance(v, str):  # a name-valued param (-D kr=linear) is never multiplied: 2 * 'abc' is not 'abcabc'
+            if n.coef != 1:
+                raise Fail(f"{n.coef:g} * {n.value} needs a number, but param {n.value} is '{v}'", n.span)
+            return v
+        return n.coef * v
     return n.value
 
 

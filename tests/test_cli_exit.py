@@ -6,6 +6,7 @@ terminal or a full disk would), so every command that prints reaches the error p
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -57,3 +58,29 @@ def test_bad_input_is_exit_2_not_an_internal_error(tmp_path):
                        timeout=120)
     assert r.returncode == 2 and "internal error" not in r.stderr and "Traceback" not in r.stderr
     assert f"{bad}:{line}:" in r.stderr and "undefined operator 'Bb'" in r.stderr
+
+
+def test_spec_error_keeps_exit_2_when_stderr_is_a_closed_pipe(tmp_path):
+    """`mgdsl check bad.mg 2>&1 | head -1`: a reader that stops early must not turn "bad input" into 1 ("no")."""
+    bad = tmp_path / "bad.mg"
+    bad.write_text("model m {\n  input x : 3 x 0 x 32\n}\n")
+    r_end, w_end = os.pipe()
+    os.close(r_end)  # the reader is gone before mgdsl writes: its error message meets a broken pipe
+    try:
+        rc = subprocess.run([sys.executable, "-m", "mgdsl", "check", str(bad)], stderr=w_end,
+                            stdout=subprocess.DEVNULL, timeout=120).returncode
+    finally:
+        os.close(w_end)
+    assert rc == 2
+
+
+def test_a_name_valued_param_times_a_number_is_a_located_error(tmp_path):
+    """-D width=abc with `2 * width`: the message quotes the value given, never 'abcabc'."""
+    spec = tmp_path / "s.mg"
+    text = Path("specs/mgnet.mg").read_text().replace("space u = width, f = width", "space u = 2 * width, f = width")
+    assert "2 * width" in text
+    spec.write_text(text)
+    r = subprocess.run([sys.executable, "-m", "mgdsl", "check", str(spec), "-D", "width=abc"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "abcabc" not in r.stderr
+    assert "2 * width needs a number, but param width is 'abc'" in r.stderr
