@@ -31,22 +31,37 @@ def parse_overrides(defines) -> dict:
 
 
 def compile_spec(path: str, params: dict | None = None, text: str | None = None,
-                 max_params: int = DEFAULT_MAX_PARAMS):
-    """Spec file (or text) to a checked IR; raises SpecError with located diagnostics."""
+                 max_params: int = DEFAULT_MAX_PARAMS, *, input_shape: tuple[int, int, int] | None = None,
+                 classes: int | None = None):
+    """Spec file (or text) to a checked IR; raises SpecError with located diagnostics.
+
+    input_shape (C, H, W) and classes replace the spec's `input` and `classes` (a spec adapted to a data set)."""
     from .check import check
     from .diagnostics import Source
     from .elaborate import elaborate
     from .library import resolve
-    from .syntax import parse, read_source
+    from .syntax import parse, read_source, retarget
 
     if text is None:
         path = resolve(path)
         text = read_source(path)
     source = Source(path, text)
-    ir = elaborate(parse(text, path), source, dict(params or {}))
+    model = retarget(parse(text, path), input_shape, classes)
+    ir = elaborate(model, source, dict(params or {}))
     check(ir, source, max_params=max_params)
     ir.source = source
+    ir.max_params = max_params
     return ir
+
+
+def recompile(ir, *, input_shape: tuple[int, int, int] | None = None, classes: int | None = None):
+    """The IR's own text, -D values and budget compiled again (for other data): the one way an IR is rebuilt.
+
+    The file on disk is not read: what was compiled is what is recompiled (a run folder's saved text, an edited
+    file) and ir.source.text is what a run's sha256 is of."""
+    text = ir.source.text if ir.source is not None else None
+    return compile_spec(ir.path, dict(ir.params), text, ir.max_params or DEFAULT_MAX_PARAMS,
+                        input_shape=input_shape, classes=classes)
 
 
 def compile_ir(path: str, text: str | None = None, **params):

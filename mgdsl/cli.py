@@ -326,7 +326,7 @@ def _print_config(args, given: dict) -> int:
 def cmd_eval(args) -> int:
     from .training import evaluate_run
     r = evaluate_run(args.target, defines=args.defines, weights=args.weights, test=args.test,
-                     data_root=args.data_root)
+                     data_root=args.data_root, tta=args.tta)
     if args.json:
         print(json.dumps(r))
     else:
@@ -535,6 +535,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--test", help="score this test set instead, whole: digits, cifar10, cifar100, an .npz or an "
                    "image folder (default: the run's own test set)")
     e.add_argument("--data", dest="data_root", help="folder for downloaded data sets (default: the run's)")
+    e.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                   help="flip test-time augmentation: average the logits of each image and its mirror (default: as "
+                   "the run was scored, i.e. on when its recipe used it)")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.set_defaults(fn=cmd_eval)
     from .solve import add_solve_parser

@@ -162,6 +162,7 @@ class IR:
     # which instance each written operator name resolved to: (kind, level, step) -> {name: label}
     bindings: dict = field(default_factory=dict)
     source: object = None  # the diagnostics.Source it came from, for warnings
+    max_params: int | None = None  # the parameter budget it was checked against (recompile keeps it)
 
     @property
     def total_params(self) -> int:

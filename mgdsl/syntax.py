@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import lark
@@ -190,6 +190,19 @@ class Model:
     items: tuple
     span: Span | None = NOSPAN
     comments: tuple = field(default=(), compare=False, repr=False)
+
+
+def retarget(model: Model, shape: tuple[int, int, int] | None = None, classes: int | None = None) -> Model:
+    """The same spec for other data: `input` takes `shape` (C, H, W) and `classes` takes `classes`, spans kept."""
+    items = []
+    for it in model.items:
+        if shape is not None and isinstance(it, Input):
+            it = replace(it, channels=Num(shape[0], it.channels.span), height=Num(shape[1], it.height.span),
+                         width=Num(shape[2], it.width.span))
+        if classes is not None and isinstance(it, Setting) and it.key == "classes":
+            it = replace(it, values=(Num(classes, it.values[0].span),))
+        items.append(it)
+    return replace(model, items=tuple(items))
 
 
 # ---------------------------------------------------------------- parse tree -> AST

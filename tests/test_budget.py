@@ -49,3 +49,14 @@ def test_default_budget_is_one_billion_in_the_library():
     assert mgdsl.compile_ir(RESNET18, width=605).total_params == 997_207_595
     with pytest.raises(SpecError, match="over the budget of 1,000,000,000"):
         mgdsl.compile_ir(RESNET18, width=606)
+
+
+def test_adapting_to_the_data_keeps_the_budget_the_spec_was_checked_with():
+    # training recompiles the spec for the data's shape and classes: a --max-params above the default must
+    # reach it, or a model the user allowed is refused before its first step
+    from mgdsl.training import adapt
+    ir = mgdsl.compile_spec(RESNET18, {"width": 606}, max_params=2_000_000_000)
+    assert adapt(ir, (3, 32, 32), 10).total_params == 1_000_506_616
+    small = mgdsl.compile_spec(RESNET18, max_params=RESNET18_PARAMS)
+    with pytest.raises(SpecError, match=f"over the budget of {RESNET18_PARAMS:,}"):
+        adapt(small, (3, 32, 32), 11)  # one class more: 513 parameters more than the budget it was given

@@ -85,6 +85,9 @@ def test_eval_of_the_run_reproduces_the_summary_exactly_and_reads_the_weights_gi
     assert main(["eval", str(out), "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["top1"] == s["final_test_acc"] and r["n"] == 48 and r["tta"]
+    assert main(["eval", str(out), "--no-tta", "--json"]) == 0  # the same model scored without the mirror
+    plain = json.loads(capsys.readouterr().out)
+    assert not plain["tta"] and plain["n"] == 48 and plain["loss"] != r["loss"]
     assert main(["eval", str(out), "--weights", str(out / "best.pt"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["top1"] == s["best_test_acc"]
     # weights that predict class k for every image score exactly the share of k in the test set

@@ -15,30 +15,12 @@ from .recipes import Config
 
 
 def adapt(ir, shape: tuple[int, int, int], classes: int):
-    """Re-elaborate the spec for the data's channels, size and class count (the spec adapts or says why not)."""
-    from dataclasses import replace
-
-    from .. import syntax as S
-    from ..check import check
-    from ..diagnostics import Source
-    from ..elaborate import elaborate
-    from ..syntax import parse, read_source
+    """The spec recompiled for the data's channels, size and class count (the spec adapts or says why not)."""
+    from .. import recompile
     from .data import DataError
 
-    source = ir.source or Source(ir.path, read_source(ir.path))  # the very text the IR was compiled from
-    model = parse(source.text, ir.path)
-    items = []
-    for it in model.items:
-        if isinstance(it, S.Input):
-            it = replace(it, channels=S.Num(shape[0], it.channels.span), height=S.Num(shape[1], it.height.span),
-                         width=S.Num(shape[2], it.width.span))
-        if isinstance(it, S.Setting) and it.key == "classes":
-            it = replace(it, values=(S.Num(classes, it.values[0].span),))
-        items.append(it)
-    model = replace(model, items=tuple(items))
-    overrides = dict(ir.params)
     try:
-        new = elaborate(model, source, overrides)
+        new = recompile(ir, input_shape=shape, classes=classes)
     except SpecError as e:
         e.diagnostics.insert(0, Diagnostic(
             f"the spec cannot take this data ({shape[0]} x {shape[1]} x {shape[2]}, {classes} classes)", None,
@@ -47,7 +29,7 @@ def adapt(ir, shape: tuple[int, int, int], classes: int):
     if new.classes is None or new.output_ty.shape != (classes,):
         raise DataError(f"{ir.name} does not end in a {classes}-class output (its output is {new.output_ty.shape})",
                         "a classifier spec needs `classes N` and an output like fc(avgpool(u))")
-    return check(new, source)
+    return new
 
 
 def _file_ref(name: str | None) -> dict | None:
@@ -83,8 +65,10 @@ def load_run(run_dir: str) -> dict:
 def spec_of_run(rec: dict):
     """The IR of the spec text and -D values saved in a run's config.json (the file on disk is not read)."""
     from .. import compile_spec
+    from ..check import DEFAULT_MAX_PARAMS
     spec = rec["spec"]
-    return compile_spec(spec["path"], rec.get("params_override") or {}, text=spec["text"])
+    return compile_spec(spec["path"], rec.get("params_override") or {}, text=spec["text"],
+                        max_params=rec.get("max_params") or DEFAULT_MAX_PARAMS)
 
 
 def _contradictions(saved: Config, given: dict) -> list[str]:
@@ -163,7 +147,7 @@ def _new_run(ir, cfg: Config, callback) -> dict | None:
                         f"continue it with --resume {cfg.out}, pick another --out, or pass --overwrite")
     record = {"spec": {"path": ir.path, "text": ir.source.text,
                        "sha256": hashlib.sha256(ir.source.text.encode()).hexdigest()},
-              "params_override": dict(ir.params),
+              "params_override": dict(ir.params), "max_params": ir.max_params,
               "data": {"train": _file_ref(cfg.train), "test": _file_ref(cfg.test), "note": data.note}}
     cfg.train, cfg.test = _absolute(cfg.train), _absolute(cfg.test)
     ir = _adapt_to(ir, data, record)
@@ -226,11 +210,12 @@ def _resume(spec, run: Path, defines, given: dict, callback) -> dict | None:
 
 
 def evaluate_run(target: str, *, defines=None, weights: str | None = None, test: str | None = None,
-                 data_root: str | None = None) -> dict:
+                 data_root: str | None = None, tta: bool | None = None) -> dict:
     """Top-1 accuracy and loss of saved weights, normalised and tested as in training.
 
     target is a run folder (its spec, -D, normalisation, recipe and test set are used; weights default to its
-    model.pt) or a spec file (then weights is required and the run is the folder that holds them)."""
+    model.pt) or a spec file (then weights is required and the run is the folder that holds them).
+    tta None scores as the run did (flip test-time augmentation if its recipe used it); True/False force it."""
     import torch
 
     from .. import compile_spec, parse_overrides
@@ -253,6 +238,7 @@ def evaluate_run(target: str, *, defines=None, weights: str | None = None, test:
     if not wpath.exists():
         raise DataError(f"no such file: {wpath}")
     cfg = Config.from_dict(rec.get("config", {}))
+    use_tta = bool(cfg.tta) if tta is None else tta
     root = data_root or cfg.data_root
     if test is not None:  # another test set, scored whole
         name = test
@@ -293,17 +279,17 @@ def evaluate_run(target: str, *, defines=None, weights: str | None = None, test:
         norm = rec["normalize"]
         loader = make_loader(Augmented(ds, eval_transform(shape, norm["mean"], norm["std"])),
                              EvalShard(len(ds), 1, 0), 64, 0, False, False)
-        sc = evaluate(model, loader, torch.device("cpu"), False, classes, 1, tta=bool(cfg.tta))
+        sc = evaluate(model, loader, torch.device("cpu"), False, classes, 1, tta=use_tta)
         return {"top1": sc.top1, "top5": sc.top5, "loss": sc.loss, "n": sc.n, "weights": str(wpath), "test": name,
-                "tta": bool(cfg.tta)}
+                "tta": use_tta}
     xt = to_images(x, "cpu")
     if "normalize" in rec:  # the training set's statistics, saved with the run
         xt = normalise(xt, rec["normalize"])
     else:
         mean, std = channel_stats(xt)
         xt = (xt - mean) / std
-    tta, yt = bool(cfg.tta), torch.from_numpy(y)
+    yt = torch.from_numpy(y)
     batches = ((xt[s:s + 512], yt[s:s + 512]) for s in range(0, len(xt), 512))
-    sc = evaluate(model, batches, torch.device("cpu"), False, classes, 1, tta=tta)
+    sc = evaluate(model, batches, torch.device("cpu"), False, classes, 1, tta=use_tta)
     return {"top1": sc.top1, "top5": sc.top5, "loss": sc.loss, "n": sc.n, "weights": str(wpath), "test": name,
-            "tta": tta}
+            "tta": use_tta}
