@@ -54,13 +54,15 @@ def compile_spec(path: str, params: dict | None = None, text: str | None = None,
     return ir
 
 
-def recompile(ir, *, input_shape: tuple[int, int, int] | None = None, classes: int | None = None):
-    """The IR's own text, -D values and budget compiled again (for other data): the one way an IR is rebuilt.
+def recompile(ir, *, params: dict | None = None, input_shape: tuple[int, int, int] | None = None,
+              classes: int | None = None):
+    """The IR's own text, -D values and budget compiled again (for other data, or with some -D values changed):
+    the one way an IR is rebuilt (training's adapt, a resumed run, eval, the equivalence check's reduced width).
 
     The file on disk is not read: what was compiled is what is recompiled (a run folder's saved text, an edited
     file) and ir.source.text is what a run's sha256 is of."""
     text = ir.source.text if ir.source is not None else None
-    return compile_spec(ir.path, dict(ir.params), text, ir.max_params or DEFAULT_MAX_PARAMS,
+    return compile_spec(ir.path, {**ir.params, **(params or {})}, text, ir.max_params or DEFAULT_MAX_PARAMS,
                         input_shape=input_shape, classes=classes)
 
 

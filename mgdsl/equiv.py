@@ -184,15 +184,13 @@ def derive(rd: Reading, path: list[Edge]) -> list[Step]:
 
 def _small(ir):
     """Numerics at reduced width (the relations do not depend on it); returns (ir, note)."""
-    from . import compile_ir
+    from . import recompile
     small = {k: 16 for k in ("width", "fwidth") if isinstance(ir.params.get(k), (int, float)) and ir.params[k] > 16}
     if isinstance(ir.params.get("n"), (int, float)) and ir.params["n"] > 33:
         small["n"] = 33
     if not small:
         return ir, ""
-    params = dict(ir.params, **small)
-    text = ir.source.text if getattr(ir, "source", None) is not None else None
-    return compile_ir(ir.path, text=text, **params), \
+    return recompile(ir, params=small), \
         "numerics at reduced size " + ", ".join(f"{k}={v}" for k, v in small.items())
 
 

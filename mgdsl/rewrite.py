@@ -55,13 +55,13 @@ def cmd_rewrite(args) -> int:
     from . import compile_ir, parse_overrides
     from .fmt import fmt
     from .lowering import default_dtype, lower_ir
-    from .syntax import parse_file
+    from .syntax import parse
 
     if args.to != "mg-resnet":
         raise SpecError([Diagnostic(f"--to {args.to}: only mg-resnet (Theorem 8.3) is a constructive rewrite", None)])
     params = parse_overrides(args.defines)
     ir = compile_ir(args.spec, **params)
-    text = fmt(to_mg_resnet(parse_file(args.spec), ir))
+    text = fmt(to_mg_resnet(parse(ir.source.text, ir.path), ir))  # the text compiled, not a second read
     tmp = args.output + ".tmp"
     with open(tmp, "w") as fh:
         fh.write(text)

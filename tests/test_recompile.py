@@ -54,3 +54,11 @@ def test_recompile_keeps_the_budget():
     with pytest.raises(SpecError, match="over the budget"):
         mgdsl.recompile(tight, classes=11)
     assert mgdsl.recompile(ir, classes=11).total_params > ir.total_params
+
+
+def test_recompile_with_a_changed_define_keeps_the_others():
+    # the equivalence check runs its numerics at reduced width this way: every other -D must survive
+    two = SPEC.replace("  param width = 4\n", "  param width = 4\n  param nu = 1\n").replace("smooth 1", "smooth nu")
+    ir = mgdsl.compile_spec("tiny.mg", {"width": 6, "nu": 2}, text=two)
+    small = mgdsl.recompile(ir, params={"width": 4})
+    assert small.params["nu"] == 2 and small.params["width"] == 4 and small.nu == [2, 2]

@@ -35,8 +35,11 @@ if [ ${#tests[@]} -eq 0 ]; then
                                tests/test_prims.py tests/test_smoothers.py tests/test_solve.py)
                         PYTEST_ARGS=${PYTEST_ARGS:---deselect tests/test_lower.py::test_torch_compile_fullgraph_tiny_model} ;;
     mgdsl/elaborate.py) tests=(tests/test_elaborate.py tests/test_check.py tests/test_located_errors.py tests/test_budget.py) ;;
-    mgdsl/equiv.py)     tests=(tests/test_equiv.py) ;;
-    mgdsl/train.py)     tests=(tests/test_train.py tests/test_options.py) ;;
+    mgdsl/equiv.py|mgdsl/numerics.py|mgdsl/forms.py|mgdsl/normal.py)
+                        tests=(tests/test_equiv.py tests/test_equiv_paths.py tests/test_equiv_corpus.py) ;;
+    mgdsl/training/loop.py|mgdsl/training/metrics.py)
+                        tests=(tests/test_train.py tests/test_faults.py tests/test_options.py tests/test_recipes.py)
+                        PYTEST_ARGS=${PYTEST_ARGS:--k "not compile and not sync and not tensorboard"} ;;
     mgdsl/solve.py)     tests=(tests/test_solve.py tests/test_smoothers.py tests/test_options.py)
                         PYTEST_ARGS=${PYTEST_ARGS:--k "not sync and not amp and not channels and not compile"} ;;
     *) echo "no default tests for $module: name them" >&2; exit 2 ;;
