@@ -11,8 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# inline primitives that are linear maps (the others, e.g. relu and max pooling, are not)
-LINEAR_PRIMS = {"id", "avgpool", "avgpool2"}
+from .prims import PRIMS
+
+# what an equation may apply without a definition (relu, id, the pools), and which of those are linear maps
+# (the others, relu and max pooling, are not): both read off the primitive table
+INLINE_PRIMS = frozenset(name for name, p in PRIMS.items() if p.inline)
+LINEAR_PRIMS = frozenset(name for name in INLINE_PRIMS if PRIMS[name].klass(None) == "linear")
 
 
 class Unsupported(Exception):
@@ -137,7 +141,7 @@ def normalise(ir, t, kind: str, level: int, step: int) -> tuple:
     if h == "app":
         x = normalise(ir, t[2], kind, level, step)
         name = t[1]
-        if name.split("[")[0] in ("relu", "id", "avgpool", "maxpool2", "avgpool2", "maxpool3") and \
+        if name.split("[")[0] in INLINE_PRIMS and \
                 name not in ir.bindings.get((kind, level, step), {}):
             return apply(prim_factor(name), x)
         label = ir.bindings.get((kind, level, step), {}).get(name)

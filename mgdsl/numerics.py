@@ -16,6 +16,7 @@ from torch import nn
 
 from . import normal as N
 from .lowering import Delta, Split, SubId, default_dtype, lower_ir
+from .prims import PRIMS
 
 TOL = 1e-9
 
@@ -64,23 +65,16 @@ class Const(nn.Module):
 
 
 class Prim(nn.Module):
+    """A parameter-free primitive (relu, id, a pool) built as the lowering builds it, from prims.PRIMS: the
+    target side computes it with the very module the spec side runs (one table, not a second copy)."""
+
     def __init__(self, name: str):
         super().__init__()
         self.name = name
+        self.mod = PRIMS[name].lower(None, None)
 
     def forward(self, x):
-        F = torch.nn.functional
-        if self.name == "relu":
-            return F.relu(x)
-        if self.name == "avgpool":
-            return x.mean((-2, -1))
-        if self.name == "avgpool2":
-            return F.avg_pool2d(x, 2, 2, ceil_mode=True)
-        if self.name == "maxpool2":
-            return F.max_pool2d(x, 2, 2, ceil_mode=True)
-        if self.name == "maxpool3":
-            return F.max_pool2d(x, 3, 2, 1)
-        return x
+        return self.mod(x)
 
 
 class Seq(nn.Module):
@@ -188,7 +182,7 @@ class Target:
             return None
         if h == "app":
             x = self.ev(t[2], env, kind, level, i)
-            if t[1] in ("relu", "id", "avgpool", "avgpool2", "maxpool2", "maxpool3"):
+            if t[1] in N.INLINE_PRIMS:
                 return Prim(t[1])(x)
             return self.op(kind, level, i, t[1])(x)
         if h in ("add", "sub"):
