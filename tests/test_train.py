@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+import mgdsl
+import mgdsl.training
 from mgdsl.cli import main
 from mgdsl.training import train
 
@@ -149,6 +151,37 @@ def test_run_folder_is_self_contained(tiny_npz, tmp_path, monkeypatch):
     assert main(["eval", "run", "--json"]) == 0
     assert main(["compile", "--resume", "run", "--epochs", "2"]) == 0
     assert len(_metrics(out)) == 2
+
+
+def test_each_epoch_line_and_the_summary_report_what_the_run_did(tiny_npz, tmp_path):
+    # metrics.jsonl and summary.json are what users plot and compare: each field is checked against what it
+    # claims (128 training images, batch 16: 8 steps an epoch; the lr at each epoch's first batch)
+    from mgdsl.cost import macs
+    from mgdsl.training.recipes import Config, lr_at, resolve
+    out = tmp_path / "run"
+    assert _train(tiny_npz, out, "--epochs", "3", "--recipe", "paper", "--lr-step", "1", "--lr", "0.2") == 0
+    cfg = resolve(Config(recipe="paper", epochs=3, lr=0.2, lr_step=1, batch_size=16), False)
+    ms, s = _metrics(out), _summary(out)
+    assert [m["epoch"] for m in ms] == [1, 2, 3]
+    assert [m["lr"] for m in ms] == [lr_at(cfg, e * 8, 8) for e in range(3)] == pytest.approx([0.2, 0.02, 0.002])
+    for m in ms:
+        assert m["train_images"] == 128
+        assert m["images_per_s"] == pytest.approx(128 / m["seconds"])
+        assert m["test_top5"] is None  # 3 classes: top-5 says nothing (every label is in it)
+        assert 0 < m["train_loss"] < 10 and m["train_acc"] * 128 == round(m["train_acc"] * 128)
+        assert m["test_acc"] * 48 == pytest.approx(round(m["test_acc"] * 48))  # a count of the 48 test images
+    assert s["epochs"] == s["epochs_done"] == 3 and not s["stopped_by_callback"]
+    assert s["final_test_acc"] == ms[-1]["test_acc"] and s["seconds"] == pytest.approx(sum(m["seconds"] for m in ms))
+    assert s["wall_seconds"] >= s["seconds"] and s["device"] == "cpu" and s["out"] == str(out)
+    ir = mgdsl.training.adapt(mgdsl.compile_ir("specs/mgnet.mg", width=4, nu=1), (3, 16, 16), 3)
+    assert s["macs"] == macs(ir).total and s["params"] == ir.total_params and s["name"] == "mgnet"
+
+
+def test_training_on_a_missing_cuda_device_is_a_clear_error(tiny_npz, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert _train(tiny_npz, tmp_path / "run", "--epochs", "1", "--device", "cuda") == 2
+    err = capsys.readouterr().err
+    assert "--device cuda but no CUDA device is available" in err and "--device cpu" in err
 
 
 # ------------------------------------------------------------------ resume
