@@ -149,6 +149,15 @@ class Jacobi(nn.Module):
         return self.scale.to(x.dtype) * x
 
 
+# an exact coarsest-grid solve is refused beyond this 1-norm condition number: in float64 the inverse would
+# carry no correct digit (a periodic or reflecting laplace has the constants in its null space: infinite)
+MAX_CONDITION = 1e12
+
+
+class SingularOperator(ValueError):
+    """inverse() of a fixed operator that has no inverse (or none worth computing) on its grid."""
+
+
 class Inverse(nn.Module):
     """Exact solve with a fixed linear A on a small (coarsest) grid: a dense inverse."""
 
@@ -157,8 +166,16 @@ class Inverse(nn.Module):
         n = channels * size[0] * size[1]
         if n > 4096:
             raise ValueError(f"inverse() on {n} unknowns is too large; use it on the coarsest grid only")
-        m = probe_matrix(a, channels, size)
-        self.register_buffer("inv", torch.linalg.inv(m).to(torch.get_default_dtype()), persistent=False)
+        m = probe_matrix(a, channels, size).double()
+        try:
+            inv = torch.linalg.inv(m)
+            cond = (torch.linalg.matrix_norm(m, 1) * torch.linalg.matrix_norm(inv, 1)).item()  # 1-norm condition
+        except torch.linalg.LinAlgError:
+            cond = float("inf")
+        if not cond < MAX_CONDITION:
+            raise SingularOperator(f"inverse() of an operator that is singular on this grid (condition number "
+                                   f"{cond:.3g}): its solution is not unique")
+        self.register_buffer("inv", inv.to(torch.get_default_dtype()), persistent=False)
         self.shape = (channels, *size)
 
     def forward(self, x):
@@ -234,7 +251,13 @@ def build_instances(ir: IR) -> dict[str, nn.Module]:
     built: dict[str, nn.Module] = {}
     ctx = LowerCtx(built, ir.instances)
     for label, inst in ir.instances.items():
-        mods = [_layer_module(lay, ctx) for lay in inst.layers]
+        try:
+            mods = [_layer_module(lay, ctx) for lay in inst.layers]
+        except SingularOperator as e:  # a property of the spec's numbers, found only when the matrix is built
+            from .diagnostics import Diagnostic, SpecError
+            raise SpecError([Diagnostic(f"{label}: {e}", inst.span, "zero padding (the default) makes laplace "
+                                        "invertible; with periodic or reflect padding smooth the coarsest grid "
+                                        "with jacobi(...) instead")], ir.source) from None
         built[label] = mods[0] if len(mods) == 1 and inst.layers[0].kind != "ref" else nn.Sequential(*mods)
         if inst.assembled:
             t = inst.in_ty

@@ -97,7 +97,12 @@ def trial(text: str, timeout_s: int = 30) -> Outcome:
                 return Outcome("defect", f"refusal without a location: {bad[0].message if bad else 'no message'}")
             return Outcome("refused", e.diagnostics[0].message)
         stage = "lower"
-        model = mgdsl.lower(ir).eval()
+        try:
+            model = mgdsl.lower(ir).eval()
+        except SpecError as e:  # a property only the built operator shows (a singular inverse): located, exit 2
+            if any(d.span is None for d in e.diagnostics):
+                return Outcome("defect", f"lowering refused without a location: {e.diagnostics[0].message}")
+            return Outcome("refused", e.diagnostics[0].message)
         n_params = sum(p.numel() for p in model.parameters())
         if n_params != ir.total_params:
             return Outcome("defect", f"parameters: checker {ir.total_params}, module {n_params}")
