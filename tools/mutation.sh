@@ -17,7 +17,8 @@
 # Environment: PYTEST_ARGS extra pytest arguments, e.g.
 #   PYTEST_ARGS="--deselect tests/test_lower.py::test_torch_compile_fullgraph_tiny_model" (30 s a run);
 # JOBS (default 2) parallel mutants, TIMEOUT (default 3600 s) for the whole run,
-# SAMPLE=N checks only N mutants (the first of each function, then a uniform random sample; the score is
+# ONLY=FILE checks only the mutants named in FILE (one a line: the survivors of an earlier run, to see which
+# a new test kills); SAMPLE=N checks only N mutants (the first of each function, then a uniform random sample; the score is
 # then an estimate over the checked ones), KEEP=0 deletes mutmut's mutated tree at the end.
 # Prints the counts and the surviving mutants (with diffs), and writes them to $MUTATION_DIR/report.txt.
 # Install: pip install 'mutmut>=3.8,<4'   (the `mutation` extra of pyproject.toml).
@@ -85,7 +86,12 @@ unset PYTHONPATH  # a PYTHONPATH entry for the tree hides mutmut's trampolines f
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 start=$(date +%s)
 set +e
-if [ -n "${SAMPLE:-}" ]; then
+if [ -n "${ONLY:-}" ]; then
+  # exactly the mutants named in the file $ONLY (one name a line, e.g. the survivors of an earlier run)
+  only=$(realpath "$ONLY")
+  timeout "${TIMEOUT:-3600}" nice -n 10 mutmut run --max-children "${JOBS:-2}" $(cat "$only") > run.log 2>&1
+  rc=$?
+elif [ -n "${SAMPLE:-}" ]; then
   # Phase 1 generates every mutant, records which tests reach which function, and checks the first mutant
   # of each function; phase 2 checks a uniform random sample (seed 0) of the others, SAMPLE mutants in all.
   timeout "${TIMEOUT:-3600}" nice -n 10 mutmut run --max-children "${JOBS:-2}" "*__mutmut_1" > run.log 2>&1
