@@ -8,6 +8,11 @@ from .training import train  # noqa: F401  (mgdsl.train(spec, data, **options) -
 __version__ = "0.1.0"
 
 
+def _num(text: str) -> int | float:
+    text = text.strip()
+    return int(text) if text.lstrip("-").isdigit() else float(text)
+
+
 def parse_overrides(defines) -> dict:
     """`-D name=value` strings (or a dict) to a dict of numbers."""
     if isinstance(defines, dict):
@@ -19,8 +24,16 @@ def parse_overrides(defines) -> dict:
         if not eq or not name.strip():
             from .diagnostics import Diagnostic
             raise SpecError([Diagnostic(f"-D {d}: expected name=number", None, "e.g. -D width=32")])
+        if value.startswith("[") and value.endswith("]"):  # a list param: -D chans=[16,32,64]
+            try:
+                out[name.strip()] = tuple(_num(v) for v in value[1:-1].split(","))
+                continue
+            except ValueError:
+                from .diagnostics import Diagnostic
+                raise SpecError([Diagnostic(f"-D {d}: expected name=[number, ...]", None,
+                                            "e.g. -D chans=[16,32,64]")]) from None
         try:
-            out[name.strip()] = int(value) if value.lstrip("-").isdigit() else float(value)
+            out[name.strip()] = _num(value)
         except ValueError:
             if value.isidentifier():  # a name-valued param, e.g. -D kr=linear
                 out[name.strip()] = value
@@ -47,7 +60,8 @@ def compile_spec(path: str, params: dict | None = None, text: str | None = None,
         text = read_source(path)
     source = Source(path, text)
     model = retarget(parse(text, path), input_shape, classes)
-    ir = elaborate(model, source, dict(params or {}))
+    params = {k: tuple(v) if isinstance(v, list) else v for k, v in (params or {}).items()}  # JSON gives lists
+    ir = elaborate(model, source, params)
     check(ir, source, max_params=max_params)
     ir.source = source
     ir.max_params = max_params

@@ -95,6 +95,8 @@ def _number(params: dict, n: S.Num):
             if n.coef != 1:
                 raise Fail(f"{n.coef:g} * {n.value} needs a number, but param {n.value} is '{v}'", n.span)
             return v
+        if isinstance(v, (tuple, list)):  # a list param: one value per grid, `2 * chans` scales each
+            return tuple(n.coef * x for x in v)
         return n.coef * v
     return n.value
 
@@ -104,6 +106,10 @@ def _count(params: dict, n: S.Num, what: str, limit: int) -> int:
     v = _number(params, n)
     if isinstance(v, str):
         raise Fail(f"{what} must be a number, but param {n.value} is '{v}'", n.span)
+    if isinstance(v, tuple):
+        raise Fail(f"{what} must be one number, but param {n.value} is the list {_show_list(v)}", n.span,
+                   "a list param gives one value per grid where a list is allowed: `space u = chans`, "
+                   "`smooth steps`")
     if not float(v).is_integer():
         raise Fail(f"{what} must be a whole number, got {v}", n.span)
     v = int(v)
@@ -114,15 +120,31 @@ def _count(params: dict, n: S.Num, what: str, limit: int) -> int:
     return v
 
 
+def _show_list(v: tuple) -> str:
+    return "[" + ", ".join(f"{x:g}" for x in v) + "]"
+
+
+def _spread(params: dict, values: tuple) -> tuple:
+    """A single list param (`smooth steps`, `space u = chans`) as its elements, each a Num at the param's use."""
+    if len(values) == 1 and isinstance(values[0].value, str) and isinstance(params.get(values[0].value), (tuple, list)):
+        n = values[0]
+        return tuple(S.Num(x, n.span) for x in _number(params, n))
+    return values
+
+
 def _per_level(rep: Reporter, params: dict, setting, what: str, J: int, default: int) -> list[int]:
-    """`smooth 2` or `smooth 3, 4, 6, 3`: one count per grid."""
+    """`smooth 2`, `smooth 3, 4, 6, 3` or `smooth steps` with `param steps = [3, 4, 6, 3]`: one count per grid."""
     if setting is None:
         return [default] * J
     vals = []
-    for n in setting.values:
+    for n in _spread(params, setting.values):
         v = _number(params, n) if not isinstance(n.value, str) or n.value in params else None
         if isinstance(v, str):
             rep.error(f"{what} counts must be numbers, but param {n.value} is '{v}'", n.span)
+            v = default
+        if isinstance(v, tuple):
+            rep.error(f"{what} counts must be numbers, but param {n.value} is the list {_show_list(v)}", n.span,
+                      f"a list param stands alone: `{what} {n.value}`")
             v = default
         if v is None:
             rep.error(f"undefined param '{n.value}'", n.span, did_you_mean(n.value, params))
@@ -198,12 +220,14 @@ def resolve(model: S.Model, rep: Reporter, overrides: dict) -> Resolved:
     post = _per_level(rep, params, settings.get("postsmooth"), "postsmooth", J, default=0)
     spaces: dict[str, list[int]] = {}
     for d in (d for it in items if isinstance(it, S.Spaces) for d in it.decls):
-        vals = [rep.guard(_count, params, n, f"channels of {d.name}", MAX_CHANNELS) or 1 for n in d.channels]
-        if d.per_level and len(vals) != J:
+        channels = _spread(params, d.channels)
+        per_level = d.per_level or channels is not d.channels
+        vals = [rep.guard(_count, params, n, f"channels of {d.name}", MAX_CHANNELS) or 1 for n in channels]
+        if per_level and len(vals) != J:
             rep.error(f"space {d.name} lists {len(vals)} channel counts but the model has {J} grids",
                       d.span, "give one count per grid, or a single number for all")
             vals = (vals + vals[-1:] * J)[:J]
-        spaces[d.name] = vals if d.per_level else vals * J
+        spaces[d.name] = vals if per_level else vals * J
     in_is_space = inp.name in spaces
     if in_is_space and spaces[inp.name][0] != c:
         rep.error(f"input {inp.name} has {c} channels but space {inp.name} has {spaces[inp.name][0]}", inp.span)

@@ -126,3 +126,53 @@ def test_verify_finds_a_broken_invariant(breakage):
         ir.output = len(ir.nodes) + 5
     with pytest.raises(IRError):
         ir.verify()
+
+
+LIST_PARAMS = """model lp {
+  param chans = [4, 8]
+  param steps = [2, 1]
+  input x : 3 x 16 x 16
+  classes 10
+  grids 2
+  smooth steps
+  space u = chans, f = 2 * chans
+
+  f_in    = relu . bn . conv3(x -> f)
+  A[l]    = conv3(u -> f)
+  B[l, i] = relu . bn . conv3(f -> u)
+  Pi[l]   = conv3(u -> u, stride 2)
+  R[l]    = conv3(f -> f, stride 2)
+  fc      = linear(u -> classes)
+
+  init    f = f_in(x); u = 0
+  step    u = u + B(f - A(u))
+  coarsen u[l+1] = Pi(u); f[l+1] = R(f - A(u)) + A[l+1](u[l+1])
+  output  fc(avgpool(u))
+}
+"""
+
+
+def test_a_list_param_gives_one_value_per_grid_and_is_overridable():
+    import mgdsl
+    ir = mgdsl.compile_spec("lp.mg", text=LIST_PARAMS)
+    assert ir.spaces == {"u": [4, 8], "f": [8, 16]} and ir.nu == [2, 1]
+    again = mgdsl.compile_spec("lp.mg", mgdsl.parse_overrides(["chans=[6,12]", "steps=[1,3]"]), text=LIST_PARAMS)
+    assert again.spaces == {"u": [6, 12], "f": [12, 24]} and again.nu == [1, 3]
+    # a run folder's config.json holds the list as a JSON list
+    assert mgdsl.compile_spec("lp.mg", {"chans": [6, 12]}, text=LIST_PARAMS).spaces["u"] == [6, 12]
+
+
+@pytest.mark.parametrize("old,new,words", [
+    ("input x : 3 x 16 x 16", "input x : 3 x chans x 16", "input size must be one number, but param chans is the list [4, 8]"),
+    ("smooth steps", "smooth 2, steps", "smooth counts must be numbers, but param steps is the list [2, 1]"),
+    ("conv3(u -> f)", "conv3(u -> f, stride chans)", "stride must be a number"),
+])
+def test_a_list_param_where_one_number_is_needed_is_a_located_error(old, new, words):
+    import mgdsl
+    text = LIST_PARAMS.replace(old, new, 1)
+    with pytest.raises(mgdsl.SpecError) as e:
+        mgdsl.compile_spec("lp.mg", text=text)
+    d = e.value.diagnostics[0]
+    assert words in d.message and d.span is not None
+    line = next(k for k, l in enumerate(text.splitlines(), 1) if new in l)
+    assert d.span.line == line
