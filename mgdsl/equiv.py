@@ -376,7 +376,33 @@ def _check(ir, tfam, tir, trd, res: Result, trials: int, seed: int, stack: conte
         res.reason = (f"the derivation and the numerics disagree (max error {err:.3g}): this is a bug in mgdsl, "
                       "please report it")
         return
+    if trd is not None and file_target is None:
+        _against_file(ir, tir, tfam, combine(path), res)
+        return
     res.verdict = combine(path)
+
+
+def _against_file(ir, tir, tfam: str, verdict: str, res: Result) -> None:
+    """A target spec file (outside Theorem 6.1's comparison of two MG0 files) is read as its form only: the
+    numerics ran that form's canonical model at the spec's grids and steps, not the file's own operators,
+    sizes and sharing. So the relation to the form is not a verdict about the file."""
+    mine, theirs = (ir.input_ty.shape, ir.output_ty.shape), (tir.input_ty.shape, tir.output_ty.shape)
+    if mine != theirs:
+        res.verdict = "not-equivalent"
+        res.counterexample = {"spec": {"input": list(mine[0]), "output": list(mine[1])},
+                              "target": {"input": list(theirs[0]), "output": list(theirs[1])}}
+        res.reason = (f"the spec maps {_shape(mine[0])} to {_shape(mine[1])}, the target {tir.path} maps "
+                      f"{_shape(theirs[0])} to {_shape(theirs[1])}: they are not functions of the same thing")
+        return
+    res.verdict = "undecided"
+    res.reason = (f"the spec is {verdict} to the {tfam} form, which {tir.path} has; but the target file's own "
+                  f"operators, grids, steps and sharing were not compared (the numerics ran the canonical {tfam} "
+                  f"model with the spec's operators), so nothing follows about the file itself: "
+                  f"`--equiv {tfam}` asks about the form")
+
+
+def _shape(shape) -> str:
+    return " x ".join(map(str, shape))
 
 
 def _normal_text(ir, rd: Reading) -> str:
