@@ -115,6 +115,12 @@ class Unroller:
         self.g.where = Where("output", out_level, 0, "down")
         out = self.rep.guard(self.ev, r.output.expr, Ctx("output", out_level, {"l": out_level, "J": r.J},
                                                           self.reader_final(final), r.output.span))
+        if out is not None and r.classes is not None and self.g.ty(out).shape != (r.classes,):
+            shape = " x ".join(map(str, self.g.ty(out).shape))
+            self.rep.error(f"the output is {shape}, but `classes {r.classes}` says the model ends in {r.classes} "
+                           "class scores", r.output.span, "end in a classifier, e.g. `output fc(avgpool(u))` with "
+                           "`fc = linear(u -> classes)`, or drop `classes` for a model whose output is a grid "
+                           "function")
         self.check_bare_uses()
         self.rep.stop_if_any()
         return out

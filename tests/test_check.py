@@ -247,6 +247,10 @@ def test_solve_says_a_network_is_not_a_fixed_stencil_multigrid(capsys):
 
 @pytest.mark.parametrize("pad", ["periodic", "reflect"])
 def test_galerkin_product_of_a_padded_laplace_lowers_and_runs(pad):
-    # periodic padding wraps around the grid: R . A . P is then not a local 3x3 stencil and is not assembled
-    ir = _runs(POISSON.replace("laplace(u -> f)", f"laplace(u -> f, pad {pad})"), n=17)
+    # periodic padding wraps around the grid: R . A . P is then not a local 3x3 stencil and is not assembled.
+    # Either padding keeps the constants in the null space, so the coarsest grid is smoothed, not inverted
+    # (inverse() of it is refused: tests/test_fixed_operators.py)
+    text = POISSON.replace("laplace(u -> f)", f"laplace(u -> f, pad {pad})")
+    text = text.replace("  S[J] = inverse(A[J], f -> u)  # exact coarsest solve\n", "")
+    ir = _runs(text, n=17)
     assert ir.instances["A[2]"].assembled == (pad == "reflect")

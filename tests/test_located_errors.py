@@ -111,3 +111,14 @@ def test_data_with_the_wrong_channel_count_is_located_in_the_spec(tmp_path, caps
     src = ["  input f : 3 x 8 x 8", "  space f = 3, u = 4"][line == 6]
     assert _caret_col(err, src) == int(m.group(2))
     assert not (tmp_path / "run" / "model.pt").exists()
+
+
+@pytest.mark.parametrize("output,shape", [("avgpool(u)", "4"), ("u", "4 x 8 x 8")])
+def test_an_output_that_is_not_classes_scores_is_located_at_the_output(tmp_path, capsys, output, shape):
+    # `classes 10` promises 10 scores; check used to accept avgpool(u) and training then failed without a place
+    text = SPEC.replace("  output fc(avgpool(u))", f"  output {output}")
+    rc, err, path = _check(tmp_path, capsys, text)
+    assert rc == 2 and "Traceback" not in err
+    line = text.splitlines().index(f"  output {output}") + 1
+    assert f"{path}:{line}:3: error: the output is {shape}, but `classes 10` says the model ends in 10 class scores" in err
+    assert "hint:" in err and "fc(avgpool(u))" in err
