@@ -293,7 +293,9 @@ def _train(ir, args) -> int:
         summary = train(ir, given.pop("train", None), resume=args.resume, defines=args.defines, **given)
     except Diverged as e:
         if os.environ.get("RANK", "0") == "0":
-            print(f"mgdsl: stopped: {e}; the last good checkpoint is {e.checkpoint}", file=sys.stderr)
+            kept = (f"the last good checkpoint is {e.checkpoint}" if e.checkpoint is not None else
+                    "no epoch had finished, so nothing was kept; lower --lr")
+            print(f"mgdsl: stopped: {e}; {kept}", file=sys.stderr)
         return 1
     except Interrupted as e:
         if os.environ.get("RANK", "0") == "0":

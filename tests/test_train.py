@@ -264,6 +264,42 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_npz, tmp_path, c
     assert (out / "last.pt").read_bytes() == good  # untouched
 
 
+def test_nan_loss_in_the_first_epoch_leaves_no_folder_posing_as_a_run(tiny_npz, tmp_path, capsys):
+    out = tmp_path / "nan1"
+    assert _train(tiny_npz, out, "--epochs", "2", "--lr", "1e30") == 1
+    err = capsys.readouterr().err
+    assert "the training loss is nan" in err and "no epoch had finished, so nothing was kept" in err
+    assert "last.pt" not in err and not out.exists()
+    assert _train(tiny_npz, out, "--epochs", "1") == 0  # the same --out is free for the next try
+
+
+@pytest.mark.parametrize("flag,words", [
+    (["--threads", "-2"], "--threads -2: must be at least 1"), (["--batch-size", "0"], "--batch-size 0: must be at least 1"),
+    (["--lr", "-1"], "--lr -1.0: must be at least 0"), (["--lr", "nan"], "--lr nan: must be a finite number"),
+    (["--weight-decay", "-1"], "--weight-decay -1.0: must be at least 0"),
+    (["--label-smoothing", "2"], "--label-smoothing 2.0: must be at most 1"),
+    (["--seed", "-1"], "--seed -1: must be at least 0"), (["--epochs", "0"], "--epochs 0: must be at least 1"),
+    (["--momentum", "-0.5"], "--momentum -0.5: must be at least 0"),
+    (["--recipe", "paper", "--lr-step", "0"], "--lr-step 0: must be at least 1"),
+    (["--lr-gamma", "0"], "--lr-gamma 0.0: must be more than 0"), (["--workers", "-1"], "--workers -1: must be at least 0")])
+def test_an_impossible_training_flag_is_one_line_exit_2_before_anything_is_written(tiny_npz, tmp_path, capsys,
+                                                                                     flag, words):
+    out = tmp_path / "bad"
+    assert _train(tiny_npz, out, "--epochs", "1", *flag) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err and "internal error" not in err
+    assert not out.exists()
+
+
+def test_resuming_a_complete_run_says_it_is_complete(tiny_npz, tmp_path, capsys):
+    out = tmp_path / "done"
+    assert _train(tiny_npz, out, "--epochs", "1") == 0
+    capsys.readouterr()
+    assert main(["compile", "--resume", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "the run is complete (1 of 1 epochs)" in err and "--epochs N" in err
+
+
 def test_ctrl_c_leaves_complete_files_and_prints_a_resume_command_that_works(tiny_npz, tmp_path):
     out = tmp_path / "int"
     p = subprocess.Popen([*CLI, "compile", "specs/mgnet.mg", *TINY, "--train", str(tiny_npz / "train.npz"), "--test",

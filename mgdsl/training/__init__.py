@@ -134,12 +134,11 @@ def _new_run(ir, cfg: Config, callback) -> dict | None:
     from .data import DataError
     from .feed import open_source
     from .loop import fit
-    from .recipes import resolve
-    for name in ("workers", "checkpoint_interval"):
-        if (getattr(cfg, name) or 0) < 0:
-            raise DataError(f"--{name.replace('_', '-')} {getattr(cfg, name)}: must be 0 or more")
+    from .recipes import resolve, validate
+    validate(cfg)  # the flags given, before the data is read
     data = open_source(cfg.train, cfg.test, cfg.data_root, cfg.data_mode, ir.input_ty.shape)
     cfg = resolve(cfg, data.flip_default)
+    validate(cfg)  # and the recipe's values under them
     cfg.out = cfg.out or runs.fresh_run_dir(default_out(ir.name, cfg.train))
     rank0 = os.environ.get("RANK", "0") == "0"  # only rank 0 writes; the others must not race its first files
     if rank0 and runs.holds_run(Path(cfg.out)) and not cfg.overwrite:
@@ -193,11 +192,16 @@ def _resume(spec, run: Path, defines, given: dict, callback) -> dict | None:
     epochs = given.get("epochs") or saved.epochs
     if epochs < done:
         raise DataError(f"--resume {run} --epochs {epochs}: the run has already done {done} epochs")
+    if epochs == done and given.get("epochs") is None:
+        raise DataError(f"--resume {run}: the run is complete ({done} of {done} epochs)",
+                        f"extend it with --resume {run} --epochs N (N > {done}), or score it with mgdsl eval {run}")
     for k in ("epochs", "device", "threads", "log_interval", "tensorboard", "data_root", "workers",
               "checkpoint_interval"):
         if given.get(k) is not None:
             setattr(saved, k, given[k])
     saved.out = str(run)
+    from .recipes import validate
+    validate(saved)
     data = open_source(saved.train, saved.test, saved.data_root, saved.data_mode, rec["input_shape"])
     for role in ("train", "test"):
         ref = (rec.get("data") or {}).get(role) or {}

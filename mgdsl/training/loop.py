@@ -14,9 +14,9 @@ from .recipes import Config, lr_at
 
 
 class Diverged(FloatingPointError):
-    """The training loss became NaN or infinite; the last good checkpoint is kept."""
+    """The training loss became NaN or infinite; the last good checkpoint is kept (None: no epoch finished)."""
 
-    def __init__(self, message: str, checkpoint: Path):
+    def __init__(self, message: str, checkpoint: Path | None):
         super().__init__(message)
         self.checkpoint = checkpoint
 
@@ -224,7 +224,11 @@ def fit(ir, cfg: Config, data, record: dict, *, resume: bool = False, callback=N
                     loss_sum, correct, seen = tot[0], tot[1], int(tot[2].item())
                 train_loss = loss_sum.item() / seen
                 if not math.isfinite(train_loss):
-                    raise Diverged(f"epoch {epoch + 1}: the training loss is {train_loss}", out / "last.pt")
+                    kept = out / "last.pt"
+                    if lead and not kept.exists():  # no epoch finished: undo this run's first files, so the
+                        kept = None                 # folder does not pose as a run that could be resumed
+                        runs.remove_started_run(out)
+                    raise Diverged(f"epoch {epoch + 1}: the training loss is {train_loss}", kept)
                 secs = time.time() - t0
                 sc = evaluate_sharded(model, feed.eval_batches(), device, cfg.amp, feed.classes, world, tta=cfg.tta)
                 stop = False

@@ -113,6 +113,32 @@ def resolve(cfg: Config, flip_default: bool) -> Config:
     return replace(cfg, **r, flip=flip)
 
 
+# flag -> (lowest, highest, whether the lowest itself is allowed): what torch and the schedule accept
+LIMITS = {"epochs": (1, None, True), "batch_size": (1, None, True), "lr": (0, None, True),
+          "momentum": (0, None, True), "weight_decay": (0, None, True), "label_smoothing": (0, 1, True),
+          "warmup_epochs": (0, None, True), "lr_step": (1, None, True), "lr_gamma": (0, None, False),
+          "threads": (1, None, True), "seed": (0, 2**32 - 1, True), "log_interval": (0, None, True),
+          "workers": (0, None, True), "checkpoint_interval": (0, None, True), "lr_base_batch": (1, None, True)}
+
+
+def validate(cfg: Config) -> None:
+    """Every number of a resolved config within what it means (before any file is written): exit 2, one line."""
+    import math
+
+    from .data import DataError
+    for name, (lo, hi, closed) in LIMITS.items():
+        v = getattr(cfg, name)
+        if v is None or (name == "lr_step" and cfg.schedule != "step"):  # lr_step means something only there
+            continue
+        flag = f"--{name.replace('_', '-')} {v}"
+        if isinstance(v, float) and not math.isfinite(v):
+            raise DataError(f"{flag}: must be a finite number")
+        if v < lo or (v == lo and not closed):
+            raise DataError(f"{flag}: must be {'at least' if closed else 'more than'} {lo}")
+        if hi is not None and v > hi:
+            raise DataError(f"{flag}: must be at most {hi}")
+
+
 def lr_at(cfg: Config, step: int, steps_per_epoch: int) -> float:
     """The learning rate of global batch `step` (0-based): a pure function, so a resumed run gets the same."""
     if cfg.schedule == "step":  # the paper's: lr * gamma^(epoch // lr_step), constant within an epoch

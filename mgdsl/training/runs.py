@@ -15,6 +15,19 @@ def holds_run(d: Path) -> bool:
     return d.is_dir() and any((d / f).exists() for f in RUN_FILES)
 
 
+def remove_started_run(d: Path) -> None:
+    """Remove what a run that never finished an epoch wrote (config.json, an empty metrics.jsonl, tensorboard),
+    and the folder if that leaves it empty: nothing of the user's is in it."""
+    import shutil
+    for f in ("config.json", "metrics.jsonl"):
+        (d / f).unlink(missing_ok=True)
+    shutil.rmtree(d / "tensorboard", ignore_errors=True)
+    try:
+        d.rmdir()
+    except OSError:  # something else is in it: leave it
+        pass
+
+
 def fresh_run_dir(base: str) -> str:
     """runs/NAME-DATA, or runs/NAME-DATA-2, -3, ... so that an earlier run is never overwritten."""
     k, out = 1, base
