@@ -37,7 +37,8 @@ if [ ${#tests[@]} -eq 0 ]; then
                         PYTEST_ARGS=${PYTEST_ARGS:---deselect tests/test_lower.py::test_torch_compile_fullgraph_tiny_model} ;;
     mgdsl/elaborate.py) tests=(tests/test_elaborate.py tests/test_check.py tests/test_located_errors.py tests/test_budget.py) ;;
     mgdsl/equiv.py|mgdsl/numerics.py|mgdsl/forms.py|mgdsl/normal.py)
-                        tests=(tests/test_equiv.py tests/test_equiv_paths.py tests/test_equiv_corpus.py) ;;
+                        tests=(tests/test_equiv.py tests/test_equiv_paths.py tests/test_equiv_corpus.py
+                               tests/test_equiv_localise.py tests/test_equiv_witness.py) ;;
     mgdsl/training/loop.py|mgdsl/training/metrics.py)
                         tests=(tests/test_train.py tests/test_faults.py tests/test_options.py tests/test_recipes.py)
                         PYTEST_ARGS=${PYTEST_ARGS:--k "not compile and not sync and not tensorboard"} ;;
