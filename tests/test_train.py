@@ -105,6 +105,18 @@ def test_eval_of_the_run_reproduces_the_summary_exactly_and_reads_the_weights_gi
         assert json.loads(capsys.readouterr().out)["top1"] == pytest.approx(float(np.mean(y == 2)), abs=1e-12)
 
 
+def test_eval_on_test_images_of_another_shape_names_both_shapes(tiny_npz, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _train(tiny_npz, out, "--epochs", "1") == 0
+    other = tmp_path / "big.npz"
+    np.savez(other, x=np.zeros((4, 20, 20, 3), np.uint8), y=np.array([0, 1, 2, 0]))
+    capsys.readouterr()
+    assert main(["eval", str(out), "--test", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert "its images are 3 x 20 x 20" in err and "trained on 3 x 16 x 16 images" in err
+    assert "does not fit" not in err  # the weights are fine; the data is not
+
+
 def test_eval_uses_the_runs_own_spec_and_defines(tiny_npz, tmp_path, capsys):
     out = tmp_path / "run"
     assert _train(tiny_npz, out, "--epochs", "1") == 0

@@ -270,13 +270,23 @@ def evaluate_run(target: str, *, defines=None, weights: str | None = None, test:
             x, y, k = load_test_set(name, root)
         classes = rec.get("classes", k if k is not None else int(y.max()) + 1)
         shape = (x.shape[3], x.shape[1], x.shape[2])
+        trained = tuple(rec.get("input_shape") or shape)
+        if shape != trained:
+            raise DataError(f"{name}: its images are {' x '.join(map(str, shape))} (channels x height x width), but "
+                            f"the run was trained on {' x '.join(map(str, trained))} images",
+                            "score it on data of the training set's shape")
+        if int(y.max(initial=0)) >= classes:
+            raise DataError(f"{name}: label {int(y.max())} is out of range for the run's {classes} classes")
     ir = adapt(ir, shape, classes)
     model = lower_ir(ir)
     try:
         state = torch.load(wpath, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"] if isinstance(state, dict) and "model" in state else state)
     except Exception as e:
-        raise DataError(f"{wpath} does not fit {ir.name}: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        why = "; ".join(lines[1:3]) if len(lines) > 1 else (lines[0] if lines else type(e).__name__)
+        why = why if len(why) <= 240 else why[:237] + "..."
+        raise DataError(f"{wpath} does not fit {ir.name}: {why}",
                         "pass the same spec and -D values as in training") from None
     if streamed:
         from .stream import Augmented, EvalShard, eval_transform, make_loader
