@@ -492,6 +492,10 @@ BAD_NPZ = {
     "negative label": (dict(x=_ok_x(), y=np.array([0, 1, -1, 0])), "label -1 is negative"),
     "label past the declared classes": (dict(x=_ok_x(), y=np.array([0, 1, 5, 0]), classes=np.array(["a", "b"])),
                                         "label 5 is out of range"),
+    "label past a declared class count": (dict(x=_ok_x(), y=np.array([0, 1, 5, 0]), classes=np.array(3)),
+                                          "label 5 is out of range for its 3 classes"),
+    "classes neither a count nor names": (dict(x=_ok_x(), y=np.zeros(4, np.int64), classes=np.array(2.5)),
+                                          "it must be the class count K"),
     "float labels": (dict(x=_ok_x(), y=np.zeros(4, np.float32)), "labels y are float32"),
     "lengths differ": (dict(x=_ok_x(), y=np.zeros(3, np.int64)), "4 images but 3 labels"),
     "empty": (dict(x=np.zeros((0, 8, 8, 3), np.uint8), y=np.zeros(0, np.int64)), "is empty"),
@@ -514,6 +518,12 @@ def test_malformed_npz_exits_2_with_one_line_naming_file_and_problem(tmp_path, c
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(bad) in err and words in err, err
     assert not (tmp_path / "o").exists()
+
+
+def test_a_class_count_in_the_npz_fixes_the_number_of_outputs(tmp_path):
+    from mgdsl.training.data import load_dataset
+    np.savez(tmp_path / "k.npz", x=_ok_x(), y=np.array([0, 1, 2, 0]), classes=np.array(5))
+    assert load_dataset(str(tmp_path / "k.npz"), str(tmp_path / "k.npz"), str(tmp_path)).classes == 5
 
 
 def test_test_label_outside_the_training_classes_exits_2(tmp_path, capsys):

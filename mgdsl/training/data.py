@@ -142,9 +142,19 @@ def read_npz(p: Path):
                         f"and y: N integer labels; it has {', '.join(sorted(keys)) or 'nothing'})")
     try:
         x, y = z["x"], z["y"]
-        declared = len(z["classes"]) if "classes" in keys else None
+        c = z["classes"] if "classes" in keys else None
     except Exception as e:
         raise DataError(f"{p}: not a readable .npz file ({type(e).__name__})") from None
+    # `classes`: the class count K (a whole number) or the K class names (a 1-D array)
+    if c is None:
+        declared = None
+    elif c.ndim == 0 and np.issubdtype(c.dtype, np.integer) and int(c) > 0:
+        declared = int(c)
+    elif c.ndim == 1 and len(c) > 0:
+        declared = len(c)
+    else:
+        raise DataError(f"{p}: key classes is {c.dtype} of shape {c.shape}; it must be the class count K (a whole "
+                        "number > 0) or the K class names")
     validate(x, y, str(p))
     if declared is not None and int(y.max()) >= declared:
         raise DataError(f"{p}: label {int(y.max())} is out of range for its {declared} classes")
