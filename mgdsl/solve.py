@@ -69,6 +69,11 @@ def cmd_solve(args) -> int:
     if (args.n - 1) & (args.n - 2) != 0 or args.n < 3:
         raise SpecError([Diagnostic(f"--n {args.n}: multigrid needs n = 2^k + 1 points per side", None,
                                     "e.g. --n 65, 129, 257")])
+    if not 0 < args.tol < 1:  # a relative residual: 0 or less can never be met, 1 or more is met at once
+        raise SpecError([Diagnostic(f"--tol {args.tol}: the relative residual to reach must be between 0 and 1",
+                                    None, "e.g. --tol 1e-8")])
+    if args.max_cycles < 1:
+        raise SpecError([Diagnostic(f"--max-cycles {args.max_cycles}: must be at least 1", None)])
     ir = compile_ir(args.spec, **params)
     out = solve(ir, args.n, args.tol, args.max_cycles, args.rhs, args.dtype, args.device)
     out.pop("u")

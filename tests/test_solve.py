@@ -67,6 +67,15 @@ def test_solve_rejects_bad_n(capsys):
     assert "2^k + 1" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flag,words", [(["--tol", "0"], "--tol 0.0: the relative residual"),
+                                        (["--tol", "-1"], "between 0 and 1"), (["--tol", "2"], "between 0 and 1"),
+                                        (["--max-cycles", "0"], "--max-cycles 0: must be at least 1")])
+def test_solve_rejects_a_tolerance_or_cycle_count_it_cannot_use(capsys, flag, words):
+    # --tol -1 used to run 100 cycles into the round-off floor and report a meaningless factor
+    assert main(["solve", "specs/multigrid/poisson-v11.mg", "--n", "33", *flag]) == 2
+    assert words in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("n", [33, 65])
 def test_theorem_6_1_mgnet_with_random_pi_gives_mg0_iterates(n):
     from mgdsl.equiv import check_equiv
