@@ -9,7 +9,7 @@ operator is shared where comes from the instance labels the IR bound at each (le
 No torch here: `mgdsl check` without --equiv must start fast."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from .prims import PRIMS
 
@@ -31,6 +31,10 @@ class Factor:
     klass: str          # linear | affine | nonlinear
     name: str           # the operator name as written in the spec (for messages)
     owner: str = ""     # instance label ("A[2]"); "" for inline primitives
+    # for display only: the instance the equation applied (B[1, 1], also for the eta[1] it refers to) and the
+    # factor's place in that instance's layers, so that a printed normal form names what the spec wrote
+    via: str = field(default="", compare=False)
+    seq: int = field(default=0, compare=False)
 
     @property
     def linear(self) -> bool:
@@ -104,11 +108,15 @@ def var(name: str) -> tuple:
 
 def factors(ir, label: str) -> list[Factor]:
     """The layers of an instance in application order (innermost first), references unfolded."""
+    return [replace(f, via=label, seq=j) for j, f in enumerate(_layers(ir, label))]
+
+
+def _layers(ir, label: str) -> list[Factor]:
     inst = ir.instances[label]
     out: list[Factor] = []
     for k, lay in enumerate(inst.layers):
         if lay.kind == "ref" and lay.ref in ir.instances:
-            out.extend(factors(ir, lay.ref))
+            out.extend(_layers(ir, lay.ref))
         else:
             out.append(Factor((label, k), lay.kind, lay.klass, inst.name, label))
     return out
@@ -268,10 +276,16 @@ def show(lc: tuple) -> str:
 def _show_atom(a: Atom) -> str:
     op, base = chain(((a, 1.0),))
     names: list[str] = []
+    prev = None  # (instance, place) of the factor before, outermost first
     for f in op.fs:
-        name = f"{f.name}·" if f.kind == "const" else f.show()
-        if not names or names[-1] != name:
+        if f.kind == "const":
+            names.append(f"{f.name}·")
+            prev = None
+            continue
+        name = f.via or f.show()
+        if prev is None or prev[0] != name or f.seq >= prev[1]:  # a new application (A(A(u)) shows A twice)
             names.append(name)
+        prev = (name, f.seq)
     inner = base.name if isinstance(base, Var) else show(base)
     for name in reversed(names):
         inner = f"{name}{inner}" if name.endswith("·") else f"{name}({inner})"

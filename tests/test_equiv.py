@@ -220,3 +220,9 @@ def test_a_target_file_on_other_inputs_is_not_equivalent(tmp_path):
     out = equiv("tests/equiv_corpus/mgnet-base.mg", str(other))
     assert out["verdict"] == "not-equivalent" and "not functions of the same thing" in out["reason"]
     assert out["counterexample"]["target"]["input"] == [3, 8, 8]
+
+
+def test_the_printed_normal_form_names_the_operators_the_spec_applied():
+    # B[l, i] = relu . bn . eta[l] . relu . bn used to print as B[1, 1](eta[1](B[1, 1](...))), B applied twice
+    out = equiv("specs/mgnet.mg", "mgnet", params={"width": 8})
+    assert out["derivation"][0]["term"].startswith("u = u + B[1, 1](f − A[1](u))  (grid 1, step 1)")
