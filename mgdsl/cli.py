@@ -82,7 +82,9 @@ def _add_defines(p: argparse.ArgumentParser) -> None:
 
 def _ir(args):
     from .diagnostics import render
+    text = getattr(args, "spec_text", None)  # a run's config.json given as --config: the spec it was made of
     ir = compile_spec(args.spec, parse_overrides(args.defines),
+                      text=text if text is not None and args.spec == getattr(args, "spec_from_config", None) else None,
                       max_params=int(getattr(args, "max_params", None) or DEFAULT_MAX_PARAMS))
     if ir.warnings:
         print(render(ir.warnings, ir.source), file=sys.stderr)
@@ -252,10 +254,16 @@ def load_config_file(path: str, parser: argparse.ArgumentParser) -> dict:
             raise DataError(f"--config {path}: not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(raw, dict):
         raise DataError(f"--config {path}: expected a mapping of flag names to values")
-    if isinstance(raw.get("config"), dict):  # a run's config.json: its config and its -D values
+    spec = {}
+    if isinstance(raw.get("config"), dict):  # a run's config.json: its config, its -D values and its spec text
         defines = raw.get("params_override") or {}
+        if isinstance(raw.get("spec"), dict) and "text" in raw["spec"]:
+            path = raw["spec"].get("path", "spec.mg")
+            spec = {"spec": path, "spec_text": raw["spec"]["text"], "spec_from_config": path}
         raw = {k: v for k, v in raw["config"].items() if k not in ("out", "overwrite")}
-        raw["defines"] = [f"{k}={v}" for k, v in defines.items()]
+        raw["defines"] = [f"{k}={_define_value(v)}" for k, v in defines.items()]
+    elif isinstance(raw.get("spec"), str):  # a YAML/JSON config may name the spec file (or a bundled spec)
+        spec = {"spec": raw.pop("spec")}
     actions = {a.dest: a for a in parser._actions}
     out = {}
     for key, value in raw.items():
@@ -279,7 +287,11 @@ def load_config_file(path: str, parser: argparse.ArgumentParser) -> dict:
             if a.choices is not None and value not in a.choices:
                 raise DataError(f"--config {path}: {key} must be one of {', '.join(map(str, a.choices))}")
         out[k] = value
-    return out
+    return {**out, **spec}
+
+
+def _define_value(v) -> str:
+    return "[" + ",".join(map(str, v)) + "]" if isinstance(v, (list, tuple)) else str(v)
 
 
 def _train(ir, args) -> int:
@@ -317,6 +329,8 @@ def _print_config(args, given: dict) -> int:
     cfg = resolve(cfg, flip_default(cfg.train) if cfg.train else False)
     d = {k: v for k, v in asdict(cfg).items() if k not in ("out", "overwrite") or v}
     d["defines"] = list(args.defines)
+    if args.spec is not None:
+        d = {"spec": args.spec, **d}  # read back by --config, so the printed config names what it trains
     try:
         import yaml
         print(yaml.safe_dump(d, sort_keys=False), end="")

@@ -688,6 +688,23 @@ def test_config_file_sets_flags_and_a_runs_config_passes_back(tiny_npz, tmp_path
     printed.write_text(capsys.readouterr().out)
     assert main(["compile", "specs/mgnet.mg", "--config", str(printed), "--print-config"]) == 0
     assert capsys.readouterr().out == printed.read_text()
+    assert main(["compile", "--config", str(printed), "--print-config"]) == 0  # it names its spec
+    assert capsys.readouterr().out == printed.read_text()
+
+
+def test_a_runs_config_alone_repeats_the_run_from_its_own_spec_text(tiny_npz, tmp_path):
+    # the README's promise: a run's config.json as --config repeats it, even when the spec file is gone
+    spec = tmp_path / "gone.mg"
+    spec.write_text(open("specs/mgnet.mg").read())
+    first = tmp_path / "first"
+    assert main(["compile", str(spec), *TINY, "--train", str(tiny_npz / "train.npz"), "--test",
+                 str(tiny_npz / "test.npz"), "--batch-size", "16", "--epochs", "1", "--out", str(first)]) == 0
+    spec.unlink()
+    again = tmp_path / "again"
+    assert main(["compile", "--config", str(first / "config.json"), "--out", str(again)]) == 0
+    assert _metrics(again)[0]["train_loss"] == _metrics(first)[0]["train_loss"]
+    assert json.loads((again / "config.json").read_text())["spec"]["text"] == \
+        json.loads((first / "config.json").read_text())["spec"]["text"]
 
 
 @pytest.mark.parametrize("text,words", [("epochs: ten\n", "epochs must be a int"), ("lr_max: 1\n", "unknown key"),
