@@ -43,10 +43,12 @@ def drop_unapplied(ir: IR) -> IR:
     for b in ir.bindings.values():
         for name in [k for k, lab in b.items() if lab not in used]:
             del b[name]
+    applied = {n.inst for n in ir.nodes if n.op == "apply"}  # live or not
     for label in [k for k in ir.instances if k not in used]:
         inst = ir.instances.pop(label)
         if inst.params:
-            ir.warnings.append(Diagnostic(f"{label} is never applied (its only inputs are zero) and is left out",
+            why = "its result never reaches the output" if label in applied else "its only inputs are zero"
+            ir.warnings.append(Diagnostic(f"{label} is never applied ({why}) and is left out",
                                           inst.span, severity="warning"))
     return ir
 

@@ -8,7 +8,7 @@ from typing import Callable
 
 from . import syntax as S
 from .diagnostics import Span, SpecError, did_you_mean
-from .ir import Node, Tag, Ty, Where
+from .ir import Node, Tag, Ty, Where, reachable
 from .passes import apply_folds_to_zero
 from .prims import INLINE, PRIMS
 from .resolve import LEVEL_VARS, Binder, Fail, Reporter, Resolved, grid_sizes, index_values
@@ -115,6 +115,11 @@ class Unroller:
         self.g.where = Where("output", out_level, 0, "down")
         out = self.rep.guard(self.ev, r.output.expr, Ctx("output", out_level, {"l": out_level, "J": r.J},
                                                           self.reader_final(final), r.output.span))
+        if out is not None and not any(self.g.nodes[n].op == "input" for n in reachable(self.g.nodes, [out])):
+            self.rep.error(f"the output does not depend on the input {r.input_name}: every path from "
+                           f"{r.input_name} to it is cut (e.g. by applications to zero)", r.output.span,
+                           "with `u = 0` at the start and `smooth 0` u stays 0: smooth at least once on some grid "
+                           "or output something computed from the input")
         if out is not None and r.classes is not None and self.g.ty(out).shape != (r.classes,):
             shape = " x ".join(map(str, self.g.ty(out).shape))
             self.rep.error(f"the output is {shape}, but `classes {r.classes}` says the model ends in {r.classes} "

@@ -122,3 +122,13 @@ def test_an_output_that_is_not_classes_scores_is_located_at_the_output(tmp_path,
     line = text.splitlines().index(f"  output {output}") + 1
     assert f"{path}:{line}:3: error: the output is {shape}, but `classes 10` says the model ends in 10 class scores" in err
     assert "hint:" in err and "fc(avgpool(u))" in err
+
+
+def test_an_output_that_does_not_depend_on_the_input_is_located_at_the_output(tmp_path, capsys):
+    # smooth 0 with u = 0 at the start: u stays 0 on every grid, the classifier sees no image at all
+    text = SPEC.replace("  smooth 1", "  smooth 0")
+    rc, err, path = _check(tmp_path, capsys, text)
+    assert rc == 2 and "Traceback" not in err
+    line = text.splitlines().index("  output fc(avgpool(u))") + 1
+    assert f"{path}:{line}:3: error: the output does not depend on the input x" in err
+    assert "smooth at least once" in err
