@@ -197,7 +197,7 @@ def _small(ir):
 def _target(target: str):
     """A family name or a spec file -> (family, target IR or None, its reading or None)."""
     from .diagnostics import Diagnostic, SpecError, did_you_mean
-    if target.endswith(".mg"):
+    if target not in FAMILIES and (target.endswith(".mg") or "/" in target):  # a file, or a bundled spec by name
         from . import compile_ir
         tir = compile_ir(target)
         return None, tir, forms.read(tir)

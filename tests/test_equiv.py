@@ -226,3 +226,9 @@ def test_the_printed_normal_form_names_the_operators_the_spec_applied():
     # B[l, i] = relu . bn . eta[l] . relu . bn used to print as B[1, 1](eta[1](B[1, 1](...))), B applied twice
     out = equiv("specs/mgnet.mg", "mgnet", params={"width": 8})
     assert out["derivation"][0]["term"].startswith("u = u + B[1, 1](f − A[1](u))  (grid 1, step 1)")
+
+
+def test_a_bundled_spec_name_is_a_target_file():
+    out = equiv("tests/equiv_corpus/mgnet-base.mg", "table2/mgnet-256-256-pi0")
+    assert out["target_family"] == "mgnet" and out["verdict"] in ("undecided", "not-equivalent")
+    assert "mgnet-256-256-pi0.mg" in out["reason"]

@@ -117,6 +117,11 @@ def test_eval_on_test_images_of_another_shape_names_both_shapes(tiny_npz, tmp_pa
     assert "does not fit" not in err  # the weights are fine; the data is not
 
 
+def test_eval_of_a_missing_run_folder_says_so(tmp_path, capsys):
+    assert main(["eval", str(tmp_path / "nope")]) == 2
+    assert "no such run folder" in capsys.readouterr().err
+
+
 def test_eval_uses_the_runs_own_spec_and_defines(tiny_npz, tmp_path, capsys):
     out = tmp_path / "run"
     assert _train(tiny_npz, out, "--epochs", "1") == 0

@@ -235,6 +235,9 @@ def evaluate_run(target: str, *, defines=None, weights: str | None = None, test:
         wpath = Path(weights) if weights else run / "model.pt"
     else:
         if not weights:
+            if not t.exists():
+                raise DataError(f"eval {target}: no such run folder", "a folder that `mgdsl compile --train` wrote, "
+                                "or a spec with --weights FILE.pt")
             raise DataError(f"eval {target}: pass --weights FILE.pt (or give a run folder instead of a spec)")
         ir = compile_spec(target, parse_overrides(defines))
         wpath = Path(weights)
