@@ -36,8 +36,8 @@ def reduce_sums(sums: torch.Tensor, world: int) -> torch.Tensor:
 
 def scores(sums: torch.Tensor, classes: int) -> Scores:
     loss, top1, top5, n = sums.tolist()
-    n = max(n, 1.0)
-    return Scores(loss / n, top1 / n, top5 / n if classes > 5 else None, int(n))
+    d = max(n, 1.0)  # an empty set scores 0 over 0 samples, not a division by zero
+    return Scores(loss / d, top1 / d, top5 / d if classes > 5 else None, int(n))
 
 
 def sync_buffers(model: torch.nn.Module, world: int) -> None:

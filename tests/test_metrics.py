@@ -1,0 +1,72 @@
+"""training.metrics.evaluate, the one function that scores a model (during training and in `mgdsl eval`): its
+loss, top-1, top-5 and count are checked against values computed by hand here, over several batches, with
+and without flip test-time augmentation."""
+import math
+
+import pytest
+import torch
+
+from mgdsl.training.metrics import evaluate, scores
+
+CLASSES = 7
+
+
+class FirstRow(torch.nn.Module):
+    """Logits = the first image row of channel 0 (so a mirrored image gives the reversed logits); a BN in it
+    tells whether evaluation switched the model to eval mode."""
+
+    def __init__(self):
+        super().__init__()
+        self.bn = torch.nn.BatchNorm1d(CLASSES, affine=False)
+
+    def forward(self, x):
+        assert not self.training, "evaluate must score in eval mode"
+        return self.bn(x[:, 0, 0, :CLASSES])  # running stats 0 / 1 and eps: the row, scaled by 1/sqrt(1+eps)
+
+
+def _images(rows):
+    x = torch.zeros(len(rows), 1, 2, 2 * CLASSES)  # the mirror's first 7 columns are the row's last 7
+    x[:, 0, 0, :] = torch.tensor(rows, dtype=torch.float32)
+    return x
+
+
+# label 0 is the first guess; label 2 the third; label 6 the sixth (outside the top 5)
+ROWS = [[9, 1, 2, 3, 4, 5, 0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75],
+        [5, 9, 7, 1, 2, 3, 0, 6.5, 0.7, 1.25, 2.5, 3.5, 0.75, 4.25],
+        [9, 8, 7, 6, 5, 4, 3, 13, 0.5, 1.5, 2.5, 3.5, 4.5, 5.5]]
+LABELS = [0, 2, 6]
+
+
+def _ce(row, label):
+    z = [v / math.sqrt(1 + 1e-5) for v in row]
+    return math.log(sum(math.exp(v) for v in z[:CLASSES])) - z[label]
+
+
+@pytest.mark.parametrize("batch", [1, 2, 3])
+def test_loss_top1_top5_and_count_over_batches_are_the_hand_computed_ones(batch):
+    x, y = _images(ROWS), torch.tensor(LABELS)
+    model = FirstRow().train()
+    sc = evaluate(model, ((x[s:s + batch], y[s:s + batch]) for s in range(0, 3, batch)), torch.device("cpu"),
+                  False, CLASSES)
+    assert sc.n == 3 and sc.top1 == pytest.approx(1 / 3) and sc.top5 == pytest.approx(2 / 3)
+    assert sc.loss == pytest.approx(sum(_ce(r, k) for r, k in zip(ROWS, LABELS)) / 3, rel=1e-6)
+    assert not model.training
+
+
+def test_flip_tta_scores_the_mean_of_the_logits_of_an_image_and_its_mirror():
+    x, y = _images(ROWS), torch.tensor(LABELS)
+    sc = evaluate(FirstRow(), [(x, y)], torch.device("cpu"), False, CLASSES, tta=True)
+    mean = [[(r[j] + r[2 * CLASSES - 1 - j]) / 2 for j in range(CLASSES)] for r in ROWS]  # mirror column j: 13 - j
+    assert all(len(set(m)) == CLASSES for m in mean)  # no ties: the order of guesses is defined
+    top1 = sum(max(range(CLASSES), key=lambda j: m[j]) == k for m, k in zip(mean, LABELS)) / 3
+    assert top1 == 1.0  # without TTA it is 1 / 3: ignoring the mirror fails
+    assert sc.loss == pytest.approx(sum(_ce(m, k) for m, k in zip(mean, LABELS)) / 3, rel=1e-6)
+    assert sc.top1 == pytest.approx(top1) and sc.n == 3
+
+
+def test_top5_is_none_with_five_classes_or_fewer_and_an_empty_set_counts_zero():
+    assert scores(torch.tensor([3.0, 1.0, 2.0, 2.0], dtype=torch.float64), 5).top5 is None
+    s = scores(torch.tensor([3.0, 1.0, 2.0, 2.0], dtype=torch.float64), 6)
+    assert (s.loss, s.top1, s.top5, s.n) == (1.5, 0.5, 1.0, 2)
+    empty = scores(torch.zeros(4, dtype=torch.float64), 10)
+    assert (empty.loss, empty.top1, empty.n) == (0.0, 0.0, 0)
