@@ -650,6 +650,16 @@ def test_output_says_where_the_run_goes_and_labels_epoch_lines(tiny_npz, tmp_pat
     acc = _metrics(out)[1]["test_acc"]
     assert f"acc {100 * acc:5.2f}%" in epoch_lines[1]
     assert sum(f"batch {k}/8  loss" in l for l in lines for k in (2, 4, 6, 8)) == 8  # 8 batches, a line every 2
+    assert "top-5" not in err  # 3 classes: top-5 would always be 100%
+
+
+def test_the_epoch_line_shows_top5_when_there_are_more_than_five_classes(capsys):
+    from mgdsl.training.progress import Progress
+    p = Progress(enabled=True, log_interval=0)
+    p.epoch_start(1, 3, 10)
+    p.epoch_end({"epoch": 1, "lr": 0.1, "train_loss": 1.0, "train_acc": 0.5, "test_loss": 1.2, "test_acc": 0.4125,
+                 "test_top5": 0.875, "seconds": 2.0, "images_per_s": 64.0}, True)
+    assert "acc 41.25% top-5 87.50% (best)" in capsys.readouterr().err
 
 
 def test_threads_flag_sets_torch_threads(tiny_npz, tmp_path):

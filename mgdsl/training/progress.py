@@ -58,9 +58,10 @@ class Progress:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+        top5 = "" if m.get("test_top5") is None else f" top-5 {100 * m['test_top5']:5.2f}%"  # > 5 classes only
         self.say(f"epoch {m['epoch']:>{len(str(self.epochs))}}/{self.epochs}  lr {m['lr']:.4g}  "
                  f"train loss {m['train_loss']:.4f} acc {100 * m['train_acc']:5.1f}%  "
-                 f"test loss {m['test_loss']:.4f} acc {100 * m['test_acc']:5.2f}%{' (best)' if best else ''}  "
+                 f"test loss {m['test_loss']:.4f} acc {100 * m['test_acc']:5.2f}%{top5}{' (best)' if best else ''}  "
                  f"{m['seconds']:.1f} s  {m['images_per_s']:.0f} img/s")
         if self.writer is not None:
             for k in ("train_loss", "test_loss", "train_acc", "test_acc", "lr", "images_per_s"):
