@@ -44,11 +44,13 @@ CASES = [
 ]
 
 
-def _grids_steps(spec: str, params: dict, one_step: bool = False):
+def _grids_steps(spec: str, params: dict, one_step: bool = False, smooth: str | None = None):
     path = f"tests/equiv_corpus/{spec}"
     text = open(path).read()
     if one_step:  # smooth 1 on every grid
         text = text.replace("smooth nu", "smooth 1").replace("smooth 2", "smooth 1")
+    if smooth:  # e.g. "0, 2": no step on grid 1
+        text = text.replace("smooth nu", f"smooth {smooth}").replace("smooth 2", f"smooth {smooth}")
     ir = mgdsl.compile_ir(path, text=text, **params)
     return ir, [(g, i) for g in range(1, ir.grids + 1) for i in range(1, ir.nu[g - 1] + 1)]
 
@@ -75,7 +77,7 @@ def test_a_moved_state_is_reported_at_its_grid_step_and_trial(monkeypatch, spec,
 
 
 @pytest.mark.parametrize("spec,target", [("mgnet-base.mg", "mg-iresnet"), ("resnet-base.mg", "sigma-resnet"),
-                                         ("sigma-resnet-base.mg", "resnet")])
+                                         ("sigma-resnet-base.mg", "resnet"), ("mg-iresnet-base.mg", "mgnet")])
 def test_every_grid_is_compared_with_one_step_per_grid(monkeypatch, spec, target):
     # nu = 1: each grid has two iterates (0 and 1); a relation that needed more would skip every grid
     ir, places = _grids_steps(spec, {}, one_step=True)
@@ -122,3 +124,30 @@ def test_theorem_6_1_reports_a_moved_right_hand_side_at_step_0(monkeypatch):
     _moved(monkeypatch, ir.grids, 0, 1, "f")
     where = check_equiv(ir, "specs/multigrid/mg0.mg")["counterexample"]
     assert (where["grid"], where["step"], where["trial"], where["state"]) == (ir.grids, 0, 1, "f"), where
+
+
+@pytest.mark.parametrize("spec,target,state", [("resnet-base.mg", "sigma-resnet", None),
+                                               ("sigma-resnet-base.mg", "resnet", None),
+                                               ("mg-iresnet-base.mg", "mgnet", None), ("mgnet-base.mg", "mg-iresnet", "u")])
+def test_a_grid_without_steps_does_not_stop_the_comparison_of_the_next(monkeypatch, spec, target, state):
+    # smooth 0, 2: grid 1 has no step to compare; grid 2 must still be compared
+    ir, places = _grids_steps(spec, {}, smooth="0, 2")
+    assert places == [(2, 1), (2, 2)] and check_equiv(ir, target)["max_error"] <= 1e-9
+    _moved(monkeypatch, 2, 2, 1, state)
+    where = check_equiv(ir, target)["counterexample"]
+    assert (where["grid"], where["step"], where["trial"]) == (2, 2, 1)
+
+
+def test_theorem_6_1_follows_a_different_number_of_steps_on_each_grid(tmp_path):
+    # spec and target file both smooth 1, 2, 3, 1, 2 times on grids 1..5: equal; the target one step short on
+    # grid 3 only: not equivalent, from grid 3 on (the largest difference may be on a coarser grid)
+    spec, target = tmp_path / "spec.mg", tmp_path / "mg0.mg"
+    spec.write_text(open("specs/multigrid/mgnet-linear.mg").read().replace("smooth nu", "smooth 1, 2, 3, 1, 2"))
+    mg0 = open("specs/multigrid/mg0.mg").read()
+    target.write_text(mg0.replace("smooth nu", "smooth 1, 2, 3, 1, 2"))
+    ir = mgdsl.compile_ir(str(spec))
+    assert ir.grids == 5 and ir.nu == [1, 2, 3, 1, 2]
+    assert check_equiv(ir, str(target))["verdict"] == "equivalent"
+    target.write_text(mg0.replace("smooth nu", "smooth 1, 2, 2, 1, 2"))
+    res = check_equiv(ir, str(target))
+    assert res["verdict"] == "not-equivalent" and res["counterexample"]["grid"] >= 3  # grids 1, 2 agree

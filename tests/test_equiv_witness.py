@@ -53,12 +53,13 @@ def test_the_start_of_a_grid_is_the_reference_not_a_move():
 
 @pytest.mark.parametrize("lv", range(1, GRIDS + 1))
 def test_a_negative_input_to_sigma_on_one_grid_is_the_witness(lv):
-    st = _still()  # positive: sigma(f) = f everywhere
+    st = {k: v for k, v in _still().items() if k[3] == 0}  # only each grid's input: (8.3) reads nothing else
     p = Premise("reads sigma(f)", "failed", witness=("relu-input", "f"))
-    assert X.witness(_spec(st), None, p, 0) == 0.0
+    assert X.witness(_spec(st), None, p, 0) == 0.0  # positive: sigma(f) = f everywhere
     st[("f", lv, "down", 0)] = st[("f", lv, "down", 0)] - 5.0
-    st[("f", lv, "down", 1)] = st[("f", lv, "down", 1)] - 7.0  # after the start: not what (8.3) reads
     low = float(-st[("f", lv, "down", 0)].min())
+    assert X.witness(_spec(st), None, p, 0) == pytest.approx(low, abs=1e-12)
+    st[("f", lv, "down", 1)] = st[("f", lv, "down", 0)] + 9.0  # a later iterate, positive: it changes nothing
     assert X.witness(_spec(st), None, p, 0) == pytest.approx(low, abs=1e-12)
 
 
@@ -113,3 +114,15 @@ def test_an_unknown_witness_refutes_nothing():
     # a state the model never computed (it feeds nothing) refutes nothing either
     for kind in ("fixed", "relu-input"):
         assert X.witness(_spec(_still()), None, Premise("?", "unproved", witness=(kind, "g")), 0) == 0.0
+
+
+def test_an_operator_the_lowering_fused_refutes_nothing():
+    # an operator that cannot be carried layer by layer gives no witness: the verdict stays undecided
+    def carry(op):
+        raise X.Uncarried("fused")
+    spec = SimpleNamespace(ir=SimpleNamespace(grids=GRIDS, nu=NU), seed=0, carry=carry,
+                           states=lambda t: {("u", 2, "down", 1): torch.randn(SHAPE, dtype=torch.float64),
+                                             ("f", 3, "down", 1): torch.randn(SHAPE, dtype=torch.float64)})
+    rd = SimpleNamespace(roles={(3, 1): {"xi": "a"}, (3, 2): {"xi": "b"}})
+    assert X.witness(spec, None, Premise("A linear", "unproved", witness=("linear-op", (2, 2), "u", "op")), 0) == 0.0
+    assert X.witness(spec, rd, Premise("tied", "unproved", witness=("tied", (3, 1), (3, 2), "xi", "f")), 0) == 0.0
