@@ -158,6 +158,8 @@ def read_mgnet(ir, maps: dict) -> Reading | None:
         (f"grid {untied[0][0]}: step {untied[0][1]} uses {_show_xi(rd.roles[untied[0]]['A'])}, "
          f"step {untied[1][1]} uses {_show_xi(rd.roles[untied[1]]['A'])}") if untied else "",
         ("tied", untied[0], untied[1], "A", u) if untied else ()))
+    if not untied and not nonlin and not bad_form and not moved:
+        rd.premises.append(transition(ir, rd, linear_R=False))
     return rd
 
 
@@ -202,10 +204,13 @@ def linear_mgnet_premises(ir, rd: Reading) -> list[Premise]:
     return out
 
 
-def transition(ir, rd: Reading) -> Premise:
-    """(6.6): f[l+1] = R(f − A^l u) + A^{l+1} u[l+1] with R linear and A^l, A^{l+1} the smoothing A's."""
+def transition(ir, rd: Reading, linear_R: bool = True) -> Premise:
+    """f[l+1] = R(f − A^l u) + A^{l+1} u[l+1] with A^l, A^{l+1} the smoothing A's: Algorithm 3's transition,
+    which makes r^{l+1,0} = R(r^{l,ν}) (Theorem 8.1); with R linear it is (6.6) (Theorem 6.1)."""
     u, f = rd.state, rd.data
-    text = f"the transition is {f}[l+1] = R({f} − A^l({u})) + A^{{l+1}}({u}[l+1]) with R linear (6.6)"
+    text = (f"the transition is {f}[l+1] = R({f} − A^l({u})) + A^{{l+1}}({u}[l+1]) with R linear (6.6)" if linear_R
+            else f"the transition is {f}[l+1] = R({f} − A^l({u})) + A^{{l+1}}({u}[l+1]), so the next grid starts "
+                 f"from R of the residual (Algorithm 3)")
     for level in range(1, ir.grids):
         try:
             m = {s: N.normalise(ir, t, "coarsen", level, 0) for s, idx, t in N.equation(ir, "coarsen", level)}
@@ -219,6 +224,10 @@ def transition(ir, rd: Reading) -> Premise:
         nxt = f"{u}[l+1]"
         up = [(a, c) for a, c in lc if N.chain(((a, c),))[1] == N.Var(nxt)]
         down = tuple(t for t in lc if t not in up)
+        moved = _starts_nonzero(ir, u, level + 1)
+        if A_n is not None and not up and moved:
+            return Premise(text, "failed", ir.path, f"grid {level + 1}: {u}[l+1] does not start at 0, but "
+                           f"{f}[l+1] has no term A^{{l+1}}({u}[l+1])", ("model",))
         if A_n is not None:
             want_up = tuple(N.Op(x.coef, x.fs) for x in A_n)
             got_up = tuple(N.chain((t,))[0] for t in up)
@@ -227,7 +236,7 @@ def transition(ir, rd: Reading) -> Premise:
                                f"grid {level + 1}: the added term uses {_show_xi(got_up)}, the smoothing A is "
                                f"{_show_xi(A_n)}", ("model",))
         R, base = N.chain(down)
-        bad = [x for x in R.fs if not x.linear]
+        bad = [x for x in R.fs if not x.linear] if linear_R else []
         if bad:
             return Premise(text, "failed", where(ir, bad[0].owner),
                            f"{bad[0].kind} in {_def(ir, bad[0].owner)} is {bad[0].klass}", ("model",))
@@ -237,6 +246,11 @@ def transition(ir, rd: Reading) -> Premise:
                            f"grid {level}: R is applied to {N.show(base) if isinstance(base, tuple) else base.name}, "
                            f"not to the residual {f} − A^l({u}) of the smoothing", ("model",))
     return Premise(text, "ok")
+
+
+def _starts_nonzero(ir, u: str, level: int) -> bool:
+    nid = ir.states.get((u, level, "down", 0))
+    return nid is not None and ir.nodes[nid].op != "zero"
 
 
 def _grid_role(rd: Reading, level: int, role: str):
@@ -287,7 +301,9 @@ def _data_step(m: dict, s: str):
                 xi, rest = cut if cut else ((), xop.fs)
                 return "resnet", {"xi": N.Op(-xop.coef, xi), "T": N.Op(1.0, rest)}, probs
         if isinstance(base, N.Var) and base.name == s and op.fs and op.fs[-1].kind == "relu" and len(op.fs) > 1:
-            return "classic-cnn", {"chi": N.Op(op.coef, op.fs[:-1])}, []
+            chi = op.fs[:-1]  # (8.8): chi a convolution with BN; Theorem 8.3's eta = [id, -id](chi - id) needs it
+            probs = [] if _affine(chi) else ["χ is affine: a convolution (with BN), no activation (8.8)"]
+            return "classic-cnn", {"chi": N.Op(op.coef, chi)}, probs
         return None
     if len(lc) != 2:
         return None
@@ -315,7 +331,9 @@ def _data_step(m: dict, s: str):
         if not ok:
             probs.append("the extractor is σ∘η∘σ with η affine (7.9)")
         return fam, {"xi": N.Op(-xop.coef, xi), "B": N.Op(1.0, rest)}, probs
-    # sigma-ResNet: relu(f) − ξ σ η σ(f): the extractor reads σ(f)
+    # sigma-ResNet: relu(f) − ξ σ η σ(f): the extractor reads σ(f); ξ affine as in the ResNet it comes from (7.8)
+    if not _affine(xi):
+        probs.append("ξ is affine: a convolution (with BN), no activation or max pool (7.8), (8.3)")
     r = list(rest)
     if not (len(r) >= 2 and r[0].kind == "relu" and _affine(r[1:-1]) and r[-1].kind == "relu"):
         if len(r) >= 2 and r[0].kind == "relu" and _affine(r[1:]):

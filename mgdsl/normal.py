@@ -111,14 +111,20 @@ def factors(ir, label: str) -> list[Factor]:
     return [replace(f, via=label, seq=j) for j, f in enumerate(_layers(ir, label))]
 
 
+_CLASS_ORDER = {"linear": 0, "affine": 1, "nonlinear": 2}
+
+
 def _layers(ir, label: str) -> list[Factor]:
     inst = ir.instances[label]
     out: list[Factor] = []
     for k, lay in enumerate(inst.layers):
         if lay.kind == "ref" and lay.ref in ir.instances:
             out.extend(_layers(ir, lay.ref))
-        else:
-            out.append(Factor((label, k), lay.kind, lay.klass, inst.name, label))
+            continue
+        klass = lay.klass
+        if lay.ref and lay.ref in ir.instances:  # sub_id(chi), transpose(R), jacobi(A): no better than what it reads
+            klass = max(klass, ir.instances[lay.ref].klass, key=lambda c: _CLASS_ORDER.get(c, 3))
+        out.append(Factor((label, k), lay.kind, klass, inst.name, label))
     return out
 
 

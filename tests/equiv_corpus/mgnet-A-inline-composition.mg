@@ -20,6 +20,6 @@ model mgnet_A_inline_composition {
 
   init    f = f_in(x); u = 0
   step    u = u + B(f - C(D(u)))
-  coarsen u[l+1] = Pi(u); f[l+1] = R(f - A(u)) + A[l+1](u[l+1])
+  coarsen u[l+1] = Pi(u); f[l+1] = R(f - C(D(u))) + C[l+1](D[l+1](u[l+1]))
   output  fc(avgpool(u))
 }

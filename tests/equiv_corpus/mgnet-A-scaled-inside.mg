@@ -18,6 +18,6 @@ model mgnet_A_scaled_inside {
 
   init    f = f_in(x); u = 0
   step    u = u + B(f - A(2 * u))
-  coarsen u[l+1] = Pi(u); f[l+1] = R(f - A(u)) + A[l+1](u[l+1])
+  coarsen u[l+1] = Pi(u); f[l+1] = R(f - A(2 * u)) + A[l+1](2 * u[l+1])
   output  fc(avgpool(u))
 }

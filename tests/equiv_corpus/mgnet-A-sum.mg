@@ -19,6 +19,6 @@ model mgnet_A_sum {
 
   init    f = f_in(x); u = 0
   step    u = u + B(f - A(u) - E(u))
-  coarsen u[l+1] = Pi(u); f[l+1] = R(f - A(u)) + A[l+1](u[l+1])
+  coarsen u[l+1] = Pi(u); f[l+1] = R(f - A(u) - E(u)) + A[l+1](u[l+1]) + E[l+1](u[l+1])
   output  fc(avgpool(u))
 }

@@ -18,6 +18,6 @@ model mgnet_scaled_A {
 
   init    f = f_in(x); u = 0
   step    u = u + B(f - 0.5 * A(u))
-  coarsen u[l+1] = Pi(u); f[l+1] = R(f - A(u)) + A[l+1](u[l+1])
+  coarsen u[l+1] = Pi(u); f[l+1] = R(f - 0.5 * A(u)) + 0.5 * A[l+1](u[l+1])
   output  fc(avgpool(u))
 }
