@@ -506,6 +506,7 @@ def _numerics(spec, rd: Reading, path: list[Edge], swap, trials: int, tfam: str,
                 elif e.run == "same":
                     traj, roles, nm = run.same(e.dst, False)(traj, roles, out, t, nm)
                 else:
+                    assert e.run not in X.TERMINAL or e is path[-1], f"{e.run} must end its chain"
                     traj, roles, nm = getattr(run, e.run)(traj, roles, out, t, nm)
                 if e.run in ("tie", "thm81", "thm83") and t == 0:
                     keep = ("xi", "T") if e.run == "thm83" else ("xi",)

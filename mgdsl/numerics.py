@@ -19,6 +19,8 @@ from .lowering import Delta, Split, SubId, default_dtype, lower_ir
 from .prims import PRIMS
 
 TOL = 1e-9
+# relations that end every chain of equiv.EDGES they are in: they compare, and hand nothing to a next relation
+TERMINAL = ("thm81_back", "lemma82", "lemma82_back")
 
 
 class Uncarried(Exception):
@@ -319,22 +321,18 @@ class Run:
         return new_traj, new_roles, ("f",)
 
     def thm81_back(self, traj, roles, out: Outcome, trial: int, names):
+        """Ends every chain it is in (TERMINAL): compares only, returns no trajectory for a next relation."""
         (s,) = names
         t = self.target("mgnet", {k: {"A": r["xi"], "B": r["B"]} for k, r in roles.items()}, False)
-        new_traj, new_roles = {}, {}
         for level, its in traj.items():
             if len(its) < 2:
                 continue
             xi = roles[(level, 1)]["xi"]
             env = {"u": torch.zeros_like(its[0][s]), "f": its[0][s]}
-            seq = [dict(env)]
             for i in range(1, len(its)):
                 env = t.step(env, level, i)
                 out.see(_err(its[i][s], env["f"] - xi(env["u"])), grid=level, step=i, trial=trial)
-                seq.append(dict(env))
-                new_roles[(level, i)] = {"A": xi, "B": roles[(level, i)]["B"]}
-            new_traj[level] = seq
-        return new_traj, new_roles, ("u", "f")
+        return None, None, None
 
     # ---- identity correspondence: the same family, a tying (8.7), a definition
     def same(self, family: str, copies: bool):
@@ -359,39 +357,33 @@ class Run:
 
     # ---- Lemma 8.2: f^{l,i} = σ(f̃^{l,i}); forwards from a ResNet, backwards from a σ-ResNet
     def lemma82(self, traj, roles, out: Outcome, trial: int, names):
+        """Ends every chain it is in (TERMINAL): compares only."""
         (s,) = names
         t = self.target("sigma-resnet", roles, False)
         relu = torch.nn.functional.relu
-        new_traj = {}
         for level, its in traj.items():
             if len(its) < 2:
                 continue
             g = its[0][s]  # f̃^{l,0} := f^{l,0}: needs f^{l,0} = σ(f^{l,0})
             out.see(_err(relu(g), its[0][s]), grid=level, step=0, trial=trial)
-            seq = [{"f": g}]
             for i in range(1, len(its)):
                 g = t.step({"f": g}, level, i)["f"]
                 out.see(_err(relu(g), its[i][s]), grid=level, step=i, trial=trial)
-                seq.append({"f": g})
-            new_traj[level] = seq
-        return new_traj, roles, ("f",)
+        return None, None, None
 
     def lemma82_back(self, traj, roles, out: Outcome, trial: int, names):
+        """Ends every chain it is in (TERMINAL): compares only."""
         (s,) = names
         t = self.target("resnet", roles, False)
         relu = torch.nn.functional.relu
-        new_traj = {}
         for level, its in traj.items():
             if len(its) < 2:
                 continue
             x = relu(its[0][s])
-            seq = [{"f": x}]
             for i in range(1, len(its)):
                 x = t.step({"f": x}, level, i)["f"]
                 out.see(_err(x, relu(its[i][s])), grid=level, step=i, trial=trial)
-                seq.append({"f": x})
-            new_traj[level] = seq
-        return new_traj, roles, ("f",)
+        return None, None, None
 
     # ---- Theorem 8.3: ξ = δ̂ (8.12), η = [id, −id]∘(χ − id) (8.13)
     def thm83(self, traj, roles, out: Outcome, trial: int, names):

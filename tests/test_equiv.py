@@ -241,3 +241,12 @@ def test_a_bundled_spec_name_is_a_target_file():
     out = equiv("tests/equiv_corpus/mgnet-base.mg", "table2/mgnet-256-256-pi0")
     assert out["target_family"] == "mgnet" and out["verdict"] in ("undecided", "not-equivalent")
     assert "mgnet-256-256-pi0.mg" in out["reason"]
+
+
+def test_relations_that_return_no_trajectory_end_every_chain():
+    # numerics.TERMINAL relations only compare (they hand nothing on): no chain of relate() may continue past one
+    from mgdsl import numerics
+    for a in FAMILIES:
+        for b in FAMILIES:
+            for k, e in enumerate(relate(a, b) or []):
+                assert e.run not in numerics.TERMINAL or k == len(relate(a, b)) - 1, (a, b, e.run)
