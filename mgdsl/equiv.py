@@ -281,6 +281,9 @@ class Result:
 def _check(ir, tfam, tir, trd, res: Result, trials: int, seed: int, stack: contextlib.ExitStack) -> None:
     rd = forms.read(ir)
     res.source_family = rd.family
+    if trd is not None and _shapes_differ(ir, tir, res):  # other inputs or outputs: whatever the forms
+        res.target_family = trd.family
+        return
     if trd is not None:
         if trd.family == "unknown" or not trd.ok:
             res.target_family = trd.family
@@ -289,8 +292,6 @@ def _check(ir, tfam, tir, trd, res: Result, trials: int, seed: int, stack: conte
             return
         tfam = trd.family
     res.target_family = tfam
-    if trd is not None and _shapes_differ(ir, tir, res):
-        return
     if rd.family == "unknown":
         res.reason = rd.note
         return
