@@ -456,13 +456,17 @@ def _solvable_first(cmd):
     """`solve` sets -D n; first say plainly when the spec is not a fixed-stencil multigrid solve can run."""
     def run(args) -> int:
         from .diagnostics import Diagnostic
+        from .normal import LINEAR_PRIMS
         ir = compile_spec(args.spec, parse_overrides([d for d in args.defines if not d.startswith("n=")]))
         why = ([] if "n" in ir.params else ["it has no `param n` (points per side)"]) + \
               ([] if ir.input_ty.level == 1 and ir.output_ty.shape == ir.input_ty.shape else
                [f"it maps {ir.input_ty.describe()} to {ir.output_ty.describe()}, not f to u on grid 1"]) + \
               ([] if "A[1]" in ir.instances else ["it has no fine-grid operator A[1]"]) + \
               [f"{i.label} is {i.klass} with {i.params:,} trained parameters" for i in ir.instances.values()
-               if not i.fixed][:1]
+               if not i.fixed][:1] + \
+              [f"{i.label} is {i.klass}" for i in ir.instances.values() if i.fixed and i.klass != "linear"][:1] + \
+              [f"the scheme applies {n.prim}, which is not linear" for n in ir.nodes
+               if n.op == "prim" and n.prim not in LINEAR_PRIMS][:1]
         if why:
             raise SpecError([Diagnostic(f"{ir.name} is not a fixed-stencil multigrid: " + "; ".join(why), None,
                                         "solve needs `param n`, `input f : 1 x n x n`, a fixed A[1] (laplace), "

@@ -110,3 +110,13 @@ def test_galerkin_coarse_operator_is_exact_at_the_boundary():
     interior = A2[4 * 9 + 4].reshape(9, 9)[3:6, 3:6]
     boundary = A2[0].reshape(9, 9)[:2, :2]
     assert interior[1, 1] == pytest.approx(3.0) and boundary[0, 0] != pytest.approx(3.0)
+
+
+def test_solve_refuses_a_scheme_that_is_not_linear(tmp_path, capsys):
+    # a ReLU on the output: not a linear solver; it used to run 100 cycles and exit 1
+    spec = tmp_path / "relu.mg"
+    text = open("specs/multigrid/poisson-v11.mg").read()
+    out_line = next(l for l in text.splitlines() if l.strip().startswith("output"))
+    spec.write_text(text.replace(out_line, "  output  relu(u)"))
+    assert main(["solve", str(spec), "--n", "17"]) == 2
+    assert "the scheme applies relu, which is not linear" in capsys.readouterr().err
