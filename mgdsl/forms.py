@@ -85,7 +85,10 @@ def _mgnet_step(m: dict, states) -> tuple | None:
             others = [(a, c) for a, c in base if (a, c) not in g]
             if len(g) == 1 and others:
                 (ga, gc), = g
-                B = N.Op(op.coef * gc, op.fs)
+                if gc == 1 or all(f_.linear for f_ in op.fs):  # c·B(gc·r) = c·gc·B(r) for a linear B only
+                    B = N.Op(op.coef * gc, op.fs)
+                else:  # B(−r) of a non-linear B: the sign stays inside, B' = B∘(gc·id)
+                    B = N.Op(op.coef, op.fs + (N.Factor(("const", gc), "const", "linear", f"{gc:g}"),))
                 xi = tuple(N.chain(((a, -c / gc),))[0] for a, c in others)
                 reads_u = all(N.chain(((a, 1.0),))[1] == N.Var(u) for a, _ in others)
                 if reads_u:
