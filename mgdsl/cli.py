@@ -572,6 +572,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _diagnostic_json(d, source) -> dict:
+    out = {"message": d.message, "severity": d.severity, "hint": d.hint, "file": getattr(source, "path", None)}
+    if d.span is not None:
+        out.update(line=d.span.line, col=d.span.col, end_line=d.span.end_line, end_col=d.span.end_col)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
@@ -581,6 +588,8 @@ def main(argv: list[str] | None = None) -> int:
     except SpecError as e:
         try:
             print(str(e), file=sys.stderr)
+            if "--json" in argv:  # a script reading stdout gets the errors as data too
+                print(json.dumps({"ok": False, "errors": [_diagnostic_json(d, e.source) for d in e.diagnostics]}))
         except BrokenPipeError:  # `mgdsl ... 2>&1 | head`: the status still says "bad input", never 1 ("no")
             pass
         return 2

@@ -3,12 +3,15 @@
 An internal error is provoked from outside mgdsl: standard output raises when written to (as a broken
 terminal or a full disk would), so every command that prints reaches the error path.
 """
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from mgdsl.cli import main
 
 BOOM = """
 import runpy, sys
@@ -84,3 +87,13 @@ def test_a_name_valued_param_times_a_number_is_a_located_error(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "abcabc" not in r.stderr
     assert "2 * width needs a number, but param width is 'abc'" in r.stderr
+
+
+def test_a_spec_error_under_json_is_also_json_on_stdout(tmp_path, capsys):
+    bad = tmp_path / "bad.mg"
+    bad.write_text(open("specs/mgnet.mg").read().replace("3 x 32 x 32", "3 x 0 x 32"))
+    assert main(["compile", str(bad), "--json"]) == 2
+    out = json.loads(capsys.readouterr().out)
+    assert out["ok"] is False and out["errors"][0]["message"] == "input size must be positive, got 0"
+    line = next(k for k, l in enumerate(bad.read_text().splitlines(), 1) if "3 x 0 x 32" in l)
+    assert (out["errors"][0]["file"], out["errors"][0]["line"]) == (str(bad), line)
