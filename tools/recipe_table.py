@@ -109,8 +109,9 @@ def table(args) -> None:
             for recipe in RECIPES:
                 vals = [a for s in range(3) if (a := _acc(out / f"{model}-{recipe}-e{epochs}-s{s}")) is not None]
                 cells.append(_cell(vals))
-            params = next((json.loads(p.read_text())["params"] for p in out.glob(f"{model}-*/summary.json")), "?")
-            print(f"| {model} | {params:,} | {epochs} | {cells[0]} | {cells[1]} |")
+            params = next((f'{json.loads(p.read_text())["params"]:,}' for p in out.glob(f"{model}-*/summary.json")),
+                          "?")
+            print(f"| {model} | {params} | {epochs} | {cells[0]} | {cells[1]} |")
     print()
     print(f"Ablation, mgnet-w32, budget recipe, {args.ablation_epochs} epochs, seed 0 (final test accuracy):")
     print()
