@@ -322,7 +322,6 @@ class MgModule(nn.Module):
                 d = d[str(i)]
             d[str(inst.index[-1])] = built[label]
         self._paths = {label: (inst.name, tuple(map(str, inst.index))) for label, inst in ir.instances.items()}
-        self.state_keys = list(ir.states)
 
     def __reduce__(self):
         """Pickling (issue 11): rebuilt from the generated source and the state, see _unpickle below."""
