@@ -149,17 +149,16 @@ class Jacobi(nn.Module):
         return self.scale.to(x.dtype) * x
 
 
-# an exact coarsest-grid solve is refused beyond this 1-norm condition number: in float64 the inverse would
-# carry no correct digit (a periodic or reflecting laplace has the constants in its null space: infinite)
-MAX_CONDITION = 1e12
-
-
-class SingularOperator(ValueError):
-    """inverse() of a fixed operator that has no inverse (or none worth computing) on its grid."""
-
-
 class Inverse(nn.Module):
     """Exact solve with a fixed linear A on a small (coarsest) grid: a dense inverse."""
+
+    # refused beyond this 1-norm condition number: in float64 the inverse would carry no correct digit (a
+    # periodic or reflecting laplace has the constants in its null space: infinite). Both live in the class,
+    # so that the standalone source `mgdsl export` writes carries them.
+    MAX_CONDITION = 1e12
+
+    class Singular(ValueError):
+        """inverse() of a fixed operator that has no inverse (or none worth computing) on its grid."""
 
     def __init__(self, a: nn.Module, channels: int, size: tuple[int, int]):
         super().__init__()
@@ -172,8 +171,8 @@ class Inverse(nn.Module):
             cond = (torch.linalg.matrix_norm(m, 1) * torch.linalg.matrix_norm(inv, 1)).item()  # 1-norm condition
         except torch.linalg.LinAlgError:
             cond = float("inf")
-        if not cond < MAX_CONDITION:
-            raise SingularOperator(f"inverse() of an operator that is singular on this grid (condition number "
+        if not cond < self.MAX_CONDITION:
+            raise self.Singular(f"inverse() of an operator that is singular on this grid (condition number "
                                    f"{cond:.3g}): its solution is not unique")
         self.register_buffer("inv", inv.to(torch.get_default_dtype()), persistent=False)
         self.shape = (channels, *size)
@@ -253,7 +252,7 @@ def build_instances(ir: IR) -> dict[str, nn.Module]:
     for label, inst in ir.instances.items():
         try:
             mods = [_layer_module(lay, ctx) for lay in inst.layers]
-        except SingularOperator as e:  # a property of the spec's numbers, found only when the matrix is built
+        except Inverse.Singular as e:  # a property of the spec's numbers, found only when the matrix is built
             from .diagnostics import Diagnostic, SpecError
             raise SpecError([Diagnostic(f"{label}: {e}", inst.span, "zero padding (the default) makes laplace "
                                         "invertible; with periodic or reflect padding smooth the coarsest grid "
