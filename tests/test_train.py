@@ -277,8 +277,27 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_npz, tmp_path, c
     (out / "config.json").write_text(json.dumps(cfg))
     good = (out / "last.pt").read_bytes()
     assert main(["compile", "--resume", str(out), "--epochs", "3"]) == 1
-    assert "the training loss is" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "the training loss is" in err and f"the last good checkpoint is {out / 'last.pt'}" in err
     assert (out / "last.pt").read_bytes() == good  # untouched
+
+
+def test_an_epoch_step_uses_the_label_smoothing_and_lr_it_is_given():
+    # train_epoch's loss is cross-entropy with the recipe's label smoothing, and each batch gets its own lr
+    from mgdsl.training.loop import train_epoch
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
+    x, y = torch.randn(8, 3, 2, 2), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    with torch.no_grad():
+        want = [torch.nn.functional.cross_entropy(model(x), y, label_smoothing=ls).item() for ls in (0.0, 0.3)]
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    lrs = []
+    for ls, w in zip((0.0, 0.3), want):
+        st = train_epoch(model, opt, [(x, y)], device=torch.device("cpu"), amp=False, channels_last=False,
+                         label_smoothing=ls, lr_for_batch=lambda i: 0.0, on_step=lambda s: lrs.append(
+                             opt.param_groups[0]["lr"]))
+        assert st.seen == 8 and st.loss_sum.item() / 8 == pytest.approx(w, rel=1e-6)  # lr 0: nothing moved
+    assert lrs == [0.0, 0.0] and want[0] != pytest.approx(want[1])
 
 
 def test_nan_loss_in_the_first_epoch_leaves_no_folder_posing_as_a_run(tiny_npz, tmp_path, capsys):
