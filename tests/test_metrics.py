@@ -70,3 +70,16 @@ def test_top5_is_none_with_five_classes_or_fewer_and_an_empty_set_counts_zero():
     assert (s.loss, s.top1, s.top5, s.n) == (1.5, 0.5, 1.0, 2)
     empty = scores(torch.zeros(4, dtype=torch.float64), 10)
     assert (empty.loss, empty.top1, empty.n) == (0.0, 0.0, 0)
+
+
+def test_evaluation_is_in_full_precision_unless_amp_is_asked_for():
+    # a linear layer under autocast runs in bfloat16 on CPU: its logits (and so the loss) are rounded
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, CLASSES))
+    x, y = torch.randn(16, 3, 4, 4), torch.randint(0, CLASSES, (16,))
+    with torch.no_grad():
+        exact = torch.nn.functional.cross_entropy(model(x), y).item()
+    plain = evaluate(model, [(x, y)], torch.device("cpu"), False, CLASSES)
+    amp = evaluate(model, [(x, y)], torch.device("cpu"), True, CLASSES)
+    assert plain.loss == pytest.approx(exact, rel=1e-6)
+    assert amp.loss != pytest.approx(exact, rel=1e-6)  # bfloat16 keeps 3 significant digits
