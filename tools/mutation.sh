@@ -60,6 +60,8 @@ rm -rf "$work"
 mkdir -p "$work"
 # the working tree as it is (tracked and untracked, not ignored files), without .git
 (cd "$root" && git ls-files -co --exclude-standard -z | xargs -0 tar -cf - 2>/dev/null) | tar -xf - -C "$work"
+# what was copied (the report is written at the end, when HEAD may have moved on)
+source="$(cd "$root" && git rev-parse --short HEAD)$(cd "$root" && git diff --quiet HEAD -- "$module" || echo ' (with uncommitted changes)')"
 {
   echo "[mutmut]"
   echo "source_paths = mgdsl"
@@ -132,7 +134,7 @@ mutmut results --all true > results.txt 2>&1 || true
 {
   echo "module: $module"
   echo "tests: ${tests[*]} ${PYTEST_ARGS:-}"
-  echo "source: $(cd "$root" && git rev-parse --short HEAD)$(cd "$root" && git diff --quiet HEAD -- "$module" || echo ' (with uncommitted changes)')"
+  echo "source: $source (the tree as copied at the start)"
   echo "mutmut: $(mutmut --version 2>/dev/null || pip show mutmut | grep ^Version)"
   echo "seconds: $secs (exit $rc)"
   python - results.txt <<'PY'
