@@ -82,9 +82,9 @@ def _add_defines(p: argparse.ArgumentParser) -> None:
 
 def _ir(args):
     from .diagnostics import render
-    text = getattr(args, "spec_text", None)  # a run's config.json given as --config: the spec it was made of
-    ir = compile_spec(args.spec, parse_overrides(args.defines),
-                      text=text if text is not None and args.spec == getattr(args, "spec_from_config", None) else None,
+    # a run's config.json given as --config, and no spec on the command line: the spec text the run was made of
+    text = getattr(args, "spec_text", None) if isinstance(args.spec, FromConfig) else None
+    ir = compile_spec(str(args.spec), parse_overrides(args.defines), text=text,
                       max_params=int(getattr(args, "max_params", None) or DEFAULT_MAX_PARAMS))
     if ir.warnings:
         print(render(ir.warnings, ir.source), file=sys.stderr)
@@ -229,6 +229,10 @@ def _given(args) -> dict:
     return {k: getattr(args, k) for k in CONFIG_KEYS if hasattr(args, k)}
 
 
+class FromConfig(str):
+    """The spec path a --config file named (a spec given on the command line is a plain str and wins)."""
+
+
 def load_config_file(path: str, parser: argparse.ArgumentParser) -> dict:
     """A --config file as parser defaults: YAML (needs pyyaml) or JSON; a run's config.json gives its
     config and -D values. Unknown keys and values of the wrong type are errors."""
@@ -258,8 +262,7 @@ def load_config_file(path: str, parser: argparse.ArgumentParser) -> dict:
     if isinstance(raw.get("config"), dict):  # a run's config.json: its config, its -D values and its spec text
         defines = raw.get("params_override") or {}
         if isinstance(raw.get("spec"), dict) and "text" in raw["spec"]:
-            path = raw["spec"].get("path", "spec.mg")
-            spec = {"spec": path, "spec_text": raw["spec"]["text"], "spec_from_config": path}
+            spec = {"spec": FromConfig(raw["spec"].get("path", "spec.mg")), "spec_text": raw["spec"]["text"]}
         raw = {k: v for k, v in raw["config"].items() if k not in ("out", "overwrite")}
         raw["defines"] = [f"{k}={_define_value(v)}" for k, v in defines.items()]
     elif isinstance(raw.get("spec"), str):  # a YAML/JSON config may name the spec file (or a bundled spec)
@@ -330,7 +333,7 @@ def _print_config(args, given: dict) -> int:
     d = {k: v for k, v in asdict(cfg).items() if k not in ("out", "overwrite") or v}
     d["defines"] = list(args.defines)
     if args.spec is not None:
-        d = {"spec": args.spec, **d}  # read back by --config, so the printed config names what it trains
+        d = {"spec": str(args.spec), **d}  # read back by --config, so the printed config names what it trains
     try:
         import yaml
         print(yaml.safe_dump(d, sort_keys=False), end="")
