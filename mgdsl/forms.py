@@ -335,7 +335,7 @@ def _data_step(m: dict, s: str):
             probs.append("the extractor is σ∘η∘σ with η affine (7.9)")
         return fam, {"xi": N.Op(-xop.coef, xi), "B": N.Op(1.0, rest)}, probs
     # sigma-ResNet: relu(f) − ξ σ η σ(f): the extractor reads σ(f); ξ affine as in the ResNet it comes from (7.8)
-    if not _affine(xi):
+    if xi and not _affine(xi):  # an empty ξ is the identity: affine
         probs.append("ξ is affine: a convolution (with BN), no activation or max pool (7.8), (8.3)")
     r = list(rest)
     if not (len(r) >= 2 and r[0].kind == "relu" and _affine(r[1:-1]) and r[-1].kind == "relu"):
