@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from . import forms
 from . import normal as N
 from .forms import Premise, Reading
+from .ir import shape_text
 
 FAMILIES = ["mg0", "linear-mgnet", "mgnet", "mg-iresnet", "iresnet", "mg-resnet", "sigma-resnet", "resnet",
             "classic-cnn"]
@@ -405,8 +406,8 @@ def _shapes_differ(ir, tir, res: Result) -> bool:
     res.verdict = "not-equivalent"
     res.counterexample = {"spec": {"input": list(mine[0]), "output": list(mine[1])},
                           "target": {"input": list(theirs[0]), "output": list(theirs[1])}}
-    res.reason = (f"the spec maps {_shape(mine[0])} to {_shape(mine[1])}, the target {tir.path} maps "
-                  f"{_shape(theirs[0])} to {_shape(theirs[1])}: they are not functions of the same thing")
+    res.reason = (f"the spec maps {shape_text(mine[0])} to {shape_text(mine[1])}, the target {tir.path} maps "
+                  f"{shape_text(theirs[0])} to {shape_text(theirs[1])}: they are not functions of the same thing")
     return True
 
 
@@ -421,18 +422,14 @@ def _output_text(ir) -> str:
 def _against_file(ir, tir, tfam: str, verdict: str, res: Result) -> None:
     """A target spec file (outside Theorem 6.1's comparison of two MG0 files) is read as its form only: the
     numerics ran that form's canonical model at the spec's grids and steps, not the file's own operators,
-    sizes and sharing. So the relation to the form is not a verdict about the file."""
-    if _shapes_differ(ir, tir, res):
-        return
+    sizes and sharing. So the relation to the form is not a verdict about the file (whose inputs and outputs
+    _check has already found equal to the spec's)."""
     res.verdict = "undecided"
     res.reason = (f"the spec is {verdict} to the {tfam} form, which {tir.path} has; but the target file's own "
                   f"operators, grids, steps and sharing were not compared (the numerics ran the canonical {tfam} "
                   f"model with the spec's operators), so nothing follows about the file itself: "
                   f"`--equiv {tfam}` asks about the form")
 
-
-def _shape(shape) -> str:
-    return " x ".join(map(str, shape))
 
 
 def _normal_text(ir, rd: Reading) -> str:

@@ -259,6 +259,11 @@ class IRError(AssertionError):
         self.problems = problems
 
 
+def shape_text(shape) -> str:
+    """(3, 32, 32) as "3 x 32 x 32", for messages."""
+    return " x ".join(map(str, shape))
+
+
 def _shape(ty: Ty | None) -> str:
     if ty is None:
         return "?"

@@ -8,7 +8,7 @@ from typing import Callable
 
 from . import syntax as S
 from .diagnostics import Span, SpecError, did_you_mean
-from .ir import Node, Tag, Ty, Where, reachable
+from .ir import Node, Tag, Ty, Where, reachable, shape_text
 from .passes import apply_folds_to_zero
 from .prims import INLINE, PRIMS
 from .resolve import LEVEL_VARS, Binder, Fail, Reporter, Resolved, grid_sizes, index_values
@@ -121,8 +121,7 @@ class Unroller:
                            "with `u = 0` at the start and `smooth 0` u stays 0: smooth at least once on some grid "
                            "or output something computed from the input")
         if out is not None and r.classes is not None and self.g.ty(out).shape != (r.classes,):
-            shape = " x ".join(map(str, self.g.ty(out).shape))
-            self.rep.error(f"the output is {shape}, but `classes {r.classes}` says the model ends in {r.classes} "
+            self.rep.error(f"the output is {shape_text(self.g.ty(out).shape)}, but `classes {r.classes}` says the model ends in {r.classes} "
                            "class scores", r.output.span, "end in a classifier, e.g. `output fc(avgpool(u))` with "
                            "`fc = linear(u -> classes)`, or drop `classes` for a model whose output is a grid "
                            "function")

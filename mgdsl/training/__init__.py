@@ -223,6 +223,7 @@ def evaluate_run(target: str, *, defines=None, weights: str | None = None, test:
     import torch
 
     from .. import compile_spec, parse_overrides
+    from ..ir import shape_text
     from ..lowering import lower_ir
     from .data import DataError, channel_stats, load_dataset, load_test_set, to_images
     from .loop import normalise
@@ -275,8 +276,8 @@ def evaluate_run(target: str, *, defines=None, weights: str | None = None, test:
         shape = (x.shape[3], x.shape[1], x.shape[2])
         trained = tuple(rec.get("input_shape") or shape)
         if shape != trained:
-            raise DataError(f"{name}: its images are {' x '.join(map(str, shape))} (channels x height x width), but "
-                            f"the run was trained on {' x '.join(map(str, trained))} images",
+            raise DataError(f"{name}: its images are {shape_text(shape)} (channels x height x width), but "
+                            f"the run was trained on {shape_text(trained)} images",
                             "score it on data of the training set's shape")
         if int(y.max(initial=0)) >= classes:
             raise DataError(f"{name}: label {int(y.max())} is out of range for the run's {classes} classes")
