@@ -6,6 +6,7 @@ from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 import mgdsl
 from mgdsl import SpecError
+from tiny_specs import TINY_MGNET
 
 
 @st.composite
@@ -130,28 +131,10 @@ def test_verify_finds_a_broken_invariant(breakage):
         ir.verify()
 
 
-LIST_PARAMS = """model lp {
-  param chans = [4, 8]
-  param steps = [2, 1]
-  input x : 3 x 16 x 16
-  classes 10
-  grids 2
-  smooth steps
-  space u = chans, f = 2 * chans
-
-  f_in    = relu . bn . conv3(x -> f)
-  A[l]    = conv3(u -> f)
-  B[l, i] = relu . bn . conv3(f -> u)
-  Pi[l]   = conv3(u -> u, stride 2)
-  R[l]    = conv3(f -> f, stride 2)
-  fc      = linear(u -> classes)
-
-  init    f = f_in(x); u = 0
-  step    u = u + B(f - A(u))
-  coarsen u[l+1] = Pi(u); f[l+1] = R(f - A(u)) + A[l+1](u[l+1])
-  output  fc(avgpool(u))
-}
-"""
+LIST_PARAMS = (TINY_MGNET.replace("model tiny", "model lp")
+               .replace("  param width = 4\n", "  param chans = [4, 8]\n  param steps = [2, 1]\n")
+               .replace("  smooth 1\n", "  smooth steps\n").replace("space u = width, f = width", "space u = chans, f = 2 * chans"))
+assert "smooth steps" in LIST_PARAMS and "f = 2 * chans" in LIST_PARAMS
 
 
 def test_a_list_param_gives_one_value_per_grid_and_is_overridable():
