@@ -285,6 +285,10 @@ def _check(ir, tfam, tir, trd, res: Result, trials: int, seed: int, stack: conte
     if trd is not None and _shapes_differ(ir, tir, res):  # other inputs or outputs: whatever the forms
         res.target_family = trd.family
         return
+    if trd is not None and tir.source.text == ir.source.text and tir.params == ir.params:
+        res.target_family, res.verdict = trd.family, "equivalent"  # the same text and values: the same model
+        res.reason = f"the target {tir.path} is the same spec, with the same parameters"
+        return
     if trd is not None:
         if trd.family == "unknown" or not trd.ok:
             res.target_family = trd.family

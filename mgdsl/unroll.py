@@ -115,11 +115,15 @@ class Unroller:
         self.g.where = Where("output", out_level, 0, "down")
         out = self.rep.guard(self.ev, r.output.expr, Ctx("output", out_level, {"l": out_level, "J": r.J},
                                                           self.reader_final(final), r.output.span))
-        if out is not None and not any(self.g.nodes[n].op == "input" for n in reachable(self.g.nodes, [out])):
+        # judged on a graph built without errors only: a failed term (an undefined operator) cuts paths too
+        cut = out is not None and not self.rep.diags and \
+            not any(self.g.nodes[n].op == "input" for n in reachable(self.g.nodes, [out]))
+        if cut:
             self.rep.error(f"the output does not depend on the input {r.input_name}: every path from "
                            f"{r.input_name} to it is cut (e.g. by applications to zero)", r.output.span,
                            "with `u = 0` at the start and `smooth 0` u stays 0: smooth at least once on some grid "
-                           "or output something computed from the input")
+                           "or output something computed from the input" if not any(r.nu) else
+                           "output something computed from the input")
         if out is not None and r.classes is not None and self.g.ty(out).shape != (r.classes,):
             self.rep.error(f"the output is {shape_text(self.g.ty(out).shape)}, but `classes {r.classes}` says the model ends in {r.classes} "
                            "class scores", r.output.span, "end in a classifier, e.g. `output fc(avgpool(u))` with "

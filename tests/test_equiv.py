@@ -250,3 +250,12 @@ def test_relations_that_return_no_trajectory_end_every_chain():
         for b in FAMILIES:
             for k, e in enumerate(relate(a, b) or []):
                 assert e.run not in numerics.TERMINAL or k == len(relate(a, b)) - 1, (a, b, e.run)
+
+
+def test_a_spec_file_is_equivalent_to_itself_but_not_with_other_values(tmp_path):
+    copy = tmp_path / "same.mg"
+    copy.write_text(open("tests/equiv_corpus/mgnet-base.mg").read())
+    same = equiv("tests/equiv_corpus/mgnet-base.mg", str(copy))
+    assert same["verdict"] == "equivalent" and "the same spec" in same["reason"]
+    other = equiv("tests/equiv_corpus/mgnet-base.mg", str(copy), params={"nu": 1})  # -D applies to SPEC only
+    assert other["verdict"] != "equivalent"

@@ -132,3 +132,10 @@ def test_an_output_that_does_not_depend_on_the_input_is_located_at_the_output(tm
     line = text.splitlines().index("  output fc(avgpool(u))") + 1
     assert f"{path}:{line}:3: error: the output does not depend on the input x" in err
     assert "smooth at least once" in err
+
+
+def test_an_undefined_operator_is_not_followed_by_a_cut_input_error(tmp_path, capsys):
+    # the failed term cuts the graph; that is the undefined operator's doing, not a second error to report
+    text = SPEC.replace("  step u = u + B(f - A(u))", "  step u = u + Bb(f - A(u))")
+    rc, err, _ = _check(tmp_path, capsys, text)
+    assert rc == 2 and "undefined operator 'Bb'" in err and "does not depend on the input" not in err
