@@ -335,14 +335,14 @@ def _check(ir, tfam, tir, trd, res: Result, trials: int, seed: int, stack: conte
             continue
         res.derivation.append(Step("stopped", "", f"the premise “{p.text}” {'fails' if p.status == 'failed' else 'is not proved'}"
                                    f"{': ' + p.detail if p.detail else ''}; the rule is not applied"))
-        err, where = 0.0, {}
+        err, where, skipped = 0.0, {}, ""
         # first the relation itself under the reading (a counterexample to what the rule would claim),
         # then the premise's own witness (a linearity counterexample, a state that moves, two operators)
         if (p.witness and p.witness[0] == "model") or (path and path[0].run in USES_LINEARITY):
             try:
                 err, where = _numerics(spec, srd, path[:1] if path else [], swap, trials, tfam, small, None, None)
-            except X.Uncarried:
-                err = 0.0
+            except X.Uncarried as e:
+                err, skipped = 0.0, f"; the relation's numerics could not run: {e}"
         if err <= TOL and p.witness and p.witness[0] != "model":
             sp = _same_premise(srd, p)
             err = max(X.witness(spec, srd, sp, t) for t in range(trials)) if sp is not None else 0.0
@@ -355,7 +355,7 @@ def _check(ir, tfam, tir, trd, res: Result, trials: int, seed: int, stack: conte
         else:
             res.verdict = "undecided"
             res.reason = (f"the premise “{p.text}” could not be proved ({p.detail or 'see above'}) and the numerics "
-                          f"found no counterexample (max error {err:.3g})")
+                          f"found no counterexample (max error {err:.3g}){skipped}")
         return
     if swap is not None:
         err, where = _numerics(spec, srd, [], swap, trials, tfam, small, None, None)
@@ -497,16 +497,16 @@ def _numerics(spec, rd: Reading, path: list[Edge], swap, trials: int, tfam: str,
                 if tfam == "mg0":
                     _thm61(run, spec, rd, traj, roles, out, t, nm, small, file_target)
                 else:
-                    run.same(tfam, False)(traj, roles, out, t, nm)
+                    run.same(tfam)(traj, roles, out, t, nm)
                 continue
             for e in path:
                 if e.run == "thm61":
                     _thm61(run, spec, rd, traj, roles, out, t, nm, small, file_target)
                     break
                 if e.run == "tie":
-                    traj, roles, nm = run.same(e.dst, True)(traj, roles, out, t, nm)
+                    traj, roles, nm = run.same(e.dst)(traj, roles, out, t, nm)
                 elif e.run == "same":
-                    traj, roles, nm = run.same(e.dst, False)(traj, roles, out, t, nm)
+                    traj, roles, nm = run.same(e.dst)(traj, roles, out, t, nm)
                 else:
                     assert e.run not in X.TERMINAL or e is path[-1], f"{e.run} must end its chain"
                     traj, roles, nm = getattr(run, e.run)(traj, roles, out, t, nm)
@@ -554,7 +554,6 @@ def _thm61(run, spec, rd, traj, roles, out, trial, names, small, file_target):
     import torch
 
     from . import numerics as X
-    Rs = {}
     if file_target is not None:
         tsmall, _ = _small(file_target)
         trd = forms.read(tsmall)
@@ -566,10 +565,10 @@ def _thm61(run, spec, rd, traj, roles, out, trial, names, small, file_target):
             torch.manual_seed(spec.seed)
             tmodel = X.lower_ir(tsmall).double().eval()
         t = X.Target(tsmall, {label: tmodel.instance(label) for label in tsmall.instances})
-        X.thm61(traj, roles, Rs, out, trial, names, t, (trd.state, trd.data), tsmall.nu)
+        X.thm61(traj, roles, out, trial, names, t, (trd.state, trd.data), tsmall.nu)
         return
     t = X.Target(X.canonical("mg0", small.grids, max(small.nu)))
-    X.fill(t, roles, {"A": "A", "S": "B"}, False)
+    X.fill(t, roles, {"A": "A", "S": "B"})
     for level in range(1, small.grids):
         lc = {s: N.normalise(small, term, "coarsen", level, 0) for s, _, term in N.equation(small, "coarsen", level)}
         # R is what the transition applies to f itself (R(f − A(u)) distributes to R(f) − R(A(u)))
@@ -577,7 +576,7 @@ def _thm61(run, spec, rd, traj, roles, out, trial, names, small, file_target):
         if len(direct) != 1:
             raise X.Uncarried(f"the transition to grid {level + 1} does not apply one operator R to {rd.data}")
         t.slots[X.slot_label(t.ir, "R", level, 0)] = spec.carry(direct[0])
-    X.thm61(traj, roles, Rs, out, trial, names, t, ("u", "f"), small.nu)
+    X.thm61(traj, roles, out, trial, names, t, ("u", "f"), small.nu)
 
 
 # ------------------------------------------------------------------ the command

@@ -3,12 +3,11 @@
 The spec is lowered and run as it is (its own generated forward). The target is the canonical spec of
 the target family (mgdsl/families/*.mg), or a target spec file, whose written equations are evaluated
 here with its own sharing: each of its operator slots receives the spec's operator the correspondence
-names (a copy per target instance, so a per-step ξ^{l,i} of iResNet is its own module), or, for a target
-file with fixed operators, the target's own. Every random choice (weights, BN statistics, inputs)
-comes from the seed."""
+names (a tying gives every per-step slot ξ^{l,i} of iResNet the spec's ξ^l: in eval mode one module and its
+copies compute the same), or, for a target file with fixed operators, the target's own. Every random
+choice (weights, BN statistics, inputs) comes from the seed."""
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 
 import torch
@@ -72,7 +71,6 @@ class Prim(nn.Module):
 
     def __init__(self, name: str):
         super().__init__()
-        self.name = name
         self.mod = PRIMS[name].lower(None, None)
 
     def forward(self, x):
@@ -80,7 +78,7 @@ class Prim(nn.Module):
 
 
 class Seq(nn.Module):
-    def __init__(self, *mods, text: str = ""):
+    def __init__(self, *mods, text: str | None = None):
         super().__init__()
         self.mods = nn.ModuleList(mods)
         self.text = text
@@ -131,7 +129,7 @@ class SpecRun:
         """A role (an Op or a sum of Ops) as a module that computes with the spec's own layers."""
         if isinstance(op, tuple):
             parts = [self.carry(o) for o in op]
-            return parts[0] if len(parts) == 1 else SumOf(parts, " + ".join(p.text for p in parts))
+            return SumOf(parts, " + ".join(p.text for p in parts))
         return Carried([self.leaf(f) for f in reversed(op.fs)], op.coef, op.show())
 
 
@@ -210,24 +208,20 @@ class Target:
 
 
 def slot_label(ir, name: str, level: int, i: int) -> str:
-    """The instance a canonical family spec uses for `name` at (level, step), from its index scope (also
-    where the elaborator dropped it because it was only ever applied to zero)."""
+    """The instance a canonical family spec uses for `name` at (level, step), from its index scope; for one the
+    elaborator dropped because it was only ever applied to zero, a slot of its own, name[level, step]."""
     for label, inst in ir.instances.items():
         if inst.name != name:
             continue
-        want = tuple({"l": level, "i": i}.get(v, None) for v in inst.scope)
+        want = tuple({"l": level, "i": i}.get(v) for v in inst.scope)
         if all(w is None or w == x for w, x in zip(want, inst.index)):
             return label
-    inst = next((x for x in ir.instances.values() if x.name == name), None)
-    if inst is None:
-        raise KeyError(f"{name} at grid {level}, step {i}")
-    index = [{"l": level, "i": i}.get(v, x) for v, x in zip(inst.scope, inst.index)]
-    return name + (f"[{', '.join(map(str, index))}]" if index else "")
+    return f"{name}[{level}, {i}]"
 
 
-def fill(target: Target, roles: dict, names: dict, copies: bool) -> dict:
-    """Give each slot instance of the target the carried role; a new module per instance when `copies`
-    (the tying map: iResNet's ξ^{l,i} := a copy of the spec's ξ^l). Returns label -> what it holds."""
+def fill(target: Target, roles: dict, names: dict) -> dict:
+    """Give each slot instance of the target the carried role (a tying, iResNet's ξ^{l,i} := the spec's ξ^l,
+    fills each per-step slot). Returns label -> what it holds, the tying map the user reads."""
     tying = {}
     for (level, i), r in sorted(roles.items()):
         for slot, role in names.items():
@@ -236,9 +230,8 @@ def fill(target: Target, roles: dict, names: dict, copies: bool) -> dict:
             label = target.ir.bindings.get(("step", level, i), {}).get(slot) or slot_label(target.ir, slot, level, i)
             if label in target.slots:
                 continue
-            m = r[role]
-            target.slots[label] = copy.deepcopy(m) if copies else m
-            tying[label] = getattr(m, "text", type(m).__name__)
+            target.slots[label] = r[role]
+            tying[label] = r[role].text
     return tying
 
 
@@ -295,15 +288,15 @@ class Run:
         self.spec, self.grids, self.nu = spec, grids, nu
         self.tying: dict = {}
 
-    def target(self, family: str, roles: dict, copies: bool) -> Target:
+    def target(self, family: str, roles: dict) -> Target:
         t = Target(canonical(family, self.grids, self.nu))
-        self.tying = fill(t, roles, SLOTS[family], copies)
+        self.tying = fill(t, roles, SLOTS[family])
         return t
 
     # ---- Theorem 8.1: r^{l,i} = f^l − ξ^l u^{l,i}
     def thm81(self, traj, roles, out: Outcome, trial: int, names):
         u, f = names
-        t = self.target("mg-iresnet", {k: {"xi": r["A"], "B": r["B"]} for k, r in roles.items()}, False)
+        t = self.target("mg-iresnet", {k: {"xi": r["A"], "B": r["B"]} for k, r in roles.items()})
         new_traj, new_roles = {}, {}
         for level, its in traj.items():
             if len(its) < 2:
@@ -323,7 +316,7 @@ class Run:
     def thm81_back(self, traj, roles, out: Outcome, trial: int, names):
         """Ends every chain it is in (TERMINAL): compares only, returns no trajectory for a next relation."""
         (s,) = names
-        t = self.target("mgnet", {k: {"A": r["xi"], "B": r["B"]} for k, r in roles.items()}, False)
+        t = self.target("mgnet", {k: {"A": r["xi"], "B": r["B"]} for k, r in roles.items()})
         for level, its in traj.items():
             if len(its) < 2:
                 continue
@@ -335,9 +328,9 @@ class Run:
         return None, None, None
 
     # ---- identity correspondence: the same family, a tying (8.7), a definition
-    def same(self, family: str, copies: bool):
+    def same(self, family: str):
         def run(traj, roles, out: Outcome, trial: int, names):
-            t = self.target(family, roles, copies)
+            t = self.target(family, roles)
             canon = ("u", "f") if family in FEATURE else ("f",)
             new_traj = {}
             for level, its in traj.items():
@@ -359,7 +352,7 @@ class Run:
     def lemma82(self, traj, roles, out: Outcome, trial: int, names):
         """Ends every chain it is in (TERMINAL): compares only."""
         (s,) = names
-        t = self.target("sigma-resnet", roles, False)
+        t = self.target("sigma-resnet", roles)
         relu = torch.nn.functional.relu
         for level, its in traj.items():
             if len(its) < 2:
@@ -374,7 +367,7 @@ class Run:
     def lemma82_back(self, traj, roles, out: Outcome, trial: int, names):
         """Ends every chain it is in (TERMINAL): compares only."""
         (s,) = names
-        t = self.target("resnet", roles, False)
+        t = self.target("resnet", roles)
         relu = torch.nn.functional.relu
         for level, its in traj.items():
             if len(its) < 2:
@@ -392,44 +385,42 @@ class Run:
                  for k, r in roles.items()}
         for r in built.values():
             r["xi"].text = "δ̂"
-        run = self.same("mg-resnet", False)
+        run = self.same("mg-resnet")
         new_traj, _, canon = run(traj, built, out, trial, names)
         return new_traj, built, canon
 
     # ---- (8.7) σ(f) ↔ f between Mg-ResNet and Mg-iResNet: the same weights, σ(f) replaced by f
     def sigma_swap(self, traj, roles, out: Outcome, trial: int, names):
-        swapped = {k: {"xi": r["xi"], "B": Seq(Prim("relu"), r["T"], text=f"{r['T'].text} ∘ σ")}
-                   for k, r in roles.items()}
-        return self.same("iresnet", False)(traj, swapped, out, trial, names)
+        swapped = {k: {"xi": r["xi"], "B": Seq(Prim("relu"), r["T"])} for k, r in roles.items()}
+        return self.same("iresnet")(traj, swapped, out, trial, names)
 
 
-def thm61(spec_traj, roles, Rs: dict, out: Outcome, trial: int, names, target: Target, tnames, tnu):
+def thm61(spec_traj, roles, out: Outcome, trial: int, names, target: Target, tnames, tnu):
     """Theorem 6.1 over the whole fine-to-coarse pass: MG0's u^{l,i} = ũ^{l,i} − ũ^{l,0} and
-    f^l = f̃^l − A^l ũ^{l,0}, MG0 run from f^1 on its own (its own transitions, its own number of steps)."""
+    f^l = f̃^l − A^l ũ^{l,0}, MG0 run from f^1 on its own (its own transitions, its own number of steps).
+    Each step is compared where both take the same number of steps on a grid; where they do not, the grid's
+    last iterates (what the coarser grid and the output read)."""
     u, f = names
     tu, tf = tnames
-    levels = sorted(spec_traj)
-    first = spec_traj[levels[0]][0]
-    A1 = roles[min(k for k in roles if k[0] == levels[0])]["A"]
-    fl = first[f] - A1(first[u])
-    for level in levels:
+    fl = None  # what MG0 is handed on this grid: f^1 on the first, then its own coarsening
+    for level in sorted(spec_traj):
         its = spec_traj[level]
         k = min((k for k in roles if k[0] == level), default=None)
         if k is None:
-            continue
-        A = roles[k]["A"]
-        out.see(_err(fl, its[0][f] - A(its[0][u])), grid=level, step=0, trial=trial, state=f)
+            raise Uncarried(f"grid {level} has no step, so no A^{level} to form f^{level} − A^{level} u^{level},0")
+        start = its[0][f] - roles[k]["A"](its[0][u])
+        if fl is None:
+            fl = start
+        out.see(_err(fl, start), grid=level, step=0, trial=trial, state=f)
         env = {tu: torch.zeros_like(its[0][u]), tf: fl}
-        n = tnu[level - 1] if level - 1 < len(tnu) else 0
+        m, n = len(its) - 1, tnu[level - 1]
         for i in range(1, n + 1):
             env = target.step(env, level, i)
-            if i < len(its) or i == n:
-                j = min(i, len(its) - 1) if i < n else len(its) - 1
-                out.see(_err(env[tu], its[j][u] - its[0][u]), grid=level, step=i, trial=trial, state=u)
-        if n == 0 and len(its) > 1:
-            out.see(_err(env[tu], its[-1][u] - its[0][u]), grid=level, step=len(its) - 1, trial=trial, state=u)
-        if level < max(levels):
-            fl = target.coarsen(env, level)[tf]
+            if m == n:
+                out.see(_err(env[tu], its[i][u] - its[0][u]), grid=level, step=i, trial=trial, state=u)
+        if m != n:
+            out.see(_err(env[tu], its[m][u] - its[0][u]), grid=level, step=m, trial=trial, state=u)
+        fl = target.coarsen(env, level)[tf] if level < len(spec_traj) else None
     return out
 
 

@@ -259,3 +259,39 @@ def test_a_spec_file_is_equivalent_to_itself_but_not_with_other_values(tmp_path)
     assert same["verdict"] == "equivalent" and "the same spec" in same["reason"]
     other = equiv("tests/equiv_corpus/mgnet-base.mg", str(copy), params={"nu": 1})  # -D applies to SPEC only
     assert other["verdict"] != "equivalent"
+
+
+TYINGS = [  # spec (tests/equiv_corpus), smooth, target: the whole tying map the user reads
+    ("mgnet-base.mg", "nu", "mg-iresnet", {"xi[1]": "A[1]", "xi[2]": "A[2]"}),
+    ("mgnet-base.mg", "1", "mg-iresnet", {"xi[1]": "A[1]", "xi[2]": "A[2]"}),
+    ("mgnet-base.mg", "1", "iresnet", {"xi[1, 1]": "A[1]", "xi[2, 1]": "A[2]"}),
+    ("mgnet-A-sum.mg", "nu", "iresnet", {"xi[1, 1]": "A[1] + E[1]", "xi[1, 2]": "A[1] + E[1]",
+                                         "xi[2, 1]": "A[2] + E[2]", "xi[2, 2]": "A[2] + E[2]"}),
+    ("mgnet-scaled-A.mg", "nu", "mg-iresnet", {"xi[1]": "0.5·(A[1])", "xi[2]": "0.5·(A[2])"}),
+    ("classic-cnn-base.mg", "nu", "mg-resnet",
+     {**{f"T[{g}, {i}]": f"relu ∘ [id, −id] ∘ (chi[{g}, {i}] − id)" for g in (1, 2) for i in (1, 2)},
+      "xi[1]": "δ̂", "xi[2]": "δ̂"}),
+]
+
+
+@pytest.mark.parametrize("spec,smooth,target,tying", TYINGS, ids=[f"{c[0]}-{c[1]}->{c[2]}" for c in TYINGS])
+def test_the_tying_map_names_each_target_instance_and_the_spec_operator_it_holds(spec, smooth, target, tying):
+    # one entry per instance of the target family's own sharing (xi[l] tied per grid in mg-iresnet, xi[l, i] per
+    # step in iresnet), also where the family's instance was dropped (nu = 1: A only ever applied to u = 0)
+    path = f"tests/equiv_corpus/{spec}"
+    text = open(path).read().replace("smooth nu", f"smooth {smooth}")
+    out = check_equiv(mgdsl.compile_ir(path, text=text), target)
+    assert out["verdict"] in ("equivalent", "special-case") and out["tying"] == tying
+
+
+@pytest.mark.parametrize("omega,verdict", [("0.4", "equivalent"), ("0.8", "not-equivalent")])
+def test_a_target_file_with_a_scaled_term_is_run_with_its_scale(tmp_path, omega, verdict):
+    # MG0 written u + 2·S(f − A u) with S = jacobi(ω = 0.4) is the spec's ω = 0.8 smoother; with ω = 0.8 it
+    # takes steps twice as long. A target evaluator that dropped or misread the factor 2 gets both wrong.
+    target = tmp_path / "mg0.mg"
+    target.write_text(open("specs/multigrid/mg0.mg").read()
+                      .replace("param omega = 0.8", f"param omega = {omega}")
+                      .replace("step    u = u + S(f - A(u))", "step    u = u + 2 * S(f - A(u))"))
+    assert "2 * S(f - A(u))" in target.read_text()
+    out = check_equiv(mgdsl.compile_ir("specs/multigrid/mgnet-linear.mg"), str(target))
+    assert out["verdict"] == verdict

@@ -151,3 +151,28 @@ def test_theorem_6_1_follows_a_different_number_of_steps_on_each_grid(tmp_path):
     target.write_text(mg0.replace("smooth nu", "smooth 1, 2, 2, 1, 2"))
     res = check_equiv(ir, str(target))
     assert res["verdict"] == "not-equivalent" and res["counterexample"]["grid"] >= 3  # grids 1, 2 agree
+
+
+@pytest.mark.parametrize("target_smooth,step", [("1, 2, 3, 1, 3", 2), ("1, 2, 3, 1, 1", 2)])
+def test_theorem_6_1_compares_the_last_iterates_of_a_grid_with_another_number_of_steps(tmp_path, target_smooth,
+                                                                                       step):
+    # the counts differ on the coarsest grid only, where nothing after the grid's last iterate would show it:
+    # that comparison alone makes the verdict, and it is reported at the spec's last step there
+    spec, target = tmp_path / "spec.mg", tmp_path / "mg0.mg"
+    spec.write_text(open("specs/multigrid/mgnet-linear.mg").read().replace("smooth nu", "smooth 1, 2, 3, 1, 2"))
+    target.write_text(open("specs/multigrid/mg0.mg").read().replace("smooth nu", f"smooth {target_smooth}"))
+    res = check_equiv(mgdsl.compile_ir(str(spec)), str(target))
+    assert res["verdict"] == "not-equivalent" and res["max_error"] > 1e-3
+    where = res["counterexample"]
+    assert (where["grid"], where["step"], where["state"]) == (5, step, "u"), where
+
+
+def test_theorem_6_1_on_a_grid_without_steps_is_undecided_and_says_why(tmp_path):
+    # no step on grid 2: no A^2 is read, so f^2 - A^2 u^{2,0} cannot be formed; the check must say so,
+    # not compare grid 3 with grid 2's right-hand side (a shape error, "a bug in mgdsl")
+    spec, target = tmp_path / "spec.mg", tmp_path / "mg0.mg"
+    spec.write_text(open("specs/multigrid/mgnet-linear.mg").read().replace("smooth nu", "smooth 1, 0, 2, 1, 1"))
+    target.write_text(open("specs/multigrid/mg0.mg").read().replace("smooth nu", "smooth 1, 0, 2, 1, 1"))
+    res = check_equiv(mgdsl.compile_ir(str(spec)), "mg0")
+    assert res["verdict"] == "undecided" and "bug in mgdsl" not in res["reason"]
+    assert "grid 2 has no step" in res["reason"]

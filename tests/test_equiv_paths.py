@@ -41,10 +41,10 @@ def first_step(role):
     (("thm81",), "mgnet-base.mg", "mgnet-A-relu.mg", None),
     (("thm81",), "mgnet-base.mg", "mgnet-A-untied.mg", None),
     (("thm81_back",), "mg-iresnet-base.mg", "mg-iresnet-xi-hidden-bias.mg", None),
-    (("same", "iresnet", True), "mg-iresnet-base.mg", "iresnet-base.mg", first_step("xi")),
-    (("same", "sigma-resnet", True), "mg-resnet-base.mg", "sigma-resnet-base.mg", first_step("xi")),
-    (("same", "mgnet", False), "mgnet-base.mg", "mgnet-f-halved.mg", None),
-    (("same", "mg-iresnet", False), "mg-iresnet-base.mg", "iresnet-base.mg", first_step("xi")),
+    (("same", "iresnet",), "mg-iresnet-base.mg", "iresnet-base.mg", first_step("xi")),
+    (("same", "sigma-resnet",), "mg-resnet-base.mg", "sigma-resnet-base.mg", first_step("xi")),
+    (("same", "mgnet",), "mgnet-base.mg", "mgnet-f-halved.mg", None),
+    (("same", "mg-iresnet",), "mg-iresnet-base.mg", "iresnet-base.mg", first_step("xi")),
     (("lemma82",), "resnet-base.mg", "resnet-linear-stem.mg", None),
     (("lemma82_back",), "sigma-resnet-base.mg", "sigma-resnet-missing-sigma.mg", None),
     (("thm83",), "classic-cnn-base.mg", "classic-cnn-base.mg", first_step("chi")),
@@ -86,12 +86,3 @@ def test_theorem_6_1_compares_the_coarsest_grid_iterates():
             _thm61(run, sr, rd, X.trajectory(ir, sr.states(0), ("u", "f")), r, out, 0, ("u", "f"), ir, None)
         errors.append(out.error)
     assert errors[0] <= TOL < 1e-6 < errors[1]
-
-
-def test_a_tying_gives_each_target_instance_its_own_copy():
-    ir = mgdsl.compile_ir("tests/equiv_corpus/mg-iresnet-base.mg")
-    sr = X.SpecRun(ir, 0)
-    roles = _carried(sr, forms.read(ir))
-    t = X.Run(sr, ir.grids, max(ir.nu)).target("iresnet", roles, True)
-    assert t.slots["xi[1, 1]"] is not t.slots["xi[1, 2]"] and t.slots["xi[1, 1]"] is not roles[(1, 1)]["xi"]
-    assert torch.equal(t.slots["xi[1, 1]"].mods[0].weight, t.slots["xi[1, 2]"].mods[0].weight)
