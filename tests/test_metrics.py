@@ -83,3 +83,24 @@ def test_evaluation_is_in_full_precision_unless_amp_is_asked_for():
     amp = evaluate(model, [(x, y)], torch.device("cpu"), True, CLASSES)
     assert plain.loss == pytest.approx(exact, rel=1e-6)
     assert amp.loss != pytest.approx(exact, rel=1e-6)  # bfloat16 keeps 3 significant digits
+
+
+def test_one_image_scores_its_own_loss_and_hits_not_a_fraction_of_them():
+    # a set of one image: its loss and a top-1 of 1.0 (a count floored at anything but 1 divides them)
+    x, y = _images(ROWS[:1]), torch.tensor(LABELS[:1])
+    sc = evaluate(FirstRow(), [(x, y)], torch.device("cpu"), False, CLASSES)
+    assert (sc.n, sc.top1, sc.top5) == (1, 1.0, 1.0)
+    assert sc.loss == pytest.approx(_ce(ROWS[0], LABELS[0]), abs=1e-6)  # a small loss: float32 to 1e-7
+
+
+def test_the_sums_over_many_batches_are_accumulated_in_float64():
+    # 3000 one-image batches: each batch's loss is a float32 number, their mean is exact in float64 but
+    # drifts by about 1e-6 when added up in float32 (a large test set scored batch by batch)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, CLASSES))
+    x, y = torch.randn(3000, 3, 4, 4), torch.randint(0, CLASSES, (3000,))
+    with torch.no_grad():  # float32, one per image, computed batch by batch as evaluation does
+        each = torch.stack([torch.nn.functional.cross_entropy(model(x[i:i + 1]), y[i:i + 1]) for i in range(3000)])
+    sc = evaluate(model, [(x[i:i + 1], y[i:i + 1]) for i in range(3000)], torch.device("cpu"), False, CLASSES)
+    assert sc.n == 3000
+    assert sc.loss == pytest.approx(each.double().mean().item(), rel=1e-12, abs=0)

@@ -21,9 +21,8 @@ def score_sums(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     logits = logits.float()
     loss = torch.nn.functional.cross_entropy(logits, y, reduction="sum")
     k = min(5, logits.shape[1])
-    hits = logits.topk(k, 1).indices == y[:, None]  # column j: the label is the (j+1)-th guess
-    return torch.stack([loss.double(), hits[:, 0].sum().double(), hits.any(1).sum().double(),
-                        torch.tensor(float(len(y)), dtype=torch.float64, device=y.device)])
+    hits = logits.topk(k).indices == y[:, None]  # column j: the label is the (j+1)-th guess
+    return torch.stack([loss, hits[:, 0].sum(), hits.any(1).sum(), loss.new_tensor(len(y))]).double()
 
 
 def reduce_sums(sums: torch.Tensor, world: int) -> torch.Tensor:
@@ -50,14 +49,13 @@ def sync_buffers(model: torch.nn.Module, world: int) -> None:
 
 def evaluate(model: torch.nn.Module, batches: Iterable, device: torch.device, amp: bool, classes: int,
              world: int = 1, tta: bool = False) -> Scores:
-    """Scores of rank 0's `model` (the plain module, not DDP: shards may differ in length) over all ranks;
-    with tta the logits are the mean over each image and its mirror (test-time augmentation)."""
+    """Scores of rank 0's `model` (the plain module, not DDP: shards may differ in length) over all ranks, from
+    `batches` of (images, labels) already on `device` (the feeds put them there); with tta the logits are the mean over each image and its mirror (test-time augmentation)."""
     sync_buffers(model, world)
     model.eval()
     sums = torch.zeros(4, dtype=torch.float64, device=device)
     with torch.no_grad(), torch.autocast(device.type, torch.bfloat16, enabled=amp):
         for x, y in batches:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             out = model(x).float()
             if tta:
                 out = (out + model(x.flip(3)).float()) / 2
