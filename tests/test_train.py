@@ -219,6 +219,10 @@ def test_resume_gives_the_same_metrics_as_an_uninterrupted_run(tiny_npz, tmp_pat
             for k in ("train_loss", "train_acc", "test_loss", "test_acc", "lr"):
                 assert x[k] == y[k], (k, x, y)
         assert torch.equal(torch.load(full / "model.pt")["fc.weight"], torch.load(stop / "model.pt")["fc.weight"])
+        # the best epoch may be before the stop: the resumed run carries it on
+        assert [_summary(full)[k] for k in ("best_test_acc", "best_epoch", "final_test_acc")] == \
+            [_summary(stop)[k] for k in ("best_test_acc", "best_epoch", "final_test_acc")]
+        assert torch.equal(torch.load(full / "best.pt")["fc.weight"], torch.load(stop / "best.pt")["fc.weight"])
     finally:
         torch.use_deterministic_algorithms(False)
 

@@ -40,8 +40,8 @@ if [ ${#tests[@]} -eq 0 ]; then
                         tests=(tests/test_equiv.py tests/test_equiv_paths.py tests/test_equiv_corpus.py
                                tests/test_equiv_localise.py tests/test_equiv_witness.py) ;;
     mgdsl/training/loop.py)
-                        tests=(tests/test_train.py tests/test_train_faults.py tests/test_options.py tests/test_recipes.py
-                               tests/test_metrics.py)
+                        tests=(tests/test_loop.py tests/test_train.py tests/test_train_faults.py tests/test_options.py
+                               tests/test_recipes.py tests/test_metrics.py)
                         PYTEST_ARGS=${PYTEST_ARGS:-"-k 'not torchrun and not full_imagenet and not compile and not sync and not tensorboard'"} ;;
     mgdsl/training/metrics.py)
                         tests=(tests/test_metrics.py tests/test_stream.py) ;;

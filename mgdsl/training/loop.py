@@ -45,7 +45,7 @@ def dist_env() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
 
 
-def train_epoch(fwd, opt, batches, *, device, amp: bool, channels_last: bool, label_smoothing: float = 0.0,
+def train_epoch(fwd, opt, batches, *, device, amp: bool, channels_last: bool, label_smoothing: float,
                 lr_for_batch=None, progress: Progress | None = None, stats: EpochStats | None = None,
                 on_step=None) -> EpochStats:
     """One pass over `batches` (an iterable of (images, labels) on the device): forward, loss, SGD step.
@@ -91,7 +91,6 @@ def fit(ir, cfg: Config, data, record: dict, *, resume: bool = False, callback=N
     """Train ir's model on data as the resolved cfg says, writing the run folder cfg.out (continuing the run in it
     if resume); record holds what config.json keeps besides cfg. Returns the summary (None on ranks other
     than 0)."""
-    import numpy as np
     import torch
 
     rank, world, local_rank = dist_env()
@@ -115,8 +114,7 @@ def fit(ir, cfg: Config, data, record: dict, *, resume: bool = False, callback=N
     device = torch.device(device_kind, local_rank) if device_kind == "cuda" else torch.device("cpu")
     if cfg.batch_size % world:
         raise DataError(f"--batch-size {cfg.batch_size} does not split over {world} processes")
-    torch.manual_seed(cfg.seed)
-    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)  # every random draw of training is torch's (numpy's global generator is not used)
 
     from ..lowering import lower_ir
     model = lower_ir(ir).to(device)
@@ -135,7 +133,7 @@ def fit(ir, cfg: Config, data, record: dict, *, resume: bool = False, callback=N
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                           weight_decay=cfg.weight_decay)
     out = Path(cfg.out)
-    start_epoch, start_step, partial, best = 0, 0, None, {"acc": -1.0, "epoch": 0}
+    start_epoch, start_step, partial, best = 0, 0, None, {"acc": -math.inf, "epoch": 0}
     if resume:
         ck = torch.load(out / "last.pt", map_location="cpu", weights_only=False)  # RNG states stay CPU tensors
         model.load_state_dict(ck["model"])
