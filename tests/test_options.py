@@ -240,4 +240,5 @@ def test_sync_bn_on_cpu_is_refused_with_a_clear_message(data, tmp_path, monkeypa
     err = capsys.readouterr().err
     assert rc == 2, err
     assert "internal error" not in err and "Traceback" not in err and "--sync-bn" in err
+    assert "hint: drop --sync-bn on CPU" in err  # what to do instead
     assert not (tmp_path / "sb" / "model.pt").exists()

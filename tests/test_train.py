@@ -294,6 +294,7 @@ def test_an_epoch_step_uses_the_label_smoothing_and_lr_it_is_given():
     x, y = torch.randn(8, 3, 2, 2), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
     with torch.no_grad():
         want = [torch.nn.functional.cross_entropy(model(x), y, label_smoothing=ls).item() for ls in (0.0, 0.3)]
+        hits = int((model(x).argmax(1) == y).sum())
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
     lrs = []
     for ls, w in zip((0.0, 0.3), want):
@@ -301,6 +302,7 @@ def test_an_epoch_step_uses_the_label_smoothing_and_lr_it_is_given():
                          label_smoothing=ls, lr_for_batch=lambda i: 0.0, on_step=lambda s: lrs.append(
                              opt.param_groups[0]["lr"]))
         assert st.seen == 8 and st.loss_sum.item() / 8 == pytest.approx(w, rel=1e-6)  # lr 0: nothing moved
+        assert st.correct.item() == hits  # the epoch's train accuracy counts these
     assert lrs == [0.0, 0.0] and want[0] != pytest.approx(want[1])
 
 

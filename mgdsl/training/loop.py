@@ -81,9 +81,8 @@ def train_epoch(fwd, opt, batches, *, device, amp: bool, channels_last: bool, la
 
 def normalise(x, normalize: dict):
     """Images in [0, 1] to the training set's per-channel standard scores (the statistics saved with the run)."""
-    import torch
-    mean = torch.tensor(normalize["mean"], dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    std = torch.tensor(normalize["std"], dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    mean = x.new_tensor(normalize["mean"]).view(1, -1, 1, 1)  # x's dtype and device
+    std = x.new_tensor(normalize["std"]).view(1, -1, 1, 1)
     return (x - mean) / std
 
 
