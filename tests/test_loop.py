@@ -77,3 +77,46 @@ def test_the_best_epoch_is_the_first_with_the_highest_test_accuracy_and_best_pt_
     accs = [m["test_acc"] for m in _metrics(out)]
     assert s["best_test_acc"] == max(accs) and s["best_epoch"] == accs.index(max(accs)) + 1
     assert mgdsl.training.evaluate_run(str(out), weights=str(out / "best.pt"))["top1"] == max(accs)
+
+
+def test_rank_0_in_this_process_with_rank_1_beside_it_trains_like_one_process(tmp_path, monkeypatch):
+    # what torchrun does, with rank 0 here (so the distributed branches of fit run in the test's process) and
+    # rank 1 a subprocess: BN-free, so the all-reduced gradient of the two halves is the whole batch's; the
+    # logged epoch sums and the test scores are over both shares; only rank 0 writes
+    import os
+    import subprocess
+    import sys
+
+    import torch.distributed as dist
+    from test_distributed import BN_FREE, _free_port
+    rng = np.random.default_rng(0)
+    for name, n in (("train", 32), ("test", 16)):
+        np.savez(tmp_path / f"{name}.npz", x=rng.integers(0, 255, (n, 8, 8, 3)).astype(np.uint8),
+                 y=rng.integers(0, 3, n))
+    (tmp_path / "bnfree.mg").write_text(BN_FREE)
+    common = ["compile", str(tmp_path / "bnfree.mg"), "--train", str(tmp_path / "train.npz"), "--test",
+              str(tmp_path / "test.npz"), "--epochs", "2", "--batch-size", "16", "--no-augment", "--seed", "3"]
+    assert main(common + ["--out", str(tmp_path / "one")]) == 0
+    dist_env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "WORLD_SIZE": "2",
+                "LOCAL_WORLD_SIZE": "2"}
+    rank1 = subprocess.Popen([sys.executable, "-m", "mgdsl.cli", *common, "--out", str(tmp_path / "two")],
+                             env=dict(os.environ, **dist_env, RANK="1", LOCAL_RANK="1", OMP_NUM_THREADS="1"),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    for k, v in dict(dist_env, RANK="0", LOCAL_RANK="0").items():
+        monkeypatch.setenv(k, v)
+    try:
+        rc = main(common + ["--out", str(tmp_path / "two")])
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+        err = rank1.communicate(timeout=120)[1]
+    assert rc == 0 and rank1.returncode == 0, err[-2000:]
+    a, b = torch.load(tmp_path / "one" / "model.pt"), torch.load(tmp_path / "two" / "model.pt")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=1e-6)
+    for x, y in zip(_metrics(tmp_path / "one"), _metrics(tmp_path / "two")):
+        assert x["train_images"] == y["train_images"] == 32 and x["epoch"] == y["epoch"]
+        for k in ("train_loss", "train_acc", "test_loss", "test_acc"):
+            assert x[k] == pytest.approx(y[k], abs=1e-6), k
+    assert json.loads((tmp_path / "two" / "config.json").read_text())["world_size"] == 2
+    assert len(_metrics(tmp_path / "two")) == 2  # one line per epoch: rank 1 wrote nothing

@@ -132,7 +132,7 @@ def fit(ir, cfg: Config, data, record: dict, *, resume: bool = False, callback=N
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                           weight_decay=cfg.weight_decay)
     out = Path(cfg.out)
-    start_epoch, start_step, partial, best = 0, 0, None, {"acc": -math.inf, "epoch": 0}
+    start_epoch, start_step, partial, best = 0, 0, None, None  # best: {"acc", "epoch"} once an epoch is scored
     if resume:
         ck = torch.load(out / "last.pt", map_location="cpu", weights_only=False)  # RNG states stay CPU tensors
         model.load_state_dict(ck["model"])
@@ -233,7 +233,7 @@ def fit(ir, cfg: Config, data, record: dict, *, resume: bool = False, callback=N
                     m = {"epoch": epoch + 1, "lr": lr_at(cfg, epoch * steps, steps), "train_loss": train_loss,
                          "train_acc": float(correct.item()) / seen, "test_loss": sc.loss, "test_acc": sc.top1,
                          "test_top5": sc.top5, "seconds": secs, "images_per_s": seen / secs, "train_images": seen}
-                    is_best = sc.top1 > best["acc"]
+                    is_best = best is None or sc.top1 > best["acc"]
                     if is_best:
                         best = {"acc": sc.top1, "epoch": epoch + 1}
                         runs.save_torch(model.state_dict(), out / "best.pt")
