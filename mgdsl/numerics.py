@@ -227,7 +227,7 @@ def fill(target: Target, roles: dict, names: dict) -> dict:
         for slot, role in names.items():
             if role not in r:
                 continue
-            label = target.ir.bindings.get(("step", level, i), {}).get(slot) or slot_label(target.ir, slot, level, i)
+            label = slot_label(target.ir, slot, level, i)
             if label in target.slots:
                 continue
             target.slots[label] = r[role]
@@ -286,7 +286,6 @@ class Run:
 
     def __init__(self, spec: SpecRun, grids: int, nu: int):
         self.spec, self.grids, self.nu = spec, grids, nu
-        self.tying: dict = {}
 
     def target(self, family: str, roles: dict) -> Target:
         t = Target(canonical(family, self.grids, self.nu))
@@ -424,22 +423,24 @@ def thm61(spec_traj, roles, out: Outcome, trial: int, names, target: Target, tna
     return out
 
 
+def _iterates(st: dict, s: str) -> list:
+    """(level, step, value) of every iterate of state s on the way down, from the spec's forward states."""
+    return [(k[1], k[3], v) for k, v in st.items() if isinstance(k, tuple) and k[0] == s and k[2] == "down"]
+
+
 def witness(spec: SpecRun, rd, premise, trial: int) -> float:
     """Evaluate what refutes a premise: a linearity counterexample, a state that moves, two operators that
     should be one. 0 when nothing refutes it."""
     st = spec.states(trial)
-    kind = premise.witness[0] if premise.witness else ""
+    kind = premise.witness[0] if premise.witness else None
     g = torch.Generator().manual_seed(spec.seed * 31 + trial)
     with torch.no_grad():
-        if kind == "fixed":
+        if kind == "fixed":  # every iterate of the state on its grid against the grid's first
             s = premise.witness[1]
-            return max((_err(st[(s, lv, "down", i)], st[(s, lv, "down", 0)])
-                        for lv in range(1, spec.ir.grids + 1) for i in range(1, spec.ir.nu[lv - 1] + 1)
-                        if (s, lv, "down", i) in st), default=0.0)
-        if kind == "relu-input":
+            return max((_err(v, st[(s, lv, "down", 0)]) for lv, i, v in _iterates(st, s) if i > 0), default=0.0)
+        if kind == "relu-input":  # the grid's first iterate of the state is left as it is by σ
             s = premise.witness[1]
-            return max((_err(torch.relu(st[(s, lv, "down", 0)]), st[(s, lv, "down", 0)])
-                        for lv in range(1, spec.ir.grids + 1) if (s, lv, "down", 0) in st), default=0.0)
+            return max((_err(torch.relu(v), v) for _, i, v in _iterates(st, s) if i == 0), default=0.0)
         if kind == "linear-op":
             (level, i), s, op = premise.witness[1:]
             try:

@@ -128,7 +128,8 @@ def test_theorem_6_1_reports_a_moved_right_hand_side_at_step_0(monkeypatch):
 
 @pytest.mark.parametrize("spec,target,state", [("resnet-base.mg", "sigma-resnet", None),
                                                ("sigma-resnet-base.mg", "resnet", None),
-                                               ("mg-iresnet-base.mg", "mgnet", None), ("mgnet-base.mg", "mg-iresnet", "u")])
+                                               ("mg-iresnet-base.mg", "mgnet", None), ("mgnet-base.mg", "mg-iresnet", "u"),
+                                               ("resnet-base.mg", "resnet", None), ("mg-iresnet-base.mg", "mg-iresnet", None)])
 def test_a_grid_without_steps_does_not_stop_the_comparison_of_the_next(monkeypatch, spec, target, state):
     # smooth 0, 2: grid 1 has no step to compare; grid 2 must still be compared
     ir, places = _grids_steps(spec, {}, smooth="0, 2")
@@ -164,7 +165,7 @@ def test_theorem_6_1_compares_the_last_iterates_of_a_grid_with_another_number_of
     res = check_equiv(mgdsl.compile_ir(str(spec)), str(target))
     assert res["verdict"] == "not-equivalent" and res["max_error"] > 1e-3
     where = res["counterexample"]
-    assert (where["grid"], where["step"], where["state"]) == (5, step, "u"), where
+    assert (where["grid"], where["step"], where["state"]) == (5, step, "u") and where["trial"] in (0, 1, 2), where
 
 
 def test_theorem_6_1_on_a_grid_without_steps_is_undecided_and_says_why(tmp_path):
