@@ -120,3 +120,23 @@ def test_rank_0_in_this_process_with_rank_1_beside_it_trains_like_one_process(tm
             assert x[k] == pytest.approx(y[k], abs=1e-6), k
     assert json.loads((tmp_path / "two" / "config.json").read_text())["world_size"] == 2
     assert len(_metrics(tmp_path / "two")) == 2  # one line per epoch: rank 1 wrote nothing
+
+
+@pytest.mark.parametrize("kind,rank,cuda,want", [("auto", 0, False, "cpu"), ("auto", 1, True, "cuda:1"),
+                                                 ("cuda", 0, True, "cuda:0"), ("cpu", 1, True, "cpu")])
+def test_device_auto_is_the_gpu_when_there_is_one_and_each_process_takes_its_local_ranks(kind, rank, cuda, want):
+    # torch.device objects need no GPU: the choice is checked here on any machine (the flags' promise in the
+    # README); the distributed backend follows the device
+    from mgdsl.training.loop import BACKEND, pick_device
+    device = pick_device(kind, rank, cuda)
+    assert device == torch.device(want)
+    assert BACKEND[device.type] == ("nccl" if want.startswith("cuda") else "gloo")
+
+
+def test_device_cuda_without_a_gpu_is_a_clear_error_with_a_hint():
+    from mgdsl.training.data import DataError
+    from mgdsl.training.loop import pick_device
+    with pytest.raises(DataError) as e:
+        pick_device("cuda", 0, False)
+    (d,) = e.value.diagnostics
+    assert "no CUDA device is available" in d.message and d.hint == "use --device cpu"

@@ -45,6 +45,20 @@ def dist_env() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
 
 
+BACKEND = {"cuda": "nccl", "cpu": "gloo"}  # torch.distributed's backend for the devices a process trains on
+
+
+def pick_device(kind: str, local_rank: int, cuda_available: bool):
+    """--device auto|cpu|cuda as the torch.device this process trains on: auto is the GPU when there is one;
+    under torchrun each process uses the GPU of its local rank."""
+    import torch
+    if kind == "auto":
+        kind = "cuda" if cuda_available else "cpu"
+    if kind == "cuda" and not cuda_available:
+        raise DataError("--device cuda but no CUDA device is available", "use --device cpu")
+    return torch.device("cuda", local_rank) if kind == "cuda" else torch.device("cpu")
+
+
 def train_epoch(fwd, opt, batches, *, device, amp: bool, channels_last: bool, label_smoothing: float,
                 lr_for_batch=None, progress: Progress | None = None, stats: EpochStats | None = None,
                 on_step=None) -> EpochStats:
@@ -95,22 +109,16 @@ def fit(ir, cfg: Config, data, record: dict, *, resume: bool = False, callback=N
     rank, world, local_rank = dist_env()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device_kind = cfg.device
-    if device_kind == "auto":
-        device_kind = "cuda" if torch.cuda.is_available() else "cpu"
-    if device_kind == "cuda" and not torch.cuda.is_available():
-        raise DataError("--device cuda but no CUDA device is available", "use --device cpu")
-    if world > 1 and cfg.sync_bn and device_kind != "cuda":
+    device = pick_device(cfg.device, local_rank, torch.cuda.is_available())
+    if world > 1 and cfg.sync_bn and device.type != "cuda":
         raise DataError("--sync-bn needs CUDA devices: torch's SyncBatchNorm runs on GPUs only",
                         "drop --sync-bn on CPU (each process then normalises over its own share of the batch)")
     if world > 1:
         import torch.distributed as dist
         from .faults import attempt_store
-        dist.init_process_group("nccl" if device_kind == "cuda" else "gloo", store=attempt_store(), rank=rank,
-                                world_size=world)
-        if device_kind == "cuda":
-            torch.cuda.set_device(local_rank)
-    device = torch.device(device_kind, local_rank) if device_kind == "cuda" else torch.device("cpu")
+        dist.init_process_group(BACKEND[device.type], store=attempt_store(), rank=rank, world_size=world)
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
     if cfg.batch_size % world:
         raise DataError(f"--batch-size {cfg.batch_size} does not split over {world} processes")
     torch.manual_seed(cfg.seed)  # every random draw of training is torch's (numpy's global generator is not used)
@@ -145,7 +153,7 @@ def fit(ir, cfg: Config, data, record: dict, *, resume: bool = False, callback=N
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         net = model
     if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device_kind == "cuda" else None)
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
     fwd = torch.compile(net) if cfg.compile else net
     lead = rank == 0
     progress = Progress(enabled=lead, log_interval=cfg.log_interval,
