@@ -109,7 +109,7 @@ def test_checkpoint_interval_writes_the_position_and_every_rng_state(npz, tmp_pa
     assert code == -signal.SIGKILL
     ck = torch.load(out / "last.pt", weights_only=False)
     assert (ck["epoch"], ck["step"]) == (0, 4)
-    assert {"python", "numpy", "torch", "cuda", "data"} <= set(ck["rng"]) and ck["rng"]["data"] is not None
+    assert {"python", "numpy", "torch", "cuda"} <= set(ck["rng"])  # the data's draws are replayed, not saved
     assert not list(out.glob("*.tmp"))
 
 

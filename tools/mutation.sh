@@ -42,7 +42,7 @@ if [ ${#tests[@]} -eq 0 ]; then
     mgdsl/training/loop.py)
                         tests=(tests/test_loop.py tests/test_train.py tests/test_train_faults.py tests/test_options.py
                                tests/test_recipes.py tests/test_metrics.py)
-                        PYTEST_ARGS=${PYTEST_ARGS:-"-k 'not torchrun and not full_imagenet and not compile and not sync_bn_gives and not tensorboard'"} ;;
+                        PYTEST_ARGS=${PYTEST_ARGS:-"-k 'not torchrun and not full_imagenet and not sync_bn_gives'"} ;;
     mgdsl/training/metrics.py)
                         tests=(tests/test_metrics.py tests/test_stream.py) ;;
     mgdsl/solve.py)     tests=(tests/test_solve.py tests/test_smoothers.py tests/test_options.py)

@@ -16,16 +16,16 @@ import torch
 EXIT_STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
-def rng_states(data: torch.Generator | None = None) -> dict:
-    """Python, numpy, torch CPU, every CUDA device and the data generator: all randomness a step can draw."""
+def rng_states() -> dict:
+    """Python, numpy, torch CPU and every CUDA device: the global generators a step can draw from. (A resumed
+    epoch's data order, crops and flips are replayed from (seed, epoch), so no data generator is saved.)"""
     return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized()
-            else None,
-            "data": data.get_state() if data is not None else None}
+            else None}
 
 
-def restore_rng(states: dict, data: torch.Generator | None = None) -> None:
-    """Put back what rng_states saved (the data generator only when one is given)."""
+def restore_rng(states: dict) -> None:
+    """Put back what rng_states saved."""
     if states.get("python") is not None:  # a checkpoint of an older mgdsl holds only "torch"
         random.setstate(states["python"])
     if states.get("numpy") is not None:
@@ -33,8 +33,6 @@ def restore_rng(states: dict, data: torch.Generator | None = None) -> None:
     torch.set_rng_state(states["torch"])
     if states.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
-    if data is not None and states.get("data") is not None:
-        data.set_state(states["data"])
 
 
 @dataclass

@@ -81,15 +81,14 @@ class MemoryFeed:
         self.n_train, self.n_test = len(d.x_train), len(d.x_test)
         self.steps = steps_per_epoch(self.n_train, self.batch_size)
         self.pad = max(1, round(4 * self.shape[1] / 32))  # the paper's pad 4 at 32x32, scaled with the image
-        self.generator = None
 
     def batches(self, epoch: int, start: int = 0) -> Iterator:
         """Epoch `epoch` from step `start` on: the skipped steps replay their draws, so the rest is exact."""
         import torch
 
         from .data import in_memory_batches
-        self.generator = torch.Generator(device=self.device).manual_seed(self.seed * 100003 + epoch)
-        it = in_memory_batches(self.x, self.y, batch_size=self.batch_size, gen=self.generator, rank=self.rank,
+        gen = torch.Generator(device=self.device).manual_seed(self.seed * 100003 + epoch)
+        it = in_memory_batches(self.x, self.y, batch_size=self.batch_size, gen=gen, rank=self.rank,
                                world=self.world, augment_on=self.augment, pad=self.pad, flip_ok=self.flip)
         for _ in range(start):
             next(it)
@@ -113,7 +112,6 @@ class StreamFeed:
         self.n_train, self.n_test = data.n_train, data.n_test
         self.per_rank = batch_size // world
         self.steps = data.sampler.num_samples // self.per_rank
-        self.generator = None  # augmentation seeds are a function of (seed, epoch, index): no state to save
 
     def _to_device(self, batches) -> Iterator:
         from .data import DataError

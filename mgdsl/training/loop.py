@@ -185,7 +185,7 @@ def fit(ir, cfg: Config, data, record: dict, *, resume: bool = False, callback=N
         if lead:
             runs.save_torch({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
                              "step": step, "epoch_stats": part, "best": best,
-                             "rng": faults.rng_states(feed.generator)}, out / "last.pt")
+                             "rng": faults.rng_states()}, out / "last.pt")
 
     t_run = time.time()
     stopped = None
@@ -194,10 +194,8 @@ def fit(ir, cfg: Config, data, record: dict, *, resume: bool = False, callback=N
             for epoch in range(start_epoch, cfg.epochs):
                 first = epoch == start_epoch
                 step = start_step if first else 0
-                batches = feed.batches(epoch, step)
+                batches = feed.batches(epoch, step)  # mid-epoch: the skipped steps' draws are replayed
                 stats = None
-                if first and step > 0 and feed.generator is not None and ck["rng"].get("data") is not None:
-                    feed.generator.set_state(ck["rng"]["data"])  # mid-epoch: the memory path's crop/flip generator
                 if first and partial is not None:
                     p = partial.to(device) if lead else torch.zeros(3, dtype=torch.float64, device=device)
                     stats = EpochStats(p[0].float(), p[1].long(), int(p[2].item()))
