@@ -140,3 +140,19 @@ def test_device_cuda_without_a_gpu_is_a_clear_error_with_a_hint():
         pick_device("cuda", 0, False)
     (d,) = e.value.diagnostics
     assert "no CUDA device is available" in d.message and d.hint == "use --device cpu"
+
+
+def test_checkpoint_interval_writes_last_pt_every_n_steps_then_at_the_end_of_the_epoch(data, tmp_path, monkeypatch):
+    # 64 images, batch 16: 4 steps an epoch; --checkpoint-interval 3 saves after step 3 of each epoch, and
+    # every epoch ends with a checkpoint at (epoch + 1, step 0) that a resume starts from
+    from mgdsl.training import runs
+    saved = []
+    real = runs.save_torch
+
+    def spy(obj, path):
+        if path.name == "last.pt":
+            saved.append((obj["epoch"], obj["step"], obj["epoch_stats"] is not None))
+        return real(obj, path)
+    monkeypatch.setattr(runs, "save_torch", spy)
+    _run(data, tmp_path / "run", epochs=2, checkpoint_interval=3)
+    assert saved == [(0, 3, True), (1, 0, False), (1, 3, True), (2, 0, False)]

@@ -675,6 +675,7 @@ def test_output_says_where_the_run_goes_and_labels_epoch_lines(tiny_npz, tmp_pat
     acc = _metrics(out)[1]["test_acc"]
     assert f"acc {100 * acc:5.2f}%" in epoch_lines[1]
     assert sum(f"batch {k}/8  loss" in l for l in lines for k in (2, 4, 6, 8)) == 8  # 8 batches, a line every 2
+    assert [sum(f"epoch {e}/2  batch" in l for l in lines) for e in (1, 2)] == [4, 4]  # each under its epoch
     assert "top-5" not in err  # 3 classes: top-5 would always be 100%
 
 
