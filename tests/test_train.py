@@ -460,6 +460,8 @@ def _wiring(tiny_npz, tmp_path, monkeypatch, *flags):
         if "lrs" not in got:  # the first epoch's
             got.update(nesterov=g["nesterov"], momentum=g["momentum"], weight_decay=g["weight_decay"],
                        label_smoothing=kw["label_smoothing"], lrs=[kw["lr_for_batch"](i) for i in range(8)])
+        else:  # the second's
+            got["lrs2"] = [kw["lr_for_batch"](i) for i in range(8)]
         return real_epoch(fwd, opt, batches, **kw)
 
     def batches(*a, **kw):
@@ -480,6 +482,8 @@ def test_the_recipe_reaches_the_optimizer_loss_schedule_augmentation_and_tta(tin
     b = _wiring(tiny_npz, tmp_path / "b", monkeypatch, "--flip")
     assert (b["nesterov"], b["momentum"], b["weight_decay"], b["label_smoothing"]) == (True, 0.9, 5e-4, 0.1)
     assert b["lrs"] == pytest.approx([0.1 * (i + 1) / 8 for i in range(8)])  # the first epoch warms up: 8 steps
+    # then decays linearly over the run's last 8 of 16 batches: batch 8 + i of the run is lr * (8 - i) / 9
+    assert b["lrs2"] == pytest.approx([0.1 * (8 - i) / 9 for i in range(8)], abs=1e-12)
     assert (b["flip"], b["crop"], b["tta"]) == (True, True, True)
     p = _wiring(tiny_npz, tmp_path / "p", monkeypatch, "--recipe", "paper")
     assert (p["nesterov"], p["weight_decay"], p["label_smoothing"], p["flip"], p["crop"], p["tta"]) == \
