@@ -95,6 +95,12 @@ def test_sigterm_mid_epoch_then_resume_equals_an_uninterrupted_run(kind, npz, tm
     assert main(["compile", str(tmp_path / "bnfree.mg"), "--resume", str(tmp_path / "cut")]) == 0
     assert "at epoch 2, step 3" in capsys.readouterr().err
     _same_run(tmp_path / "full", tmp_path / "cut", tol=0)  # bitwise on CPU
+    # the resumed epoch counts all its images, and its speed is those trained after the resume (all but the
+    # 3 steps of 4 before the stop) over their time
+    full, cut = _metrics(tmp_path / "full")[1], _metrics(tmp_path / "cut")[1]
+    assert cut["train_images"] == full["train_images"] > 12
+    assert full["images_per_s"] * full["seconds"] == pytest.approx(full["train_images"])
+    assert cut["images_per_s"] * cut["seconds"] == pytest.approx(cut["train_images"] - 12)
 
 
 def test_checkpoint_interval_writes_the_position_and_every_rng_state(npz, tmp_path, monkeypatch):

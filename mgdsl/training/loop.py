@@ -199,6 +199,7 @@ def fit(ir, cfg: Config, data, record: dict, *, resume: bool = False, callback=N
                 if first and partial is not None:
                     p = partial.to(device) if lead else torch.zeros(3, dtype=torch.float64, device=device)
                     stats = EpochStats(p[0].float(), p[1].long(), int(p[2].item()))
+                before = stats.seen if stats is not None else 0  # images trained before a resume (rank 0 holds them)
                 t0 = time.time()
                 progress.epoch_start(epoch + 1, cfg.epochs, steps)
 
@@ -238,7 +239,7 @@ def fit(ir, cfg: Config, data, record: dict, *, resume: bool = False, callback=N
                 if lead:
                     m = {"epoch": epoch + 1, "lr": lr_at(cfg, epoch * steps, steps), "train_loss": train_loss,
                          "train_acc": float(correct.item()) / seen, "test_loss": sc.loss, "test_acc": sc.top1,
-                         "test_top5": sc.top5, "seconds": secs, "images_per_s": seen / secs, "train_images": seen}
+                         "test_top5": sc.top5, "seconds": secs, "images_per_s": (seen - before) / secs, "train_images": seen}
                     is_best = best is None or sc.top1 > best["acc"]
                     if is_best:
                         best = {"acc": sc.top1, "epoch": epoch + 1}
