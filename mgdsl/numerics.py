@@ -406,7 +406,8 @@ def thm61(spec_traj, roles, out: Outcome, trial: int, names, target: Target, tna
         its = spec_traj[level]
         k = min((k for k in roles if k[0] == level), default=None)
         if k is None:
-            raise Uncarried(f"grid {level} has no step, so no A^{level} to form f^{level} − A^{level} u^{level},0")
+            raise Uncarried(f"grid {level} has no step, so no A^{level} to form "
+                            f"f^{level} − A^{level} u^{{{level},0}}")
         start = its[0][f] - roles[k]["A"](its[0][u])
         if fl is None:
             fl = start

@@ -239,7 +239,8 @@ def fit(ir, cfg: Config, data, record: dict, *, resume: bool = False, callback=N
                 if lead:
                     m = {"epoch": epoch + 1, "lr": lr_at(cfg, epoch * steps, steps), "train_loss": train_loss,
                          "train_acc": float(correct.item()) / seen, "test_loss": sc.loss, "test_acc": sc.top1,
-                         "test_top5": sc.top5, "seconds": secs, "images_per_s": (seen - before) / secs, "train_images": seen}
+                         "test_top5": sc.top5, "seconds": secs, "images_per_s": (seen - before) / secs,
+                         "train_images": seen}
                     is_best = best is None or sc.top1 > best["acc"]
                     if is_best:
                         best = {"acc": sc.top1, "epoch": epoch + 1}
