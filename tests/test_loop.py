@@ -11,7 +11,7 @@ import mgdsl
 from mgdsl.cli import main
 from mgdsl.training import train
 from mgdsl.training.loop import Interrupted
-from test_train import TINY, _colour_set
+from test_train import _colour_set
 
 
 @pytest.fixture(autouse=True)
