@@ -95,8 +95,13 @@ def test_rank_0_in_this_process_with_rank_1_beside_it_trains_like_one_process(tm
                  y=rng.integers(0, 3, n))
     (tmp_path / "bnfree.mg").write_text(BN_FREE)
     common = ["compile", str(tmp_path / "bnfree.mg"), "--train", str(tmp_path / "train.npz"), "--test",
-              str(tmp_path / "test.npz"), "--epochs", "2", "--batch-size", "16", "--no-augment", "--seed", "3"]
-    assert main(common + ["--out", str(tmp_path / "one")]) == 0
+              str(tmp_path / "test.npz"), "--epochs", "3", "--batch-size", "16", "--no-augment", "--seed", "3"]
+
+    def rank0(out):  # 3 epochs planned, stopped by rank 0's callback after epoch 2: rank 1 must stop there too
+        return train(str(tmp_path / "bnfree.mg"), str(tmp_path / "train.npz"), test=str(tmp_path / "test.npz"),
+                     epochs=3, batch_size=16, augment=False, seed=3, out=str(out),
+                     callback=lambda m: m["epoch"] == 2)
+    assert rank0(tmp_path / "one")["stopped_by_callback"]
     dist_env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "WORLD_SIZE": "2",
                 "LOCAL_WORLD_SIZE": "2"}
     rank1 = subprocess.Popen([sys.executable, "-m", "mgdsl.cli", *common, "--out", str(tmp_path / "two")],
@@ -105,12 +110,12 @@ def test_rank_0_in_this_process_with_rank_1_beside_it_trains_like_one_process(tm
     for k, v in dict(dist_env, RANK="0", LOCAL_RANK="0").items():
         monkeypatch.setenv(k, v)
     try:
-        rc = main(common + ["--out", str(tmp_path / "two")])
+        summary = rank0(tmp_path / "two")
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
         err = rank1.communicate(timeout=120)[1]
-    assert rc == 0 and rank1.returncode == 0, err[-2000:]
+    assert summary["stopped_by_callback"] and summary["epochs_done"] == 2 and rank1.returncode == 0, err[-2000:]
     a, b = torch.load(tmp_path / "one" / "model.pt"), torch.load(tmp_path / "two" / "model.pt")
     for k in a:
         torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=1e-6)

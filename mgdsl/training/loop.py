@@ -188,7 +188,7 @@ def fit(ir, cfg: Config, data, record: dict, *, resume: bool = False, callback=N
                              "rng": faults.rng_states()}, out / "last.pt")
 
     t_run = time.time()
-    stopped = None
+    stopped = False  # by the callback
     try:
         with faults.StopRequest() as stop_request:
             for epoch in range(start_epoch, cfg.epochs):
@@ -257,7 +257,7 @@ def fit(ir, cfg: Config, data, record: dict, *, resume: bool = False, callback=N
                     dist.broadcast(flag, 0)
                     stop = bool(flag.item())
                 if stop:
-                    stopped = epoch + 1
+                    stopped = True
                     break
     except Interrupted:
         progress.close()
@@ -276,7 +276,7 @@ def fit(ir, cfg: Config, data, record: dict, *, resume: bool = False, callback=N
         runs.plot(metrics, out / "curves.png")
         from ..cost import macs
         summary = {"name": ir.name, "dataset": cfg.train, "params": params, "macs": macs(ir).total, "epochs": cfg.epochs,
-                   "epochs_done": metrics[-1]["epoch"], "stopped_by_callback": stopped is not None,
+                   "epochs_done": metrics[-1]["epoch"], "stopped_by_callback": stopped,
                    "final_test_acc": metrics[-1]["test_acc"], "best_test_acc": best["acc"],
                    "best_epoch": best["epoch"], "seconds": sum(m["seconds"] for m in metrics),
                    "wall_seconds": time.time() - t_run, "device": str(device), "out": str(out)}
