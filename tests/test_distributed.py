@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from launch import report, torchrun
+
 BN_FREE = """model bnfree {
   param width = 4
   input x : 3 x 8 x 8
@@ -29,18 +31,8 @@ BN_FREE = """model bnfree {
 """
 
 
-def _free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _torchrun(args):
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                           f"--master_port={_free_port()}", "-m", "mgdsl.cli", *args],
-                          capture_output=True, text=True, env=env, timeout=300)
+    return torchrun(["-m", "mgdsl.cli", *args])
 
 
 @pytest.fixture
@@ -60,7 +52,7 @@ def test_two_processes_average_their_gradients_into_the_step_of_one(data):
     from mgdsl.cli import main
     assert main(common + ["--out", str(data / "one")]) == 0
     r = _torchrun(common + ["--out", str(data / "two")])
-    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.returncode == 0, report(r)
     a = torch.load(data / "one" / "model.pt")
     b = torch.load(data / "two" / "model.pt")
     for k in a:
@@ -73,7 +65,7 @@ def test_two_process_mgnet_run_writes_once(data, tmp_path):
     out = tmp_path / "ddp"
     r = _torchrun(["compile", "specs/mgnet.mg", "-D", "width=4", "-D", "nu=1", "--train", str(data / "train.npz"),
                    "--test", str(data / "test.npz"), "--epochs", "2", "--batch-size", "8", "--out", str(out)])
-    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.returncode == 0, report(r)
     lines = (out / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 2  # one line per epoch: rank 1 wrote nothing
     assert {p.name for p in out.iterdir()} == {"config.json", "metrics.jsonl", "model.pt", "best.pt", "last.pt",
@@ -118,12 +110,10 @@ def test_under_torchrun_each_process_trains_on_its_own_disjoint_share_of_every_b
     env = dict(os.environ, OMP_NUM_THREADS="1", PROBE_OUT=str(tmp_path / "one"))
     r = subprocess.run([sys.executable, str(probe), *args, "--out", str(tmp_path / "r1")], capture_output=True,
                        text=True, env=env, timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.returncode == 0, report(r)
     env["PROBE_OUT"] = str(tmp_path / "two")
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                        f"--master_port={_free_port()}", str(probe), *args, "--out", str(tmp_path / "r2")],
-                       capture_output=True, text=True, env=env, timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
+    r = torchrun([str(probe), *args, "--out", str(tmp_path / "r2")], env=env)
+    assert r.returncode == 0, report(r)
     one = json.loads((tmp_path / "one.0.json").read_text())
     a, b = (json.loads((tmp_path / f"two.{k}.json").read_text()) for k in (0, 1))
     assert len(one) == len(a) == len(b) == 6  # 3 global batches of 16 per epoch, 2 epochs

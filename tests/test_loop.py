@@ -88,7 +88,8 @@ def test_rank_0_in_this_process_with_rank_1_beside_it_trains_like_one_process(tm
     import sys
 
     import torch.distributed as dist
-    from test_distributed import BN_FREE, _free_port
+    from launch import free_port
+    from test_distributed import BN_FREE
     rng = np.random.default_rng(0)
     for name, n in (("train", 32), ("test", 16)):
         np.savez(tmp_path / f"{name}.npz", x=rng.integers(0, 255, (n, 8, 8, 3)).astype(np.uint8),
@@ -102,7 +103,7 @@ def test_rank_0_in_this_process_with_rank_1_beside_it_trains_like_one_process(tm
                      epochs=3, batch_size=16, augment=False, seed=3, out=str(out),
                      callback=lambda m: m["epoch"] == 2)
     assert rank0(tmp_path / "one")["stopped_by_callback"]
-    dist_env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "WORLD_SIZE": "2",
+    dist_env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "WORLD_SIZE": "2",
                 "LOCAL_WORLD_SIZE": "2"}
     rank1 = subprocess.Popen([sys.executable, "-m", "mgdsl.cli", *common, "--out", str(tmp_path / "two")],
                              env=dict(os.environ, **dist_env, RANK="1", LOCAL_RANK="1", OMP_NUM_THREADS="1"),

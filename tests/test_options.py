@@ -5,10 +5,6 @@ activations' dtype and memory format, and a spy on torch.compile sees what gets 
 torch.compile of the suite is in test_lower.py; here the spy stands in for it.
 """
 import json
-import math
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -17,6 +13,8 @@ import torch
 import mgdsl
 from mgdsl.cli import main
 from mgdsl.solve import solve
+
+from launch import report, torchrun
 
 V11 = "specs/multigrid/poisson-v11.mg"
 
@@ -202,14 +200,7 @@ def test_compile_trains_through_the_compiled_module(plain, flagged):
 # ------------------------------------------------------------------ --sync-bn (torchrun)
 
 def _torchrun(args, nproc=2):
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
-                           f"--master_port={port}", "-m", "mgdsl.cli", *args],
-                          capture_output=True, text=True, env=env, timeout=300)
+    return torchrun(["-m", "mgdsl.cli", *args], nproc=nproc)
 
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="SyncBatchNorm runs on GPUs only; needs 2 CUDA devices")
@@ -220,7 +211,7 @@ def test_sync_bn_gives_the_global_batch_statistics_of_one_process(data, tmp_path
               "--device", "cuda"]
     assert main(common + ["--out", str(tmp_path / "one")]) == 0
     r = _torchrun(common + ["--sync-bn", "--out", str(tmp_path / "two")])
-    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.returncode == 0, report(r)
     a = torch.load(tmp_path / "one" / "model.pt", map_location="cpu")
     b = torch.load(tmp_path / "two" / "model.pt", map_location="cpu")
     for k in a:

@@ -1,6 +1,5 @@
 """Streaming data (mgdsl/training/stream.py) and sharded metrics (mgdsl/training/metrics.py)."""
 import os
-import socket
 
 import numpy as np
 import pytest
@@ -11,6 +10,8 @@ from PIL import Image
 
 from mgdsl.training import metrics, stream
 from mgdsl.training.stream import EVAL_CROP, EvalShard, ShardSampler
+
+from launch import free_port
 
 
 def make_folder(root, classes=("a", "b"), per_class=4, size=(20, 16), seed=0):
@@ -194,12 +195,6 @@ def test_top1_and_top5_count_the_right_guesses():
     assert metrics.scores(metrics.score_sums(logits[:, :5], torch.tensor([0, 4, 1])), classes=5).top5 is None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _sharded_eval(rank, world, port, n, result):
     import torch.distributed as dist
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
@@ -225,7 +220,7 @@ def test_sharded_evaluation_over_two_gloo_processes_equals_one_process():
     n = 7  # not divisible by 2: no sample may be padded in or counted twice
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    mp.start_processes(_sharded_eval, args=(2, _free_port(), n, q), nprocs=2, start_method="spawn")
+    mp.start_processes(_sharded_eval, args=(2, free_port(), n, q), nprocs=2, start_method="spawn")
     loss, top1, top5, count = q.get(timeout=30)
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 6))
