@@ -1,9 +1,9 @@
 """One way for the tests to start a torchrun job on this machine's CPU (gloo), shared by every torchrun test.
 
-A launch whose worker died by a signal (a crash in gloo or the launcher, seen once in a 2-core CI run: rank 1
-exit -6, no message of its own, not reproduced in 13 runs of that test here) is run once more (a Python error in a worker exits with its own status and message, and is not retried); a
-deterministic crash, such as ranks that disagree on their collectives, fails the same way twice, and then the
-test fails with both reports."""
+A launch whose worker died by a signal is run once more: a crash in gloo or the launcher was seen twice in
+about 20 runs on a loaded 2-core machine (rank 1 exit -6, no message of its own). A Python error in a worker
+exits with its own status and message, and is not retried; a deterministic crash, such as ranks that disagree
+on their collectives, fails the same way twice, and then the test fails with both reports."""
 import os
 import re
 import socket
