@@ -51,7 +51,7 @@ def test_ctrl_c_after_an_epoch_is_status_130_and_the_resume_redoes_only_the_unsa
         _run(data, out, epochs=3, callback=ctrl_c)
     assert e.value.status == 130 and e.value.out == out
     ck = torch.load(out / "last.pt", weights_only=False)
-    assert (ck["epoch"], ck["step"]) == (1, 0) and ck["best"]["epoch"] in (1, 2)
+    assert (ck["epoch"], ck["step"]) == (1, 0) and ck["best"]["epoch"] == 1  # as it stood when written
     assert not list(out.glob("*.tmp")) and len(_metrics(out)) == 2
     assert main(["compile", "--resume", str(out)]) == 0
     assert [m["epoch"] for m in _metrics(out)] == [1, 2, 3]
