@@ -1,7 +1,8 @@
 """One way for the tests to start a torchrun job on this machine's CPU (gloo), shared by every torchrun test.
 
 A launch whose worker died by a signal is run once more: a crash in gloo or the launcher was seen twice in
-about 20 runs on a loaded 2-core machine (rank 1 exit -6, no message of its own). A Python error in a worker
+about 20 runs on a loaded 2-core machine (rank 1 exit -6; in the in-process test of tests/test_loop.py the
+same crash said "terminate called without an active exception", after training had finished). A Python error in a worker
 exits with its own status and message, and is not retried; a deterministic crash, such as ranks that disagree
 on their collectives, fails the same way twice, and then the test fails with both reports."""
 import os

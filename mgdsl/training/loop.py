@@ -283,7 +283,8 @@ def fit(ir, cfg: Config, data, record: dict, *, resume: bool = False, callback=N
         runs.write_json(summary, out / "summary.json")
         progress.say(f"mgdsl: done: test accuracy {100 * summary['final_test_acc']:.2f}% (model.pt), best "
                      f"{100 * best['acc']:.2f}% at epoch {best['epoch']} (best.pt); the run is in {out}/")
-    if world > 1:
+    if world > 1:  # every rank done with its collectives before any tears its connections down
         import torch.distributed as dist
+        dist.barrier()
         dist.destroy_process_group()
     return summary
