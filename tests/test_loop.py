@@ -11,16 +11,7 @@ import mgdsl
 from mgdsl.cli import main
 from mgdsl.training import train
 from mgdsl.training.loop import Interrupted
-from test_train import _colour_set
-
-
-@pytest.fixture(autouse=True)
-def _one_thread(monkeypatch):
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    yield
-    torch.set_num_threads(before)
+from test_train import _colour_set, _one_thread  # noqa: F401  (an autouse fixture: one torch thread per test)
 
 
 @pytest.fixture
