@@ -49,6 +49,8 @@ EXAMPLES = {
     "list": ["mgdsl list",
              "mgdsl list --json",
              "mgdsl list --names | grep table2"],
+    "lsp": ["mgdsl lsp",
+            "mgdsl lsp -D width=32"],
     "export": ["mgdsl export mgnet -D width=32 -o mgnet32",
                "mgdsl export mgnet -D width=32 --weights runs/mgnet-digits -o mgnet_digits",
                "mgdsl export table2/resnet18 --format py -o resnet18"],
@@ -455,6 +457,16 @@ def cmd_render(args) -> int:
     return 0
 
 
+def cmd_lsp(args) -> int:
+    """The language server over stdio; pygls is the `lsp` extra, imported only here (the CLI starts fast)."""
+    try:
+        from .lsp import main as lsp_main
+    except ImportError as e:
+        from .diagnostics import Diagnostic
+        raise SpecError([Diagnostic(f"mgdsl lsp needs pygls ({e})", None, "pip install 'mgdsl[lsp]'")]) from None
+    return lsp_main(args.defines)
+
+
 def _solvable_first(cmd):
     """`solve` sets -D n; first say plainly when the spec is not a fixed-stencil multigrid solve can run."""
     def run(args) -> int:
@@ -563,6 +575,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "the run was scored, i.e. on when its recipe used it)")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.set_defaults(fn=cmd_eval)
+    lsp = sub.add_parser("lsp", help="a language server for .mg files over stdio, for editors (docs/editors.md)")
+    _add_defines(lsp)
+    lsp.set_defaults(fn=cmd_lsp)
     from .solve import add_solve_parser
     add_solve_parser(sub, _add_defines)
     solve = sub.choices["solve"]

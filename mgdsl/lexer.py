@@ -4,21 +4,14 @@ The keywords are read from the grammar and the primitives from mgdsl/prims.py's 
 cannot drift from the language."""
 from __future__ import annotations
 
-import re
-
 from pygments.lexer import RegexLexer, bygroups, words
 from pygments.token import Comment, Keyword, Name, Number, Operator, Punctuation, Whitespace
 
 
 def _keywords() -> list[str]:
     """The word terminals of grammars/mg.lark (`MODEL: "model"`, `EQKIND.2: "init" | "step" | ...`)."""
-    from .library import grammar_text
-    found = []
-    for line in grammar_text().splitlines():
-        m = re.match(r'^[A-Z_]+(?:\.\d+)?\s*:\s*(".*")\s*$', line)
-        if m:
-            found += [w for w in re.findall(r'"([^"]*)"', m.group(1)) if w.isalpha() and len(w) > 1]
-    return found
+    from .library import grammar_keywords
+    return grammar_keywords()
 
 
 def _primitives() -> list[str]:

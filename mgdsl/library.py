@@ -4,6 +4,7 @@ In the repository they live in `grammars/` and `specs/` (the one source); the wh
 package as `mgdsl/grammars` and `mgdsl/specs` at build time (pyproject.toml, package-dir)."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -28,6 +29,17 @@ def resource_dir(name: str) -> Traversable:
 def grammar_text() -> str:
     """The lark grammar of the language."""
     return (resource_dir("grammars") / "mg.lark").read_text(encoding="utf-8")
+
+
+def grammar_keywords() -> list[str]:
+    """The word terminals of the grammar (`MODEL: "model"`, `EQKIND.2: "init" | "step" | ...`): the language's
+    keywords, for the pygments lexer, the TextMate grammar and `mgdsl lsp` completion alike."""
+    found = []
+    for line in grammar_text().splitlines():
+        m = re.match(r'^[A-Z_]+(?:\.\d+)?\s*:\s*(".*")\s*$', line)
+        if m:
+            found += [w for w in re.findall(r'"([^"]*)"', m.group(1)) if w.isalpha() and len(w) > 1]
+    return found
 
 
 @dataclass(frozen=True)
