@@ -43,3 +43,22 @@ def test_pygmentize_finds_the_lexer_by_name_when_installed():
         pytest.skip("mgdsl is not installed with its entry points here (pip install -e .)")
     from pygments.lexers import get_lexer_by_name
     assert type(get_lexer_by_name("mg")).__name__ == "MgLexer"
+
+
+def test_the_committed_textmate_grammar_is_the_one_generated_from_the_lexers_lists():
+    import importlib.util
+    import json
+    import re
+    spec = importlib.util.spec_from_file_location("gen_textmate", ROOT / "tools/gen_textmate.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    assert gen.OUT.read_text() == gen.text(), "run python tools/gen_textmate.py"
+    rules = {p.get("name"): re.compile(p["match"]) for p in json.loads(gen.OUT.read_text())["patterns"]}
+    from mgdsl.lexer import _keywords, _primitives
+    assert all(rules["keyword.control.mg"].fullmatch(k) for k in _keywords() if k != "model")
+    assert all(rules["support.function.builtin.mg"].fullmatch(p) for p in _primitives())
+    assert not rules["keyword.control.mg"].search("stepper") and not rules["support.function.builtin.mg"].search("bn'")
+    package = json.loads((ROOT / "editors/vscode/package.json").read_text())
+    (grammar,) = package["contributes"]["grammars"]
+    assert (ROOT / "editors/vscode" / grammar["path"]).resolve() == gen.OUT
+    assert package["contributes"]["configuration"]["properties"]["mgdsl.server.command"]["default"] == ["mgdsl", "lsp"]
