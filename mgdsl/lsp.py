@@ -329,6 +329,8 @@ def hover_op(a: Analysis, name: str, ir=None) -> str:
         shares = ", ".join(lay.ref for lay in i.layers if lay.kind == "ref") or "-"
         out.append(f"| {i.label} | {i.klass} | {i.params:,} | {_ty(i.in_ty)} | {_ty(i.out_ty)} | "
                    f"{si(cost.by_instance.get(i.label, 0))} | {i.uses} | {shares} |")
+    if any(lay.kind == "ref" for i in insts for lay in i.layers):
+        out.append("\nparams and MACs of a shared operator are counted once, at that operator")
     return "\n".join(out)
 
 
