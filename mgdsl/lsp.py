@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from lsprotocol import types as T
@@ -35,6 +36,7 @@ class Analysis:
     model: S.Model | None = None
     ir: object = None
     blanked: set[int] = field(default_factory=set)  # 1-based lines dropped to get past parse errors
+    version: int | None = None  # the document version analysed
     _macs: object = None
 
     @property
@@ -591,6 +593,9 @@ class MgServer:
         self.analyses: dict[str, Analysis] = {}
         self.last_ir: dict[str, object] = {}  # the last IR that compiled, for hover while the text is broken
         self.defines: list[str] = []
+        self.dirty: set[str] = set()  # documents changed since their check started
+        self.running: set[str] = set()  # documents with a check in flight
+        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mgdsl-check")  # one check at a time
 
     def params(self) -> tuple[dict, list[Diagnostic]]:
         from . import parse_overrides
@@ -599,21 +604,51 @@ class MgServer:
         except SpecError as e:
             return {}, list(e.diagnostics)
 
-    def check(self, uri: str) -> Analysis:
-        """Analyse one document (only the changed one) and publish its diagnostics."""
+    def _analyse(self, uri: str, text: str, version) -> Analysis:
         doc = self.ls.workspace.get_text_document(uri)
         params, bad = self.params()
-        a = analyse(doc.source, doc.path or uri, params)
+        a = analyse(text, doc.path or uri, params)
         a.diagnostics[:0] = bad
+        a.version = version
+        return a
+
+    def _store(self, uri: str, a: Analysis) -> None:
         self.analyses[uri] = a
         if a.ir is not None:
             self.last_ir[uri] = a.ir
-        self.ls.text_document_publish_diagnostics(T.PublishDiagnosticsParams(
-            uri, [to_lsp(d, a.lines) for d in a.diagnostics], version=doc.version))
-        return a
+
+    async def check(self, uri: str) -> None:
+        """Analyse one document (only the changed one) off the event loop and publish its diagnostics.
+
+        Changes that arrive while a check runs are coalesced: the next check reads the newest text, so a long
+        spec never builds a queue of stale checks, and requests are answered meanwhile."""
+        import asyncio
+        self.dirty.add(uri)
+        if uri in self.running:
+            return
+        self.running.add(uri)
+        try:
+            while uri in self.dirty:
+                self.dirty.discard(uri)
+                doc = self.ls.workspace.get_text_document(uri)
+                text, version = doc.source, doc.version
+                a = await asyncio.get_running_loop().run_in_executor(self.worker, self._analyse, uri, text, version)
+                if uri in self.dirty or uri not in self.ls.workspace.text_documents:
+                    continue  # newer text (or closed): its own check publishes
+                self._store(uri, a)
+                self.ls.text_document_publish_diagnostics(T.PublishDiagnosticsParams(
+                    uri, [to_lsp(d, a.lines) for d in a.diagnostics], version=version))
+        finally:
+            self.running.discard(uri)
 
     def analysis(self, uri: str) -> Analysis:
-        return self.analyses.get(uri) or self.check(uri)
+        """The analysis of the document's current text (computed here if no check of it is under way)."""
+        doc = self.ls.workspace.get_text_document(uri)
+        a = self.analyses.get(uri)
+        if a is None or (a.text != doc.source and uri not in self.running):  # in flight: the last one meanwhile
+            a = self._analyse(uri, doc.source, doc.version)
+            self._store(uri, a)
+        return a
 
     def occurrence(self, uri: str, pos: T.Position) -> tuple[Analysis, list[Occurrence], Occurrence | None]:
         a = self.analysis(uri)
@@ -628,6 +663,15 @@ class MgServer:
             self.defines = [str(d) for d in settings["defines"]]
         elif isinstance(settings, dict) and isinstance(settings.get("defines"), dict):
             self.defines = [f"{k}={v}" for k, v in settings["defines"].items()]
+
+
+async def _checked(srv: MgServer, uri: str) -> None:
+    """srv.check, with a failure logged rather than raised (the server keeps serving)."""
+    import logging
+    try:
+        await srv.check(uri)
+    except Exception:
+        logging.getLogger(__name__).exception("checking %s failed", uri)
 
 
 def _location(uri: str, o: Occurrence, lines: list[str]) -> T.Location:
@@ -651,14 +695,12 @@ def _register_sync(srv: MgServer, ls) -> None:
         srv.set_defines(params.initialization_options)
 
     @ls.feature(T.TEXT_DOCUMENT_DID_OPEN)
-    @_guarded
-    def did_open(ls, params: T.DidOpenTextDocumentParams):
-        srv.check(params.text_document.uri)
+    async def did_open(ls, params: T.DidOpenTextDocumentParams):
+        await _checked(srv, params.text_document.uri)
 
     @ls.feature(T.TEXT_DOCUMENT_DID_CHANGE)
-    @_guarded
-    def did_change(ls, params: T.DidChangeTextDocumentParams):
-        srv.check(params.text_document.uri)
+    async def did_change(ls, params: T.DidChangeTextDocumentParams):
+        await _checked(srv, params.text_document.uri)
 
     @ls.feature(T.TEXT_DOCUMENT_DID_CLOSE)
     @_guarded
@@ -669,11 +711,11 @@ def _register_sync(srv: MgServer, ls) -> None:
         ls.text_document_publish_diagnostics(T.PublishDiagnosticsParams(uri, []))
 
     @ls.feature(T.WORKSPACE_DID_CHANGE_CONFIGURATION)
-    @_guarded
-    def did_change_configuration(ls, params: T.DidChangeConfigurationParams):
+    async def did_change_configuration(ls, params: T.DidChangeConfigurationParams):
         srv.set_defines(params.settings)
-        for uri in list(srv.analyses):
-            srv.check(uri)
+        srv.analyses.clear()
+        for uri in list(ls.workspace.text_documents):
+            await _checked(srv, uri)
 
     @ls.command("mgdsl.serverInfo")
     def server_info(ls, *args):

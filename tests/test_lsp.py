@@ -286,6 +286,20 @@ async def test_bad_input_never_kills_the_server(client):
     big = MGNET.replace("  param nu = 2", "\n".join(filler) + "\n  param nu = 2")
     assert len(big.splitlines()) > 10_000 and await doc.replace(big) == []
     await _alive(client, doc)
+    line = doc.pos("param p10 =").line
+    for k in range(5):  # typed faster than it is checked: the server keeps up with the newest text
+        doc.version += 1
+        client.text_document_did_change(T.DidChangeTextDocumentParams(
+            T.VersionedTextDocumentIdentifier(uri=doc.uri, version=doc.version),
+            [T.TextDocumentContentChangePartial(T.Range(T.Position(line, 14), T.Position(line, 16)), f"{k}{k}")]))
+    await _alive(client, doc)
+    last = doc._diagnostics()
+    doc.version += 1
+    client.text_document_did_change(T.DidChangeTextDocumentParams(
+        T.VersionedTextDocumentIdentifier(uri=doc.uri, version=doc.version),
+        [T.TextDocumentContentChangePartial(T.Range(T.Position(line, 8), T.Position(line, 11)), "nu")]))
+    final = got(await last)
+    assert final == expected(big.replace("param p10 = 10", "param nu = 44")) and "defined twice" in final[0][0]
     await doc.replace(MGNET)
     line = doc.pos("A[l]    = conv3").line
     diags = got(await doc.edit(line, 15, 15, "X"))  # in the middle of `conv3`: `conXv3`

@@ -80,7 +80,8 @@ def report(spec: Path, times: dict[str, list[float]]) -> None:
         xs = sorted(xs)
         return f"median {statistics.median(xs):6.1f} ms  p95 {xs[min(len(xs) - 1, int(0.95 * len(xs)))]:6.1f} ms"
     every = times["compiles"] + times["error"]
-    print(f"{spec.relative_to(ROOT)} ({len(spec.read_text().splitlines())} lines): {len(every)} changes: "
+    name = spec.resolve().relative_to(ROOT) if spec.resolve().is_relative_to(ROOT) else spec
+    print(f"{name} ({len(spec.read_text().splitlines())} lines): {len(every)} changes: "
           f"{stats(every)}")
     for kind, xs in times.items():
         print(f"    {kind:<9} {stats(xs)}")
