@@ -1,9 +1,10 @@
 """`mgdsl lsp`: a Language Server Protocol server for .mg specs over stdio (pygls), built on the compiler's own
 stages (parse, elaborate, check, cost, fmt), so an editor shows exactly what `mgdsl check` says. No torch.
 
-Parse errors do not hide the rest: the parser already blanks each line it cannot read and reparses to find
-more syntax errors; here the text with those lines blanked is elaborated too, and its errors are shown, except
-those that only say a name from a blanked line is missing (the line being typed)."""
+Parse errors do not hide the rest (parse_recovering): each statement that does not parse is blanked (spaces,
+so every span stays put) and the text parsed again, one error per such statement; the text without them is
+then elaborated and checked, and its errors shown, except those that only say a name from a blanked line is
+missing (the line being typed)."""
 from __future__ import annotations
 
 import re
@@ -21,7 +22,7 @@ IDENT = r"[A-Za-z_][A-Za-z0-9_']*"
 DID_YOU_MEAN = re.compile(r"did you mean '([^']+)'\?")
 # errors that only report a missing name: hidden when the name is on a line blanked for recovery
 MISSING = re.compile(r"^(undefined |unknown |no definition of |the model has no |.* is defined but never used"
-                     r"|.* is not bound)")
+                     r"|.* is not bound|.* there is no `)")
 SCOPE_WORDS = {"l": "grid", "i": "smoothing step", "j": "step"}
 
 
@@ -71,7 +72,8 @@ def parse_recovering(text: str, path: str) -> tuple[S.Model | None, list[Diagnos
             return S.parse(text, path), [], set()
         except SpecError as e:
             return None, list(e.diagnostics), set()
-    lines, errors, blanked, closed = text.split("\n"), [], set(), False
+    lines, errors, blanked, closed, last = text.split("\n"), [], set(), False, 0
+    original = list(lines)
     for _ in range(64):
         try:
             tree = S._parser().parse("\n".join(lines) + ("\n}" if closed else ""))
@@ -86,6 +88,13 @@ def parse_recovering(text: str, path: str) -> tuple[S.Model | None, list[Diagnos
                 closed = True
                 continue
             n = _culprit(lines, d.span)
+            if len(errors) > 1 and errors[-2].span == d.span and last != d.span.line:
+                # the same error after dropping the line before it: that line was fine; put it back, drop this one
+                errors.pop()
+                lines[last - 1] = original[last - 1]
+                blanked.discard(last)
+                n = d.span.line
+            last = n
             if n in blanked or not lines[n - 1].strip():
                 return None, errors, blanked
             blanked.add(n)
@@ -121,7 +130,7 @@ def _elaborate(model: S.Model, source: Source, params: dict) -> tuple[list[Diagn
 
 def analyse(text: str, path: str = "<spec>", params: dict | None = None) -> Analysis:
     """Every diagnostic the compiler can find in the text; never raises (an internal error is a diagnostic)."""
-    a = Analysis(text, text.splitlines())
+    a = Analysis(text, text.split("\n"))  # lines as the parser counts them (only \n ends a line)
     try:
         a.model, a.diagnostics, a.blanked = parse_recovering(text, path)
         if a.model is None:
@@ -357,7 +366,7 @@ def hover_param(a: Analysis, name: str, ir=None) -> str:
     ir = ir or a.ir
     out = [f"**param `{name}`**" + (f" = {_value(written[0].value)}" if written else "")]
     if ir is not None and name in ir.params and written and ir.params[name] != written[0].value:
-        out.append(f"\nvalue in this check: {_value(ir.params[name])} (from the `mgdsl.defines` setting)")
+        out.append(f"\nvalue in this check: {_value(ir.params[name])} (from `mgdsl lsp -D` or the `mgdsl.defines` setting)")
     out.append(f"\n`-D {name}=VALUE` changes it without editing the spec, e.g. `mgdsl check SPEC -D {name}=...` "
                f"or `mgdsl compile SPEC -D {name}=...`; in the editor, the setting `mgdsl.defines` "
                f"(e.g. `[\"{name}=...\"]`).")

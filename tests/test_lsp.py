@@ -16,7 +16,7 @@ from conftest import ROOT  # noqa: E402
 from mgdsl import compile_spec, parse_overrides  # noqa: E402
 from mgdsl.diagnostics import SpecError  # noqa: E402
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+on_server = pytest.mark.asyncio(loop_scope="module")  # every async test talks to the module's one server
 
 MGNET = (ROOT / "specs/mgnet.mg").read_text()
 RESNET18 = (ROOT / "specs/table2/resnet18.mg").read_text()
@@ -110,6 +110,7 @@ def rng(diag_tuple):
     return diag_tuple[2]
 
 
+@on_server
 async def test_shipped_specs_open_without_diagnostics_and_the_server_never_loads_torch(client):
     for text in (MGNET, RESNET18, (ROOT / "specs/multigrid/poisson-v11.mg").read_text()):
         assert await Doc(client, "ok.mg").open(text) == []
@@ -131,6 +132,7 @@ ERRORS = {
 
 
 @pytest.mark.parametrize("case", ERRORS)
+@on_server
 async def test_each_class_of_error_comes_back_as_check_reports_it(client, case):
     old, new = ERRORS[case]
     text = MGNET.replace(old, new, 1)
@@ -143,6 +145,7 @@ async def test_each_class_of_error_comes_back_as_check_reports_it(client, case):
         assert diags == want
 
 
+@on_server
 async def test_a_parse_error_does_not_hide_the_errors_in_the_statements_that_parse(client):
     text = MGNET.replace("fc      = linear(u -> classes)", "fc      = linear(u -> classes,").replace(
         "conv3(f -> f, stride 2)", "conv3(f -> ff, stride 2)")
@@ -153,6 +156,7 @@ async def test_a_parse_error_does_not_hide_the_errors_in_the_statements_that_par
     assert "did you mean 'f'?" in expected(fixed)[0][1]
 
 
+@on_server
 async def test_defines_setting_is_checked_like_dash_D(client):
     doc = Doc(client, "defines.mg")
     await doc.open(MGNET)
@@ -167,6 +171,7 @@ async def test_defines_setting_is_checked_like_dash_D(client):
     assert await wait == []
 
 
+@on_server
 async def test_hover_on_operator_state_param_and_primitive(client):
     doc = Doc(client, "hover.mg")
     await doc.open(MGNET)
@@ -191,6 +196,7 @@ async def test_hover_on_operator_state_param_and_primitive(client):
     assert empty is None  # a comment: nothing to say
 
 
+@on_server
 async def test_definition_and_references(client):
     doc = Doc(client, "nav.mg")
     await doc.open(MGNET)
@@ -219,6 +225,7 @@ async def test_definition_and_references(client):
         assert line[r.range.start.character:r.range.end.character] == "A"
 
 
+@on_server
 async def test_completion_of_keywords_primitives_options_and_names(client):
     from mgdsl.library import grammar_keywords
     doc = Doc(client, "complete.mg")
@@ -239,6 +246,7 @@ async def test_completion_of_keywords_primitives_options_and_names(client):
     assert {"u", "f"} <= set(opts)
 
 
+@on_server
 async def test_document_symbols_formatting_and_did_you_mean_code_action(client):
     doc = Doc(client, "edit.mg")
     await doc.open(MGNET)
@@ -273,6 +281,7 @@ async def _alive(client, doc: Doc) -> None:
     assert info["torch_loaded"] is False
 
 
+@on_server
 async def test_bad_input_never_kills_the_server(client):
     doc = Doc(client, "bad.mg")
     assert got(await doc.open("")) == expected("")  # the spec is empty
@@ -309,3 +318,18 @@ async def test_bad_input_never_kills_the_server(client):
     for k in range(0, 40):  # a line typed and deleted a character at a time
         await doc.edit(line, 12 + k % 7, 13 + k % 7, "(")
     await _alive(client, doc)
+
+
+def test_recovery_drops_only_the_statements_that_do_not_parse():
+    """The pure analysis behind the diagnostics: a stray `)` line is dropped, not the complete line before it;
+    an unclosed bracket drops its own statement; errors that follow from a dropped line are not shown."""
+    from mgdsl.lsp import analyse
+    a = analyse(MGNET.replace("  fc      =", "  )\n  fc      ="), "x.mg")
+    line = MGNET.splitlines().index(next(x for x in MGNET.splitlines() if x.startswith("  fc"))) + 1
+    assert a.blanked == {line} and [d.message for d in a.diagnostics] == ["unexpected ')'"]
+    step = next(n for n, x in enumerate(MGNET.splitlines(), 1) if x.lstrip().startswith("step"))
+    a = analyse(MGNET.replace("B(f - A(u))", "B(f - A(u)").replace("(f -> f, stride", "(f -> ff, stride"), "x.mg")
+    assert a.blanked == {step}  # not the coarsen line where the parser noticed the unclosed `(`
+    assert [d.message for d in a.diagnostics] == [expected(MGNET.replace("B(f - A(u))", "B(f - A(u)"))[0][0],
+                                                  "undefined space 'ff'"]  # not "... there is no `step` equation"
+    assert analyse(MGNET.replace("}", ""), "x.mg").diagnostics[0].message == "unexpected end of file"
