@@ -460,6 +460,8 @@ def cmd_render(args) -> int:
 def cmd_lsp(args) -> int:
     """The language server over stdio; pygls is the `lsp` extra, imported only here (the CLI starts fast)."""
     try:
+        import pygls.lsp.server  # noqa: F401  (the server's framework: missing without the extra)
+
         from .lsp import main as lsp_main
     except ImportError as e:
         from .diagnostics import Diagnostic

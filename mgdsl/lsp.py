@@ -366,7 +366,8 @@ def hover_param(a: Analysis, name: str, ir=None) -> str:
     ir = ir or a.ir
     out = [f"**param `{name}`**" + (f" = {_value(written[0].value)}" if written else "")]
     if ir is not None and name in ir.params and written and ir.params[name] != written[0].value:
-        out.append(f"\nvalue in this check: {_value(ir.params[name])} (from `mgdsl lsp -D` or the `mgdsl.defines` setting)")
+        out.append(f"\nvalue in this check: {_value(ir.params[name])} "
+                   "(from `mgdsl lsp -D` or the `mgdsl.defines` setting)")
     out.append(f"\n`-D {name}=VALUE` changes it without editing the spec, e.g. `mgdsl check SPEC -D {name}=...` "
                f"or `mgdsl compile SPEC -D {name}=...`; in the editor, the setting `mgdsl.defines` "
                f"(e.g. `[\"{name}=...\"]`).")

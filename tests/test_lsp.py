@@ -333,3 +333,13 @@ def test_recovery_drops_only_the_statements_that_do_not_parse():
     assert [d.message for d in a.diagnostics] == [expected(MGNET.replace("B(f - A(u))", "B(f - A(u)"))[0][0],
                                                   "undefined space 'ff'"]  # not "... there is no `step` equation"
     assert analyse(MGNET.replace("}", ""), "x.mg").diagnostics[0].message == "unexpected end of file"
+
+
+def test_without_pygls_mgdsl_lsp_says_how_to_install_it(capsys, monkeypatch):
+    from mgdsl.cli import main
+    monkeypatch.delitem(sys.modules, "mgdsl.lsp", raising=False)
+    for module in ("pygls", "pygls.lsp", "pygls.lsp.server", "lsprotocol", "lsprotocol.types"):
+        monkeypatch.setitem(sys.modules, module, None)  # an import of it fails, as when it is not installed
+    assert main(["lsp"]) == 2
+    err = capsys.readouterr().err
+    assert "mgdsl lsp needs pygls" in err and "pip install 'mgdsl[lsp]'" in err and "Traceback" not in err

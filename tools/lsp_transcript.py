@@ -77,7 +77,8 @@ def main() -> None:
     s.read()
     a_use = next(n for n, line in enumerate(lines) if line.lstrip().startswith("Ar[l]"))
     s.request("textDocument/hover", {**doc, "position": {"line": step, "character": lines[step].index("B(")}})
-    s.request("textDocument/definition", {**doc, "position": {"line": a_use, "character": lines[a_use].index("= A") + 2}})
+    a_at = {"line": a_use, "character": lines[a_use].index("= A") + 2}
+    s.request("textDocument/definition", {**doc, "position": a_at})
     pi = next(n for n, line in enumerate(lines) if line.lstrip().startswith("Pi[l]"))
     s.request("textDocument/completion", {**doc, "position": {"line": pi, "character": lines[pi].index("stride")}})
     s.request("textDocument/formatting", {**doc, "options": {"tabSize": 2, "insertSpaces": True}})
