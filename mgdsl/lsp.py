@@ -38,6 +38,7 @@ class Analysis:
     ir: object = None
     blanked: set[int] = field(default_factory=set)  # 1-based lines dropped to get past parse errors
     version: int | None = None  # the document version analysed
+    resolved: object = None  # resolve.Resolved (grids, spaces, params) of a spec that resolves but does not compile
     _macs: object = None
 
     @property
@@ -128,6 +129,15 @@ def _elaborate(model: S.Model, source: Source, params: dict) -> tuple[list[Diagn
         return list(e.diagnostics), None
 
 
+def _resolved(model: S.Model, source: Source, params: dict):
+    """The spec's grids, spaces and params (mgdsl.resolve) when they resolve though the spec does not compile."""
+    from .resolve import Reporter, resolve
+    try:
+        return resolve(model, Reporter(source), dict(params))
+    except SpecError:
+        return None
+
+
 def analyse(text: str, path: str = "<spec>", params: dict | None = None) -> Analysis:
     """Every diagnostic the compiler can find in the text; never raises (an internal error is a diagnostic)."""
     a = Analysis(text, text.split("\n"))  # lines as the parser counts them (only \n ends a line)
@@ -136,6 +146,8 @@ def analyse(text: str, path: str = "<spec>", params: dict | None = None) -> Anal
         if a.model is None:
             return a
         diags, a.ir = _elaborate(a.model, Source(path, text), dict(params or {}))
+        if a.ir is None:
+            a.resolved = _resolved(a.model, Source(path, text), dict(params or {}))
         if a.diagnostics:
             words = set(re.findall(IDENT, "\n".join(a.lines[n - 1] for n in a.blanked if n <= len(a.lines))))
             diags = [d for d in diags if not _caused_by_blanking(d, words)]
@@ -346,8 +358,9 @@ def hover_op(a: Analysis, name: str, ir=None) -> str:
 
 
 def hover_state(a: Analysis, name: str, ir=None) -> str:
-    """A state (or the input): its channels and size on each grid."""
-    ir = ir or a.ir
+    """A state (or the input): its channels and size on each grid (from the IR, or the resolved spec: both
+    have input_name, input_ty, spaces and sizes)."""
+    ir = ir or a.ir or a.resolved
     if ir is None:
         return f"**state `{name}`**\n\n_channels and sizes show once the spec compiles_"
     if name == ir.input_name and name not in ir.spaces:
@@ -741,8 +754,9 @@ def _register_navigation(srv: MgServer, ls) -> None:
         a, _, o = srv.occurrence(uri, params.position)
         if o is None:
             return None
-        text = hover(a, o, a.ir or srv.last_ir.get(uri))
-        if a.ir is None and srv.last_ir.get(uri) is not None and o.kind in ("op", "state"):
+        facts = a.ir or (a.resolved if o.kind == "state" else None) or srv.last_ir.get(uri)
+        text = hover(a, o, facts)
+        if facts is not None and facts is srv.last_ir.get(uri) and facts is not a.ir and o.kind in ("op", "state"):
             text += "\n\n_(figures from the last version that compiled)_"
         return T.Hover(T.MarkupContent(T.MarkupKind.Markdown, text), to_range(o.span, a.lines))
 

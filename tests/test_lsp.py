@@ -194,6 +194,10 @@ async def test_hover_on_operator_state_param_and_primitive(client):
     assert "pad zero|periodic|reflect" in await hover("conv3")
     empty = await client.text_document_hover_async(T.HoverParams(doc.ident(), T.Position(0, 0)))
     assert empty is None  # a comment: nothing to say
+    assert await doc.replace(MGNET.replace("stride 2)", "stride 2, pad circular)", 1))  # an error: no IR now
+    assert "| 2 | 256 | 16 x 16 |" in await hover("u = u + B")  # the grids and spaces still resolve
+    a = await hover("A[l]    =")
+    assert "| A[1] | linear | 589,824 |" in a and "last version that compiled" in a
 
 
 @on_server
