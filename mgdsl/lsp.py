@@ -24,6 +24,8 @@ DID_YOU_MEAN = re.compile(r"did you mean '([^']+)'\?")
 MISSING = re.compile(r"^(undefined |unknown |no definition of |the model has no |.* is defined but never used"
                      r"|.* is not bound|.* there is no `)")
 SCOPE_WORDS = {"l": "grid", "i": "smoothing step", "j": "step"}
+NAME_KINDS = {"op": T.CompletionItemKind.Class, "param": T.CompletionItemKind.Constant,
+              "state": T.CompletionItemKind.Variable}
 
 
 # ---------------------------------------------------------------- analysis (pure: text in, facts out)
@@ -483,16 +485,12 @@ def completions(text: str, line: int, col: int) -> list[T.CompletionItem]:
         items = [T.CompletionItem(o.key if not o.bare else str(v), kind=T.CompletionItemKind.Property,
                                   detail=option_text(o), documentation=f"{prim} option; default {o.default}")
                  for o in p.options for v in (o.values if o.bare else (None,))]
-        kinds = {"state": T.CompletionItemKind.Variable, "op": T.CompletionItemKind.Function,
-                 "param": T.CompletionItemKind.Constant}
-        return items + [T.CompletionItem(n, kind=kinds[k], detail=k) for n, k in sorted(names.items())
+        return items + [T.CompletionItem(n, kind=NAME_KINDS[k], detail=k) for n, k in sorted(names.items())
                         if (k == "state" and p.sig) or (k == "op" and p.refs) or k == "param"]
     items = [T.CompletionItem(k, kind=T.CompletionItemKind.Keyword) for k in grammar_keywords()]
     items += [T.CompletionItem(p.name, kind=T.CompletionItemKind.Function, detail=prim_signature(p),
                                documentation=p.doc) for p in PRIMS.values()]
-    kinds = {"op": T.CompletionItemKind.Class, "param": T.CompletionItemKind.Constant,
-             "state": T.CompletionItemKind.Variable}
-    return items + [T.CompletionItem(n, kind=kinds[k], detail=k) for n, k in sorted(names.items())]
+    return items + [T.CompletionItem(n, kind=NAME_KINDS[k], detail=k) for n, k in sorted(names.items())]
 
 
 # ---------------------------------------------------------------- symbols, formatting, code actions
@@ -651,7 +649,7 @@ class MgServer:
             return
         self.running.add(uri)
         try:
-            while uri in self.dirty:
+            while uri in self.dirty and uri in self.ls.workspace.text_documents:
                 self.dirty.discard(uri)
                 doc = self.ls.workspace.get_text_document(uri)
                 text, version = doc.source, doc.version
