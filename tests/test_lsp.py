@@ -146,6 +146,20 @@ async def test_each_class_of_error_comes_back_as_check_reports_it(client, case):
 
 
 @on_server
+async def test_a_diagnostic_is_what_the_mgdsl_check_command_prints(client, tmp_path):
+    import json
+    import subprocess
+    text = MGNET.replace("B(f - A(u))", "B(f - AA(u))").replace("stride 2)", "stride 2, pad periodc)", 1)
+    (tmp_path / "typo.mg").write_text(text)
+    r = subprocess.run([sys.executable, "-m", "mgdsl", "check", str(tmp_path / "typo.mg"), "--json"],
+                       capture_output=True, text=True, env=ENV)
+    assert r.returncode == 2
+    printed = [(e["message"], e["hint"], ((e["line"] - 1, e["col"] - 1), (e["end_line"] - 1, e["end_col"] - 1)),
+                e["severity"]) for e in json.loads(r.stdout.splitlines()[-1])["errors"]]
+    assert len(printed) == 2 and got(await Doc(client, "typo.mg").open(text)) == printed
+
+
+@on_server
 async def test_a_parse_error_does_not_hide_the_errors_in_the_statements_that_parse(client):
     text = MGNET.replace("fc      = linear(u -> classes)", "fc      = linear(u -> classes,").replace(
         "conv3(f -> f, stride 2)", "conv3(f -> ff, stride 2)")
