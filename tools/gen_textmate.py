@@ -54,9 +54,12 @@ def main() -> int:
             print(f"{OUT.relative_to(ROOT)} is out of date: python tools/gen_textmate.py", file=sys.stderr)
             return 1
         return 0
-    tmp = OUT.with_suffix(".tmp")
-    tmp.write_text(text())
-    tmp.replace(OUT)
+    tmp = OUT.with_name(OUT.name + ".tmp")  # then a rename: never a half-written grammar (mgdsl.export's way,
+    try:                                     # not imported from there: it loads torch)
+        tmp.write_text(text())
+        tmp.replace(OUT)
+    finally:
+        tmp.unlink(missing_ok=True)
     print(OUT.relative_to(ROOT))
     return 0
 
