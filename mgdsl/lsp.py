@@ -348,12 +348,15 @@ def hover_op(a: Analysis, name: str, ir=None) -> str:
     if cost is None:
         from .cost import macs
         cost = macs(ir)
-    out += ["", "| instance | class | params | input | output | MACs | uses | shares |",
+    out += ["", "| instance | class | params | input | output | MACs | applied | shares |",
             "|---|---|---:|---|---|---:|---:|---|"]
     for i in insts:
         shares = ", ".join(lay.ref for lay in i.layers if lay.kind == "ref") or "-"
-        out.append(f"| {i.label} | {i.klass} | {i.params:,} | {_ty(i.in_ty)} | {_ty(i.out_ty)} | "
-                   f"{si(cost.by_instance.get(i.label, 0))} | {i.uses} | {shares} |")
+        runs = sorted(((lvl, v) for (label, lvl), v in cost.by_grid.items() if label == i.label),
+                      key=lambda kv: (kv[0] is None, kv[0] or 0))
+        for _, (x, y, uses, n) in runs or [(None, (i.in_ty, i.out_ty, 0, 0))]:
+            out.append(f"| {i.label} | {i.klass} | {i.params:,} | {_ty(x)} | {_ty(y)} | {si(n)} | {uses} | "
+                       f"{shares} |")
     if any(lay.kind == "ref" for i in insts for lay in i.layers):
         out.append("\nparams and MACs of a shared operator are counted once, at that operator")
     return "\n".join(out)

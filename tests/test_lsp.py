@@ -197,6 +197,7 @@ async def test_hover_on_operator_state_param_and_primitive(client):
     assert "A[l]    = conv3(u -> f)" in a and "one instance per grid `l`" in a
     # per grid: the input and output shapes, the linearity class, params and MACs (mgnet: 589,824 per A)
     assert "| A[1] | linear | 589,824 | u 256 x 32 x 32 (grid 1) | f 256 x 32 x 32 (grid 1) | 604 M |" in a
+    assert "| A[2] | linear | 589,824 | u 256 x 16 x 16 (grid 2) | f 256 x 16 x 16 (grid 2) | 453 M | 3 |" in a
     assert "| A[4] | linear | 589,824 | u 256 x 4 x 4 (grid 4) | f 256 x 4 x 4 (grid 4) |" in a
     assert "| B[1, 1] | nonlinear |" in await hover("B(f")
     assert "| Ar[2] | linear | 0 |" in await hover("Ar(u)") and "| A[2] |" in await hover("Ar(u)")
@@ -208,6 +209,13 @@ async def test_hover_on_operator_state_param_and_primitive(client):
     assert "pad zero|periodic|reflect" in await hover("conv3")
     empty = await client.text_document_hover_async(T.HoverParams(doc.ident(), T.Position(0, 0)))
     assert empty is None  # a comment: nothing to say
+    one = MGNET.replace("A[l]    = conv3(u -> f) ", "A       = conv3(u -> f) ").replace(
+        "Ar[l]   = A[l]", "Ar[l]   = A   ").replace("A[l+1](u[l+1])", "A(u[l+1])")  # one A for every grid
+    assert await doc.replace(one) == []
+    a = await hover("A       =")
+    assert "one instance for the whole model" in a and a.count("| A | linear | 589,824 |") == 4  # a row per grid
+    assert "| A | linear | 589,824 | u 256 x 8 x 8 (grid 3) | f 256 x 8 x 8 (grid 3) | 113 M | 3 |" in a
+    await doc.replace(MGNET)
     assert await doc.replace(MGNET.replace("stride 2)", "stride 2, pad circular)", 1))  # an error: no IR now
     assert "| 2 | 256 | 16 x 16 |" in await hover("u = u + B")  # the grids and spaces still resolve
     a = await hover("A[l]    =")

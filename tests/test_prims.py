@@ -159,6 +159,22 @@ def test_macs_count_each_use_of_a_shared_operator():
     assert max(uses) > 1
 
 
+@pytest.mark.parametrize("path", ["specs/mgnet.mg", "specs/cnn/densenet.mg", "specs/multigrid/poisson-w11.mg"])
+def test_macs_by_grid_split_each_instance_by_the_grid_its_input_is_on(path):
+    """What `mgdsl lsp`'s hover shows per grid: the runs and MACs there add up to the instance's."""
+    ir = mgdsl.compile_ir(path)
+    m = macs(ir)
+    for label, inst in ir.instances.items():
+        rows = [v for (lab, _), v in m.by_grid.items() if lab == label]
+        assert sum(v[3] for v in rows) == m.by_instance[label], label
+        assert sum(v[2] for v in rows) <= inst.uses  # uses also count naming it as an argument: jacobi(A[l], ..)
+    if path == "specs/mgnet.mg":
+        assert all(sum(v[2] for (lab, _), v in m.by_grid.items() if lab == i.label) == i.uses
+                   for i in ir.instances.values())
+        x, y, runs, n = m.by_grid["A[2]", 2]  # twice in grid 2's smoothing steps, once via Ar[2] = A[2]
+        assert (x.shape, y.shape, runs, n) == ((256, 16, 16), (256, 16, 16), 3, 3 * 256 * 256 * 9 * 16 * 16)
+
+
 def test_macs_do_not_import_torch():
     r = subprocess.run([sys.executable, "-c",
                         "import sys, mgdsl; from mgdsl.cost import macs; "
