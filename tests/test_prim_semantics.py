@@ -114,3 +114,64 @@ def test_the_lowered_module_survives_pickling():
     with torch.no_grad():
         torch.testing.assert_close(again(x), model(x))
     assert type(again).__name__ == type(model).__name__ and again.code == model.code
+
+
+CONV = """model c {
+  input f : 2 x 6 x 6
+  grids 1
+  smooth 1
+  space f = 2
+  S[l] = conv3(f -> f, pad PAD)
+  init f = f
+  step f = S(f)
+  output f
+}
+"""
+# the boundary each pad word promises, as torch's F.pad writes it
+PADS = {"zero": "constant", "periodic": "circular", "reflect": "reflect"}
+
+
+@pytest.mark.parametrize("pad", sorted(PADS))
+def test_a_convolutions_pad_option_pads_the_grid_as_it_says(tmp_path, pad):
+    """`pad periodic` wraps the grid around, `pad reflect` mirrors it; neither may silently zero-pad."""
+    p = tmp_path / "c.mg"
+    p.write_text(CONV.replace("PAD", pad))
+    model = mgdsl.load(str(p))
+    w = dict(model.named_parameters())["S.1.weight"]
+    x = torch.randn(3, 2, 6, 6)
+    with torch.no_grad():
+        want = F.conv2d(F.pad(x, (1, 1, 1, 1), mode=PADS[pad]), w)
+        torch.testing.assert_close(model(x), want)
+    if pad != "zero":  # the boundary is seen: a zero-padded convolution differs on the edge points
+        assert not torch.allclose(want, F.conv2d(x, w, padding=1))
+
+
+BN = """model b {
+  input f : 3 x 4 x 4
+  grids 1
+  smooth 1
+  space f = 3
+  S[l] = bn
+  init f = f
+  step f = S(f)
+  output f
+}
+"""
+
+
+def test_bn_keeps_pytorchs_running_statistics_and_eps(tmp_path):
+    """A batch in training moves the running statistics by PyTorch's momentum 0.1; eval divides by
+    sqrt(var + 1e-5): checkpoints and published weights trained elsewhere mean the same here."""
+    p = tmp_path / "b.mg"
+    p.write_text(BN)
+    model = mgdsl.load(str(p)).train()
+    x = 2 + 3 * torch.randn(8, 3, 4, 4)
+    with torch.no_grad():
+        model(x)
+    bn = dict(model.named_modules())["S.1"]
+    torch.testing.assert_close(bn.running_mean, 0.1 * x.mean((0, 2, 3)))
+    torch.testing.assert_close(bn.running_var, 0.9 + 0.1 * x.var((0, 2, 3), unbiased=True))
+    model.eval()
+    with torch.no_grad():
+        m, v = bn.running_mean.view(1, 3, 1, 1), bn.running_var.view(1, 3, 1, 1)
+        torch.testing.assert_close(model(x), (x - m) / torch.sqrt(v + 1e-5))
