@@ -103,6 +103,36 @@ def test_one_folder_is_split_80_20_without_overlap(tmp_path):
     assert (len(tr), len(te)) == (8, 2) and not set(tr.indices) & set(te.indices)
 
 
+HELD_OUT = """import json, sys
+from pathlib import Path
+from mgdsl.training import stream
+_, te, _ = stream.open_folders(Path(sys.argv[1]), None, 3)
+print(json.dumps(sorted(te.dataset.samples[i][0] for i in te.indices)))
+"""
+
+
+def test_one_folder_holds_out_the_same_images_in_every_process_and_data_mode(tmp_path):
+    """Without val/ or test/, every rank, every run, `eval` and the in-memory path hold out the same 20%:
+    otherwise the test accuracy scores images the model trained on."""
+    import json
+    import subprocess
+    import sys
+
+    from mgdsl.training.data import load_dataset
+    root = make_folder(tmp_path / "one", ("a", "b"), per_class=20, size=(8, 8))
+    _, te, _ = stream.open_folders(root, None, 3)
+    held = sorted(te.dataset.samples[i][0] for i in te.indices)
+    assert len(held) == 8
+    env = {**os.environ, "RANK": "1", "WORLD_SIZE": "2", "PYTHONPATH": os.getcwd()}
+    other = subprocess.run([sys.executable, "-c", HELD_OUT, str(root)], env=env, capture_output=True, text=True,
+                           check=True)
+    assert json.loads(other.stdout) == held  # another process (rank 1, a later run, eval)
+    memory = load_dataset(str(root), None, str(tmp_path))  # --data-mode memory
+    pixels = {np.asarray(Image.open(p).convert("RGB")).tobytes() for p in held}
+    assert {im.tobytes() for im in memory.x_test} == pixels
+    assert not pixels & {im.tobytes() for im in memory.x_train}
+
+
 # ------------------------------------------------------------------ samplers
 
 @settings(max_examples=60, deadline=None)
