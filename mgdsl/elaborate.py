@@ -3,10 +3,10 @@ primitive table, as operators are applied), unroll (the scheme into a dataflow g
 from __future__ import annotations
 
 from . import syntax as S
-from .diagnostics import Diagnostic, Source
+from .diagnostics import Diagnostic, Reporter, Source
 from .ir import IR, WrittenAssign, WrittenEq
 from .passes import run_passes
-from .resolve import Binder, Reporter, resolve
+from .resolve import Binder, resolve
 from .typecheck import Typer
 from .unroll import Unroller, idx_text
 
