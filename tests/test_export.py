@@ -11,7 +11,7 @@ import textwrap
 import pytest
 import torch
 
-from conftest import ROOT
+from helpers import SPECS
 import mgdsl
 from mgdsl import compile_spec
 from mgdsl.cli import main
@@ -20,7 +20,6 @@ from mgdsl.lowering import lower_ir
 
 SMALL = {"width": 4, "fwidth": 8, "n": 17}
 MAX_PARAMS = 10_000_000  # mgnet-imagenet has no width param (71M at 224x224): too large for a unit test
-SPECS = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "specs").rglob("*.mg"))
 
 
 def small_ir(path):

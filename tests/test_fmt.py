@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from conftest import ROOT
+from helpers import ROOT
 from mgdsl import compile_spec
 from mgdsl.fmt import fmt
 from mgdsl.syntax import parse

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import mgdsl
+from helpers import nontrivial_bn
 from mgdsl.cli import main
 from mgdsl.lowering import default_dtype
 
@@ -37,16 +38,6 @@ def test_scale_multiplies_by_its_trained_weight(tmp_path):
         torch.testing.assert_close(model(x), -3.0 * x)
 
 
-def _nontrivial_bn(model, seed):
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.copy_(torch.rand(m.num_features, generator=g) - 0.5)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.bias.data.copy_(torch.rand(m.num_features, generator=g) - 0.5)
-
-
 def test_mg_resnet_rewrite_computes_the_classic_cnn(tmp_path):
     """f = chi(relu f) equals f = relu f - xi(relu(eta(relu f))) with xi = delta, eta = split . sub_id(chi)
     (8.12), (8.13): the rewritten model, given the CNN's weights, gives the CNN's outputs."""
@@ -55,7 +46,7 @@ def test_mg_resnet_rewrite_computes_the_classic_cnn(tmp_path):
     with default_dtype(torch.float64):
         cnn = mgdsl.load("specs/cnn/classic-cnn.mg", width=4).eval()
         mg = mgdsl.load(str(out), width=4).eval()
-    _nontrivial_bn(cnn, 0)
+    nontrivial_bn(cnn, 0)
     src = cnn.state_dict()
     with torch.no_grad():
         for name, t in itertools.chain(mg.named_parameters(), mg.named_buffers()):  # each tensor once

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 import mgdsl
-from conftest import SPECS
+from helpers import SPECS
 from mgdsl.render import picture, render, to_dot
 
 HAS_DOT = shutil.which("dot") is not None
