@@ -393,10 +393,8 @@ def cmd_fmt(args) -> int:
                 canonical = False
         elif args.in_place:
             if out != text:
-                tmp = path + ".tmp"
-                with open(tmp, "w") as fh:
-                    fh.write(out)
-                os.replace(tmp, path)
+                from .files import atomic_write
+                atomic_write(path, out)
         else:
             sys.stdout.write(out)
     return 0 if canonical else 1

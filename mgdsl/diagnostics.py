@@ -69,3 +69,38 @@ def did_you_mean(name: str, candidates) -> str | None:
     """A hint naming the closest known spelling, if one is close."""
     close = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
     return f"did you mean '{close[0]}'?" if close else None
+
+
+class Fail(Exception):
+    """One located error inside elaboration; caught per equation so that all errors are reported."""
+
+    def __init__(self, message: str, span: Span | None, hint: str | None = None):
+        super().__init__(message)
+        self.diag = Diagnostic(message, span, hint)
+
+
+@dataclass
+class Reporter:
+    """The diagnostics of one elaboration, shared by its stages; each error is reported once."""
+    source: Source
+    diags: list[Diagnostic] = field(default_factory=list)
+
+    def error(self, message: str, span: Span | None, hint: str | None = None) -> None:
+        d = Diagnostic(message, span, hint)
+        if not any(x.message == d.message and x.span == d.span for x in self.diags):
+            self.diags.append(d)
+
+    def add(self, f: Fail) -> None:
+        self.error(f.diag.message, f.diag.span, f.diag.hint)
+
+    def guard(self, fn, *args):
+        """fn(*args), or None with its error recorded."""
+        try:
+            return fn(*args)
+        except Fail as f:
+            self.add(f)
+            return None
+
+    def stop_if_any(self) -> None:
+        if self.diags:
+            raise SpecError(self.diags, self.source)

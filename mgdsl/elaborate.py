@@ -3,10 +3,10 @@ primitive table, as operators are applied), unroll (the scheme into a dataflow g
 from __future__ import annotations
 
 from . import syntax as S
-from .diagnostics import Diagnostic, Source
+from .diagnostics import Diagnostic, Reporter, Source
 from .ir import IR, WrittenAssign, WrittenEq
 from .passes import run_passes
-from .resolve import Binder, Reporter, resolve
+from .resolve import Binder, resolve
 from .typecheck import Typer
 from .unroll import Unroller, idx_text
 
@@ -44,9 +44,11 @@ def elaborate(model: S.Model, source: Source, overrides: dict | None = None) -> 
     binder = Binder(r, source)
     unroller = Unroller(r, rep, binder, Typer(r, binder))
     out = unroller.run()
-    ir = IR(model.name, source.path, dict(r.params), r.input_name, r.input_ty, r.classes, r.J, r.nu, r.post, r.cycle,
-            r.spaces, r.sizes, binder.instances, unroller.g.nodes, out, unroller.states, r.state_names, [],
-            written_equations(r.eqs, r.output), unroller.bindings)
+    ir = IR(name=model.name, path=source.path, params=dict(r.params), input_name=r.input_name, input_ty=r.input_ty,
+            classes=r.classes, grids=r.J, nu=r.nu, post=r.post, cycle=r.cycle, spaces=r.spaces, sizes=r.sizes,
+            instances=binder.instances, nodes=unroller.g.nodes, output=out, states=unroller.states,
+            state_names=r.state_names, warnings=[], equations=written_equations(r.eqs, r.output),
+            bindings=unroller.bindings)
     ir = run_passes(ir)
     used = {i.name for i in ir.instances.values()}
     ir.warnings[:0] = [Diagnostic(f"{name} is defined but never used", defs[0].span, severity="warning")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import inspect
 import json
 import keyword
-import os
 import pprint
 import re
 from pathlib import Path
@@ -17,6 +16,7 @@ from torch import nn
 
 from . import __version__, lowering as L
 from .diagnostics import Diagnostic, SpecError
+from .files import atomic_write
 from .ir import IR
 from .prims import LowerCtx
 
@@ -290,17 +290,6 @@ def source(ir: IR, model: nn.Module, note: str = "") -> str:
 
 # ------------------------------------------------------------------ writing the files
 
-def _atomic_write(path: Path, write) -> None:
-    """Write to PATH.tmp, then rename: an error or Ctrl-C never leaves a half-written PATH."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def to_onnx(model: nn.Module, path: Path) -> None:
     """OUT.onnx through torch.onnx (eval mode, batch size free)."""
     try:
@@ -317,7 +306,7 @@ def to_onnx(model: nn.Module, path: Path) -> None:
         prog = torch.onnx.export(model, (x,), dynamic_shapes={"x": {0: batch}}, dynamo=True,
                                  opset_version=ONNX_OPSET, verbose=False)
         prog.save(str(tmp))
-    _atomic_write(path, write)
+    atomic_write(path, write)
 
 
 def training_note(cfg: dict) -> str:
@@ -346,11 +335,11 @@ def export(ir: IR, out: str, weights: str | None = None, formats: str = "all", n
     if "py" in FORMATS[formats]:
         text = source(ir, model, note)
         py = base.with_name(base.name + ".py")
-        _atomic_write(py, lambda tmp: tmp.write_text(text))
+        atomic_write(py, text)
         written.append(py)
         if weights:
             pt = base.with_name(base.name + ".pt")
-            _atomic_write(pt, lambda tmp: torch.save(model.state_dict(), tmp))
+            atomic_write(pt, lambda tmp: torch.save(model.state_dict(), tmp))
             written.append(pt)
     if "onnx" in FORMATS[formats]:
         onnx_path = base.with_name(base.name + ".onnx")

@@ -137,7 +137,7 @@ def reachable(nodes: list[Node], roots) -> set[int]:
     return live
 
 
-@dataclass
+@dataclass(kw_only=True)  # twenty fields: every construction names them
 class IR:
     name: str
     path: str

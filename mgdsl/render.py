@@ -8,6 +8,7 @@ import subprocess
 from dataclasses import dataclass, field
 
 from .cost import macs, si
+from .files import atomic_write
 from .ir import IR, Instance, reachable
 
 STEP_KINDS = ("step", "poststep")
@@ -280,25 +281,17 @@ def render(irs: list[IR], path: str, fmt: str | None = None, expand: bool = Fals
     dot = ir_dot(irs[0]) if raw_ir else to_dot([picture(ir, expand) for ir in irs], irs)
     source = dot.source
     if fmt == "dot":
-        _write(path, source.encode())
+        atomic_write(path, source.encode())
         return f"wrote {path}"
     exe = shutil.which("dot")
     if exe is None:
         dot_path = path.rsplit(".", 1)[0] + ".dot"
-        _write(dot_path, source.encode())
+        atomic_write(dot_path, source.encode())
         return (f"wrote {dot_path}; no Graphviz `dot` found to make {fmt}: install it "
                 f"(Debian/Ubuntu: apt-get install graphviz; macOS: brew install graphviz)")
     r = subprocess.run([exe, f"-T{fmt}"], input=source.encode(), capture_output=True)
     if r.returncode != 0:
         raise RuntimeError(f"dot failed: {r.stderr.decode(errors='replace').strip()}")
-    _write(path, r.stdout)
+    atomic_write(path, r.stdout)
     warn = r.stderr.decode(errors="replace").strip()
     return f"wrote {path}" + (f" (dot: {warn})" if warn else "")
-
-
-def _write(path: str, data: bytes) -> None:
-    import os
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)

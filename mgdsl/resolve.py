@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import syntax as S
-from .diagnostics import Diagnostic, Source, Span, SpecError, did_you_mean
+from .diagnostics import Diagnostic, Fail, Reporter, Source, Span, SpecError, did_you_mean
 from .ir import Instance, Ty
 from .prims import PRIMS, ceil_half
 
@@ -23,41 +23,6 @@ MODULE_ATTRS = {"forward", "forward_states", "train", "eval", "training", "to", 
                 "add_module", "get_submodule", "get_parameter", "get_buffer", "extra_repr", "compile", "share_memory",
                 "code", "instance", "input_shape", "output_shape", "spec_name", "state_keys", "dump_patches",
                 "call_super_init", "ipu", "xpu", "mtia"}
-
-
-class Fail(Exception):
-    """One located error inside elaboration; caught per equation so that all errors are reported."""
-
-    def __init__(self, message: str, span: Span | None, hint: str | None = None):
-        super().__init__(message)
-        self.diag = Diagnostic(message, span, hint)
-
-
-@dataclass
-class Reporter:
-    """The diagnostics of one elaboration, shared by its stages; each error is reported once."""
-    source: Source
-    diags: list[Diagnostic] = field(default_factory=list)
-
-    def error(self, message: str, span: Span | None, hint: str | None = None) -> None:
-        d = Diagnostic(message, span, hint)
-        if not any(x.message == d.message and x.span == d.span for x in self.diags):
-            self.diags.append(d)
-
-    def add(self, f: Fail) -> None:
-        self.error(f.diag.message, f.diag.span, f.diag.hint)
-
-    def guard(self, fn, *args):
-        """fn(*args), or None with its error recorded."""
-        try:
-            return fn(*args)
-        except Fail as f:
-            self.add(f)
-            return None
-
-    def stop_if_any(self) -> None:
-        if self.diags:
-            raise SpecError(self.diags, self.source)
 
 
 @dataclass

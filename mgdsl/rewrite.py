@@ -1,11 +1,11 @@
 """Source-to-source rewrites that the theorems construct: a classic CNN as Mg-ResNet (Theorem 8.3)."""
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 
 from . import syntax as S
 from .diagnostics import Diagnostic, SpecError
+from .files import atomic_write
 
 
 def _fresh(base: str, taken: set) -> str:
@@ -62,10 +62,7 @@ def cmd_rewrite(args) -> int:
     params = parse_overrides(args.defines)
     ir = compile_ir(args.spec, **params)
     text = fmt(to_mg_resnet(parse(ir.source.text, ir.path), ir))  # the text compiled, not a second read
-    tmp = args.output + ".tmp"
-    with open(tmp, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, args.output)
+    atomic_write(args.output, text)
     new = compile_ir(args.output, text=text, **params)
     with default_dtype(torch.float64):
         a, b = lower_ir(ir).eval(), lower_ir(new).eval()

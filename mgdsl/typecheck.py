@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .diagnostics import Span
+from .diagnostics import Fail, Span
 from .ir import Instance, Layer, Ty
 from .prims import BY_LAYER, PRIMS, UP, Call, PrimError, layer_at
 from .prims import SpaceMismatch as PrimSpaceMismatch
-from .resolve import Binder, Fail, Part, Resolved
+from .resolve import Binder, Part, Resolved
 
 
 class SpaceMismatch(Exception):

@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from . import syntax as S
-from .diagnostics import Span, SpecError, did_you_mean
+from .diagnostics import Fail, Reporter, Span, SpecError, did_you_mean
 from .ir import Node, Tag, Ty, Where, reachable, shape_text
 from .passes import apply_folds_to_zero
 from .prims import INLINE, PRIMS
-from .resolve import LEVEL_VARS, Binder, Fail, Reporter, Resolved, grid_sizes, index_values
+from .resolve import LEVEL_VARS, Binder, Resolved, grid_sizes, index_values
 from .typecheck import Typer
 
 MAX_NODES = 200_000  # values in the unrolled graph

@@ -3,9 +3,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-SPECS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "specs").rglob("*.mg"))
+from helpers import ROOT  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

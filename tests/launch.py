@@ -4,7 +4,8 @@ A launch whose worker died by a signal is run once more: a crash in gloo or the 
 about 20 runs on a loaded 2-core machine (rank 1 exit -6; in the in-process test of tests/test_loop.py the
 same crash said "terminate called without an active exception", after training had finished). A Python error in a worker
 exits with its own status and message, and is not retried; a deterministic crash, such as ranks that disagree
-on their collectives, fails the same way twice, and then the test fails with both reports."""
+on their collectives, fails the same way twice, and then the test fails with both reports. The retry writes
+to the same --out, which the first attempt's folder is moved away from first."""
 import os
 import re
 import socket
@@ -24,6 +25,15 @@ def _killed_by_a_signal(r: subprocess.CompletedProcess) -> bool:
     return r.returncode != 0 and re.search(r"exitcode\s*:\s*-\d+", r.stderr) is not None
 
 
+def _set_aside(args) -> None:
+    """Move the first attempt's --out folder to OUT.first-attempt: the retry starts from a fresh folder (rank 0
+    may have written a complete run before rank 1 died, and a run folder is never overwritten)."""
+    if "--out" in args:
+        out = args[args.index("--out") + 1]
+        if os.path.exists(out):
+            os.replace(out, f"{out}.first-attempt")
+
+
 def torchrun(args, *, nproc: int = 2, launcher=(), env=None, timeout: int = 300, retry: bool = True):
     """`python -m torch.distributed.run --nproc_per_node=nproc [launcher] args`; args starts with a script or
     with "-m", "module". Returns the CompletedProcess (stderr holds both attempts' when it was retried)."""
@@ -36,6 +46,7 @@ def torchrun(args, *, nproc: int = 2, launcher=(), env=None, timeout: int = 300,
     r = once()
     if retry and _killed_by_a_signal(r):
         first = r.stderr
+        _set_aside(args)
         r = once()
         r.stderr = f"{r.stderr}\n--- the first attempt, retried after a worker died by a signal ---\n{first}"
     return r

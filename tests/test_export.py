@@ -11,7 +11,7 @@ import textwrap
 import pytest
 import torch
 
-from conftest import ROOT
+from helpers import SPECS
 import mgdsl
 from mgdsl import compile_spec
 from mgdsl.cli import main
@@ -20,7 +20,6 @@ from mgdsl.lowering import lower_ir
 
 SMALL = {"width": 4, "fwidth": 8, "n": 17}
 MAX_PARAMS = 10_000_000  # mgnet-imagenet has no width param (71M at 224x224): too large for a unit test
-SPECS = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "specs").rglob("*.mg"))
 
 
 def small_ir(path):
@@ -37,6 +36,27 @@ def randomize(model, seed=0):
                 low = 0.5 if name.endswith("running_var") else -0.5
                 t.copy_(low + torch.rand(t.shape, generator=g, dtype=t.dtype))
     return model.eval()
+
+
+def randomize_each_entry(model, seed=0) -> dict:
+    """A state_dict whose every entry is drawn on its own, also where the model shares one tensor under
+    several names (eta[l] in each of a grid's B's), loaded into the model: the last entry of a shared tensor
+    wins, so a copy that should share its tensor but does not keeps another value and changes the outputs."""
+    g = torch.Generator().manual_seed(seed)
+    state = {}
+    for name, t in model.state_dict().items():
+        low = 0.5 if name.endswith("running_var") else -0.5
+        state[name] = low + torch.rand(t.shape, generator=g, dtype=t.dtype) if t.is_floating_point() else t.clone()
+    model.load_state_dict(state)
+    return state
+
+
+def shared_names(model) -> list[list[str]]:
+    """The state_dict names that are one tensor, in groups of two or more."""
+    groups = {}
+    for name, t in model.state_dict(keep_vars=True).items():
+        groups.setdefault(t.data_ptr(), []).append(name)
+    return sorted(g for g in groups.values() if len(g) > 1)
 
 
 # The exported files run in a fresh interpreter where `import mgdsl` fails: they must need torch only.
@@ -57,12 +77,16 @@ RUNNER = textwrap.dedent("""
         spec.loader.exec_module(mod)
         model = getattr(mod, job["cls"])()
         keys = list(model.state_dict())
+        groups = {}
+        for name, t in model.state_dict(keep_vars=True).items():
+            groups.setdefault(t.data_ptr(), []).append(name)
+        shared = sorted(g for g in groups.values() if len(g) > 1)
         model.load_state_dict(torch.load(job["pt"], weights_only=True))
         model.eval()
         with torch.no_grad():
             y = model(torch.load(job["x"]))
         ref = torch.load(job["y"])
-        out[job["name"]] = {"keys": keys, "err": (y - ref).abs().max().item(), "scale": ref.abs().max().item(),
+        out[job["name"]] = {"keys": keys, "shared": shared, "err": (y - ref).abs().max().item(), "scale": ref.abs().max().item(),
                             "modules": sorted(m for m, v in sys.modules.items() if v is not None and m.split(".")[0] == "mgdsl")}
     json.dump(out, open(sys.argv[2], "w"))
 """)
@@ -83,23 +107,25 @@ def test_exported_source_round_trips_random_weights_for_every_shipped_spec(tmp_p
         ir = small_ir(path)
         if ir.total_params > MAX_PARAMS:
             continue
-        model = randomize(lower_ir(ir), seed=k)
+        model = lower_ir(ir).eval()
+        state = randomize_each_entry(model, seed=k)
         x = torch.randn(2, *ir.input_ty.shape, generator=torch.Generator().manual_seed(k))
         with torch.no_grad():
             y = model(x)
         base = tmp_path / f"m{k}"
-        torch.save(model.state_dict(), f"{base}.pt")
+        torch.save(state, f"{base}.pt")  # shared entries differ: the exported module must share as mgdsl does
         export(ir, str(base), formats="py")
         torch.save(x, f"{base}.x")
         torch.save(y, f"{base}.y")
-        refs[path] = list(model.state_dict())
+        refs[path] = list(model.state_dict()), shared_names(model)
         jobs.append({"name": path, "module": f"m{k}", "py": f"{base}.py", "pt": f"{base}.pt", "x": f"{base}.x",
                      "y": f"{base}.y", "cls": class_name(ir.name)})
     assert len(jobs) >= len(SPECS) - 1  # only the ImageNet model is left out
     got = run_standalone(jobs, tmp_path)
     for path, r in got.items():
         assert r["modules"] == []
-        assert r["keys"] == refs[path], path  # mgdsl.load's state_dict keys, in mgdsl.load's order
+        assert r["keys"] == refs[path][0], path  # mgdsl.load's state_dict keys, in mgdsl.load's order
+        assert r["shared"] == refs[path][1], path  # the same tensors shared under the same names
         assert r["err"] <= 1e-5 * max(1.0, r["scale"]), (path, r["err"])
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import mgdsl
-from conftest import SPECS
+from helpers import SPECS
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 

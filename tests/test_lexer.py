@@ -6,7 +6,7 @@ import pytest
 pytest.importorskip("pygments")
 from pygments.token import Error, Keyword, Name  # noqa: E402
 
-from conftest import ROOT  # noqa: E402
+from helpers import ROOT  # noqa: E402
 from mgdsl.lexer import MgLexer  # noqa: E402
 
 SHIPPED = sorted(p for folder in ("specs", "mgdsl/families") for p in (ROOT / folder).rglob("*.mg"))

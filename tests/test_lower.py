@@ -2,7 +2,7 @@ import pytest
 import torch
 
 import mgdsl
-from conftest import SPECS
+from helpers import SPECS, nontrivial_bn
 from reference import HandMgNet, HandResNet18
 
 SMALL = {"width": 8, "fwidth": 8, "n": 17}
@@ -59,12 +59,7 @@ def test_lowered_mgnet_equals_hand_written(mode):
     assert set(hand.mgdsl_names().values()) <= set(model.state_dict())
     assert len(hand.mgdsl_names()) == len([k for k in hand.state_dict() if "num_batches" not in k])
     assert sum(p.numel() for p in hand.parameters()) == sum(p.numel() for p in model.parameters())
-    for m in hand.modules():  # non-trivial BN statistics
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.2, 0.2)
+    nontrivial_bn(hand)
     _copy(hand, model)
     getattr(hand, mode)()
     getattr(model, mode)()

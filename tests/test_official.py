@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import mgdsl
+from helpers import nontrivial_bn
 from reference import HandMgNet
 
 SPEC = "specs/mgnet-official.mg"
@@ -20,15 +21,6 @@ def test_official_parameter_count_is_exactly_the_public_code():
     assert mgdsl.compile_ir(SPEC).total_params == count
 
 
-def _nontrivial_bn(model):
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.2, 0.2)
-
-
 @pytest.mark.parametrize("mode", ["eval", "train"])
 def test_official_spec_computes_the_public_codes_forward(mode):
     torch.manual_seed(0)
@@ -40,7 +32,7 @@ def test_official_spec_computes_the_public_codes_forward(mode):
     model_keys = [k for k, _ in [*model.named_parameters(), *model.named_buffers()] if "num_batches" not in k]
     assert len(names) == len(hand_keys) == len(model_keys)  # a one-to-one map of every tensor
     assert set(names.values()) == set(model_keys)
-    _nontrivial_bn(hand)
+    nontrivial_bn(hand)
     sd = model.state_dict()
     for src, dst in names.items():
         assert sd[dst].shape == hand.state_dict()[src].shape, (src, dst)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from helpers import ROOT
 import mgdsl
 from mgdsl import SpecError, compile_spec
 from mgdsl.cli import main

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import mgdsl
+from helpers import nontrivial_bn
 from mgdsl.cli import main
 from mgdsl.lowering import default_dtype
 
@@ -37,16 +38,6 @@ def test_scale_multiplies_by_its_trained_weight(tmp_path):
         torch.testing.assert_close(model(x), -3.0 * x)
 
 
-def _nontrivial_bn(model, seed):
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.copy_(torch.rand(m.num_features, generator=g) - 0.5)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.bias.data.copy_(torch.rand(m.num_features, generator=g) - 0.5)
-
-
 def test_mg_resnet_rewrite_computes_the_classic_cnn(tmp_path):
     """f = chi(relu f) equals f = relu f - xi(relu(eta(relu f))) with xi = delta, eta = split . sub_id(chi)
     (8.12), (8.13): the rewritten model, given the CNN's weights, gives the CNN's outputs."""
@@ -55,7 +46,7 @@ def test_mg_resnet_rewrite_computes_the_classic_cnn(tmp_path):
     with default_dtype(torch.float64):
         cnn = mgdsl.load("specs/cnn/classic-cnn.mg", width=4).eval()
         mg = mgdsl.load(str(out), width=4).eval()
-    _nontrivial_bn(cnn, 0)
+    nontrivial_bn(cnn, 0)
     src = cnn.state_dict()
     with torch.no_grad():
         for name, t in itertools.chain(mg.named_parameters(), mg.named_buffers()):  # each tensor once
@@ -114,3 +105,64 @@ def test_the_lowered_module_survives_pickling():
     with torch.no_grad():
         torch.testing.assert_close(again(x), model(x))
     assert type(again).__name__ == type(model).__name__ and again.code == model.code
+
+
+CONV = """model c {
+  input f : 2 x 6 x 6
+  grids 1
+  smooth 1
+  space f = 2
+  S[l] = conv3(f -> f, pad PAD)
+  init f = f
+  step f = S(f)
+  output f
+}
+"""
+# the boundary each pad word promises, as torch's F.pad writes it
+PADS = {"zero": "constant", "periodic": "circular", "reflect": "reflect"}
+
+
+@pytest.mark.parametrize("pad", sorted(PADS))
+def test_a_convolutions_pad_option_pads_the_grid_as_it_says(tmp_path, pad):
+    """`pad periodic` wraps the grid around, `pad reflect` mirrors it; neither may silently zero-pad."""
+    p = tmp_path / "c.mg"
+    p.write_text(CONV.replace("PAD", pad))
+    model = mgdsl.load(str(p))
+    w = dict(model.named_parameters())["S.1.weight"]
+    x = torch.randn(3, 2, 6, 6)
+    with torch.no_grad():
+        want = F.conv2d(F.pad(x, (1, 1, 1, 1), mode=PADS[pad]), w)
+        torch.testing.assert_close(model(x), want)
+    if pad != "zero":  # the boundary is seen: a zero-padded convolution differs on the edge points
+        assert not torch.allclose(want, F.conv2d(x, w, padding=1))
+
+
+BN = """model b {
+  input f : 3 x 4 x 4
+  grids 1
+  smooth 1
+  space f = 3
+  S[l] = bn
+  init f = f
+  step f = S(f)
+  output f
+}
+"""
+
+
+def test_bn_keeps_pytorchs_running_statistics_and_eps(tmp_path):
+    """A batch in training moves the running statistics by PyTorch's momentum 0.1; eval divides by
+    sqrt(var + 1e-5): checkpoints and published weights trained elsewhere mean the same here."""
+    p = tmp_path / "b.mg"
+    p.write_text(BN)
+    model = mgdsl.load(str(p)).train()
+    x = 2 + 3 * torch.randn(8, 3, 4, 4)
+    with torch.no_grad():
+        model(x)
+    bn = dict(model.named_modules())["S.1"]
+    torch.testing.assert_close(bn.running_mean, 0.1 * x.mean((0, 2, 3)))
+    torch.testing.assert_close(bn.running_var, 0.9 + 0.1 * x.var((0, 2, 3), unbiased=True))
+    model.eval()
+    with torch.no_grad():
+        m, v = bn.running_mean.view(1, 3, 1, 1), bn.running_var.view(1, 3, 1, 1)
+        torch.testing.assert_close(model(x), (x - m) / torch.sqrt(v + 1e-5))

@@ -11,7 +11,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import mgdsl
-from conftest import SPECS
+from helpers import SPECS
 from mgdsl.cost import macs
 from mgdsl.ir import Instance, Ty
 from mgdsl.prims import PRIMS, Call, LowerCtx, PrimError, ceil_half, layer_at

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 import mgdsl
-from conftest import SPECS
+from helpers import SPECS
 from mgdsl.render import picture, render, to_dot
 
 HAS_DOT = shutil.which("dot") is not None
@@ -88,3 +88,49 @@ def test_render_is_fast_and_does_not_import_torch(tmp_path):
     assert r.returncode == 0, r.stderr
     per_spec = float(r.stdout) / len(SPECS)
     assert per_spec < 1.0
+
+
+RECT = """model rect {
+  input x : 3 x 16 x 12
+  classes 10
+  grids 2
+  smooth 2
+  space u = [4, 8], f = [4, 8]
+
+  f_in    = relu . bn . conv3(x -> f)
+  A[l]    = conv3(u -> f)
+  B[l, i] = relu . bn . conv3(f -> u)
+  Pi[l]   = conv3(u -> u, stride 2)
+  R[l]    = conv3(f -> f, stride 2)
+  fc      = linear(u -> classes)
+
+  init    f = f_in(x); u = 0
+  step    u = u + B(f - A(u))
+  coarsen u[l+1] = Pi(u); f[l+1] = R(f - A(u)) + A[l+1](u[l+1])
+  output  fc(avgpool(u))
+}
+"""
+
+
+def test_the_picture_states_each_grids_size_and_channels_and_each_boxs_parameters(tmp_path):
+    """Numbers counted by hand: grid sizes height x width on a 16 x 12 input, the channels of each grid, and
+    a folded smoothing box's parameters for all its steps (B[1, i]: 2 x (4*4*9 + 2*4) = 304)."""
+    p = tmp_path / "rect.mg"
+    p.write_text(RECT)
+    ir = mgdsl.compile_ir(str(p))
+    source = to_dot([picture(ir)], [ir]).source
+    assert "rect  (2,990 params" in source  # 116 + 144 + 304 + 288 + 288 + 576 + 1184 + 90
+    assert 'label="grid 1: 16×12, c_u=4, c_f=4"' in source and 'label="grid 2: 8×6, c_u=8, c_f=8"' in source
+    assert re.search(r"B\[1, i\]</B> ×2<BR/>.*· 304 params<", source)
+    assert re.search(r"B\[2, i\]</B> ×2<BR/>.*· 1\.2k params<", source)  # 2 x (8*8*9 + 2*8) = 1184
+    big = mgdsl.compile_ir("specs/table2/resnet18.mg")
+    # a 3x3 conv 512 -> 512 with BN: 512*512*9 + 2*512 = 2,360,320
+    assert "f:512 → f:512 · affine · 2.36M params" in to_dot([picture(big)], [big]).source
+
+
+@pytest.mark.skipif(not HAS_DOT, reason="needs Graphviz's dot")
+def test_the_output_format_follows_the_file_name(tmp_path):
+    from mgdsl.cli import main
+    for name, magic in (("m.png", b"\x89PNG"), ("m.svg", b"<?xml"), ("m.pdf", b"%PDF")):
+        assert main(["render", "specs/mgnet.mg", "-o", str(tmp_path / name)]) == 0
+        assert (tmp_path / name).read_bytes().startswith(magic), name

@@ -103,6 +103,36 @@ def test_one_folder_is_split_80_20_without_overlap(tmp_path):
     assert (len(tr), len(te)) == (8, 2) and not set(tr.indices) & set(te.indices)
 
 
+HELD_OUT = """import json, sys
+from pathlib import Path
+from mgdsl.training import stream
+_, te, _ = stream.open_folders(Path(sys.argv[1]), None, 3)
+print(json.dumps(sorted(te.dataset.samples[i][0] for i in te.indices)))
+"""
+
+
+def test_one_folder_holds_out_the_same_images_in_every_process_and_data_mode(tmp_path):
+    """Without val/ or test/, every rank, every run, `eval` and the in-memory path hold out the same 20%:
+    otherwise the test accuracy scores images the model trained on."""
+    import json
+    import subprocess
+    import sys
+
+    from mgdsl.training.data import load_dataset
+    root = make_folder(tmp_path / "one", ("a", "b"), per_class=20, size=(8, 8))
+    _, te, _ = stream.open_folders(root, None, 3)
+    held = sorted(te.dataset.samples[i][0] for i in te.indices)
+    assert len(held) == 8
+    env = {**os.environ, "RANK": "1", "WORLD_SIZE": "2", "PYTHONPATH": os.getcwd()}
+    other = subprocess.run([sys.executable, "-c", HELD_OUT, str(root)], env=env, capture_output=True, text=True,
+                           check=True)
+    assert json.loads(other.stdout) == held  # another process (rank 1, a later run, eval)
+    memory = load_dataset(str(root), None, str(tmp_path))  # --data-mode memory
+    pixels = {np.asarray(Image.open(p).convert("RGB")).tobytes() for p in held}
+    assert {im.tobytes() for im in memory.x_test} == pixels
+    assert not pixels & {im.tobytes() for im in memory.x_train}
+
+
 # ------------------------------------------------------------------ samplers
 
 @settings(max_examples=60, deadline=None)
@@ -229,3 +259,48 @@ def test_sharded_evaluation_over_two_gloo_processes_equals_one_process():
     one = metrics.evaluate(model, [(x, y)], torch.device("cpu"), False, 6)
     assert count == n == one.n
     assert (loss, top1, top5) == pytest.approx((one.loss, one.top1, one.top5), rel=1e-6)
+
+
+# ------------------------------------------------------------------ the CLI's streamed training
+
+def _ramps(root, n=8, size=16):
+    """An image folder whose every image brightens left to right: any crop keeps that, a mirror reverses it."""
+    ramp = np.linspace(0, 255, size).astype(np.uint8)
+    for c in ("a", "b"):
+        (root / c).mkdir(parents=True)
+        for k in range(n // 2):
+            im = np.broadcast_to(ramp[None, :, None], (size, size, 3)).copy()
+            Image.fromarray(im).save(root / c / f"{k}.png")
+    return root
+
+
+def _mirrored_in_training(root, out, *flags):
+    """For each training image the model saw in a one-epoch streamed CLI run: was it mirrored?"""
+    from torch.nn.modules.module import register_module_forward_pre_hook
+
+    from mgdsl.cli import main
+    seen = []
+
+    def spy(module, args):
+        x = args[0] if args else None
+        if module.training and isinstance(module, torch.nn.Conv2d) and module.in_channels == 3:
+            cols = x.detach().float().mean((1, 2))  # the mean of each column
+            seen.extend(bool(c[0] > c[-1]) for c in cols)
+    handle = register_module_forward_pre_hook(spy)
+    try:
+        assert main(["compile", "specs/mgnet.mg", "-D", "width=4", "-D", "nu=1", "--train", str(root), "--epochs",
+                     "1", "--batch-size", "2", "--workers", "0", "--data-mode", "stream", "--out", str(out),
+                     *flags]) == 0
+    finally:
+        handle.remove()
+    return seen
+
+
+def test_streamed_training_mirrors_images_unless_no_flip(tmp_path):
+    """`--no-flip` reaches the streamed training transform: no image is mirrored (a digit or a symbol
+    mirrored is another class); by default about half are."""
+    root = _ramps(tmp_path / "ramps", n=20)
+    off = _mirrored_in_training(root, tmp_path / "off", "--no-flip")
+    assert len(off) == 16 and not any(off)
+    on = _mirrored_in_training(root, tmp_path / "on")
+    assert len(on) == 16 and 0 < sum(on) < 16

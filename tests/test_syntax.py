@@ -1,7 +1,7 @@
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from conftest import SPECS
+from helpers import SPECS
 from mgdsl import SpecError
 from mgdsl.fmt import fmt
 from mgdsl.syntax import parse, parse_file

@@ -382,19 +382,6 @@ def test_an_earlier_run_is_never_overwritten(tiny_npz, tmp_path, capsys, monkeyp
     assert fresh_run_dir("runs/m-d") == "runs/m-d-2"
 
 
-def test_atomic_write_leaves_the_old_file_when_the_write_fails(tmp_path, monkeypatch):
-    from mgdsl.training import runs
-    p = tmp_path / "f.json"
-    runs.atomic_write(p, "old")
-
-    def boom(fd):
-        raise OSError("disk full")
-    monkeypatch.setattr(runs.os, "fsync", boom)
-    with pytest.raises(OSError):
-        runs.atomic_write(p, "new")
-    assert p.read_text() == "old"
-
-
 # ------------------------------------------------------------------ recipes and augmentation
 
 def test_paper_recipe_is_exact_at_120_epochs_and_compressed_for_fewer():

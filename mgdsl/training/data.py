@@ -63,15 +63,13 @@ def load_dataset(name: str, test: str | None, root: str) -> DataSet:
         k = ktr if ktr is not None else kte
         return DataSet(xtr, ytr, xte, yte, flip_default=flip_default(name), classes=_classes(name, ytr, test, yte, k))
     if p.is_dir():
-        from .stream import folder_split  # the one rule for train/ + val/ or test/, memory and stream alike
+        from .stream import folder_split, holdout_split  # one rule for the split, memory and stream alike
         split = folder_split(p, Path(test) if test else None)
         p, test = split.train, (str(split.test) if split.test else None)
         x, y, names = read_image_folder(p)
         if test is None:  # no test folder: a fixed 80 / 20 split
-            rng = np.random.default_rng(0)
-            idx = rng.permutation(len(x))
-            cut = int(0.8 * len(x))
-            return DataSet(x[idx[:cut]], y[idx[:cut]], x[idx[cut:]], y[idx[cut:]], flip_default=True,
+            a, b = holdout_split(len(x))
+            return DataSet(x[a], y[a], x[b], y[b], flip_default=True,
                            classes=len(names), note=f"{p}: a fixed 80 / 20 split (numpy default_rng(0))")
         xt, yt, tnames = read_image_folder(Path(test))
         if tnames != names:

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import sys
 from pathlib import Path
+
+from ..files import atomic_write
 
 RUN_FILES = ("config.json", "metrics.jsonl", "model.pt", "last.pt", "summary.json")
 
@@ -35,28 +36,6 @@ def fresh_run_dir(base: str) -> str:
         k += 1
         out = f"{base}-{k}"
     return out
-
-
-def atomic_write(path: Path, data: bytes | str) -> None:
-    """Write to a temporary file beside path, fsync it, then rename: a reader sees the old file or the new one,
-    never half of one, even after a crash or Ctrl-C."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data.encode() if isinstance(data, str) else data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    try:  # the rename itself survives a power cut only once the folder is synced
-        fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def save_torch(obj, path: Path) -> None:
