@@ -74,6 +74,7 @@ HELPERS = {
     L.Scale: (), L.GlobalAvgPool: (), L.Split: (), L.Delta: (), L.SubId: (),
     L.Stencil: ("KERNELS", "PAD_MODES"), L.VarStencil: (), L.Deconv: (),
     L.Jacobi: (L.VarStencil, L.Stencil, L.probe_diagonal), L.Inverse: (L.probe_matrix,),
+    L.RedBlack: (L.Jacobi,),
     L.assemble: (L.VarStencil,), L.probe_diagonal: (), L.probe_matrix: (),
 }
 
@@ -147,12 +148,12 @@ class _Writer:
         if t is L.Stencil:
             return (f"Stencil({_stencil_name(m)!r}, {m.channels}, stride={m.stride}, transposed={m.transposed}, "
                     f"pad={_pad_name(m.pad)!r}, out_size={m.out_size!r})")
-        if t in (L.Jacobi, L.Inverse) and layer is not None:
+        if t in (L.Jacobi, L.RedBlack, L.Inverse) and layer is not None:
             a = self.ir.instances[layer.ref]
             size = (a.in_ty.height, a.in_ty.width)
             ref = self.var[id(self.model.instance(layer.ref))]
-            if t is L.Jacobi:
-                return f"Jacobi({ref}, {a.in_ty.channels}, {size!r}, {layer.omega!r})"
+            if t in (L.Jacobi, L.RedBlack):
+                return f"{t.__name__}({ref}, {a.in_ty.channels}, {size!r}, {layer.omega!r})"
             return f"Inverse({ref}, {a.in_ty.channels}, {size!r})"
         raise _error(f"mgdsl export cannot write a {t.__name__} module yet",
                      "export the spec with --format onnx, or use mgdsl.load in Python")

@@ -34,6 +34,14 @@ def test_convergence_factors_match_design(path, params, factor, n):
     assert asymptotic(out["residuals"]) == pytest.approx(factor, abs=tol)
 
 
+@pytest.mark.parametrize("n,lo,hi", [(65, 0.09, 0.2), (129, 0.09, 0.2)])
+def test_v11_with_red_black_gauss_seidel_reaches_the_textbook_factor(n, lo, hi):
+    """V(1,1) with red-black Gauss-Seidel on the 5-point Laplacian: about 0.1 per cycle (measured 0.100 at
+    n = 65, 0.108 at n = 129), three times faster than damped Jacobi's 0.35."""
+    out = solve(mgdsl.compile_ir("specs/multigrid/poisson-v11-rbgs.mg", n=n), n, tol=1e-300, max_cycles=14)
+    assert lo <= asymptotic(out["residuals"]) <= hi
+
+
 def test_w_cycle_converges_at_least_as_fast_as_v():
     v = solve(mgdsl.compile_ir("specs/multigrid/poisson-v11.mg", n=33), 33, tol=1e-300, max_cycles=40)
     w = solve(mgdsl.compile_ir("specs/multigrid/poisson-w11.mg", n=33), 33, tol=1e-300, max_cycles=40)
