@@ -70,6 +70,21 @@ def test_solve_cli_json(capsys):
     assert out["converged"] and out["n"] == 33
 
 
+def test_reported_factor_is_the_asymptotic_one_not_the_first_cycles(capsys):
+    """V(1,1) from a random f: the first cycles reduce the residual by 0.14-0.3, the last by 0.346; the factor
+    `solve` reports (JSON and the summary line) is the late one, the ratio of the last residuals."""
+    import json
+    assert main(["solve", "specs/multigrid/poisson-v11.mg", "--n", "33", "--tol", "1e-10", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    res = out["residuals"]
+    first, last = res[3] / res[2], res[-1] / res[-2]
+    assert last - first > 0.05  # early and late factors differ here, so the test can tell them apart
+    assert out["convergence_factor"] == pytest.approx(last, abs=0.005)
+    assert main(["solve", "specs/multigrid/poisson-v11.mg", "--n", "33", "--tol", "1e-10"]) == 0
+    said = float(capsys.readouterr().err.split("asymptotic factor ")[1].split(",")[0])
+    assert said == pytest.approx(last, abs=0.005)
+
+
 def test_solve_rejects_bad_n(capsys):
     assert main(["solve", "specs/multigrid/poisson-v11.mg", "--n", "64"]) == 2
     assert "2^k + 1" in capsys.readouterr().err
