@@ -85,6 +85,33 @@ def test_reported_factor_is_the_asymptotic_one_not_the_first_cycles(capsys):
     assert said == pytest.approx(last, abs=0.005)
 
 
+def test_solve_finds_the_operator_by_its_role_not_its_name(tmp_path, capsys):
+    """Rename A in the V(2,2) spec: the operator of the residual f - A(u) is still found, and the solve is the
+    same as with A (the same factor, the same residuals)."""
+    import re
+    import json
+    text = open("specs/multigrid/poisson-v22.mg").read()
+    renamed, k = re.subn(r"\bA\b", "Lap", text)
+    assert k >= 5 and "A[" not in renamed
+    spec = tmp_path / "renamed.mg"
+    spec.write_text(renamed)
+    assert main(["solve", str(spec), "--n", "33", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    ref = solve(mgdsl.compile_ir("specs/multigrid/poisson-v22.mg", n=33), 33)
+    assert out["operator"] == "Lap[1]" and ref["operator"] == "A[1]"
+    assert out["residuals"] == pytest.approx(ref["residuals"], rel=1e-12)
+
+
+def test_solve_without_a_fine_grid_residual_says_so(tmp_path, capsys):
+    spec = tmp_path / "nores.mg"
+    text = open("specs/multigrid/poisson-v11.mg").read().replace("step    u = u + S(f - A(u))", "step    u = u + S(f)")
+    spec.write_text(text.replace("refine  u = u + P[l](u[l+1])", "refine  u = u + P[l](u[l+1])\n  poststep u = u + S(f)")
+                    .replace("f[l+1] = R(f - A(u))", "f[l+1] = R(f)"))
+    assert main(["solve", str(spec), "--n", "17"]) == 2
+    err = capsys.readouterr().err
+    assert "it has no fine-grid residual f - A(u)" in err and "Traceback" not in err
+
+
 def test_solve_rejects_bad_n(capsys):
     assert main(["solve", "specs/multigrid/poisson-v11.mg", "--n", "64"]) == 2
     assert "2^k + 1" in capsys.readouterr().err
