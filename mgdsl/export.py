@@ -79,7 +79,8 @@ HELPERS = {
 }
 
 
-RESERVED = {"nn", "torch", "F", "self", "super", "type", "m", "x"}  # names the generated code itself uses
+# names the generated code itself uses, the helpers it copies in among them
+RESERVED = {"nn", "torch", "F", "self", "super", "type", "m", "x", "KERNELS", "PAD_MODES"} | {h.__name__ for h in HELPERS}
 
 
 def _py_name(text: str) -> str:
@@ -244,7 +245,7 @@ def _paper_names(ir: IR, code: str) -> str:
         name = f"{state}_{level}_{step}" + ("" if phase == "down" else f"_{phase}")
         if name.isidentifier() and not keyword.iskeyword(name) and name not in RESERVED | set(names.values()):
             names[f"v{nid}"] = name
-    return re.sub(r"\bv\d+\b", lambda m: names.get(m.group(0), m.group(0)), code)
+    return re.sub(r"(?<![.\w])v\d+\b", lambda m: names.get(m.group(0), m.group(0)), code)  # not self.v2
 
 
 def source(ir: IR, model: nn.Module, note: str = "") -> str:
@@ -257,13 +258,11 @@ def source(ir: IR, model: nn.Module, note: str = "") -> str:
         order.setdefault(inst.name, []).append((tuple(map(str, inst.index)), w.var[id(model.instance(label))]))
     body = list(w.lines)
     for name, entries in order.items():
-        if entries[0][0] == ():
-            body.append(f"self.{name} = {entries[0][1]}")
-        else:
-            tree = _tree(entries, 0)
-            if len(tree) > 100 and tree.startswith("nn.ModuleDict({") and any(len(e[0]) > 1 for e in entries):
-                tree = _tree_lines(entries)
-            body.append(f"self.{name} = {tree}")
+        value = entries[0][1] if entries[0][0] == () else _tree(entries, 0)
+        if len(value) > 100 and value.startswith("nn.ModuleDict({") and any(len(e[0]) > 1 for e in entries):
+            value = _tree_lines(entries)
+        target = L.attribute(name)
+        body.append(f"{target} = {value}" if target.startswith("self.") else f"setattr(self, {name!r}, {value})")
     forward = _paper_names(ir, model.code)
     cls = class_name(ir.name)
     params = ", ".join(f"{k}={v}" for k, v in sorted(ir.params.items()))

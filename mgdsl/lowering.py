@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import keyword
 import linecache
 
 import torch
@@ -286,8 +287,14 @@ def build_instances(ir: IR) -> dict[str, nn.Module]:
     return built
 
 
+def attribute(name: str) -> str:
+    """How generated code reaches the module named `name`: self.A, or getattr(self, 'class') for a name the
+    grammar accepts but Python cannot write after a dot (a keyword such as class or lambda, a primed A')."""
+    return f"self.{name}" if name.isidentifier() and not keyword.iskeyword(name) else f"getattr(self, {name!r})"
+
+
 def _access(inst: Instance) -> str:
-    return f"self.{inst.name}" + "".join(f'["{i}"]' for i in inst.index)
+    return attribute(inst.name) + "".join(f'["{i}"]' for i in inst.index)
 
 
 def generate(ir: IR, roots: list[int], returns: str) -> str:
