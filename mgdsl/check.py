@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from .diagnostics import Diagnostic, Source, SpecError
 from .ir import IR
+from .prims import BY_LAYER
 
 DEFAULT_MAX_PARAMS = 1_000_000_000
 
@@ -16,7 +17,7 @@ def check(ir: IR, source: Source, max_params: int = DEFAULT_MAX_PARAMS) -> IR:
                                 None, "shrink it (e.g. -D width=...) or raise --max-params"))
     for inst in ir.instances.values():
         for lay in inst.layers:
-            if lay.kind in ("jacobi", "inverse"):
+            if lay.kind != "ref" and BY_LAYER[lay.kind].fixed_ref:
                 a = ir.instances[lay.ref]
                 if not a.fixed:
                     diags.append(Diagnostic(f"{lay.kind}({a.label}) needs a fixed linear operator, "

@@ -467,28 +467,49 @@ def cmd_lsp(args) -> int:
     return lsp_main(args.defines)
 
 
-def _solvable_first(cmd):
-    """`solve` sets -D n; first say plainly when the spec is not a fixed-stencil multigrid solve can run."""
-    def run(args) -> int:
-        from .diagnostics import Diagnostic
-        from .normal import LINEAR_PRIMS
-        ir = compile_spec(args.spec, parse_overrides([d for d in args.defines if not d.startswith("n=")]))
-        why = ([] if "n" in ir.params else ["it has no `param n` (points per side)"]) + \
-              ([] if ir.input_ty.level == 1 and ir.output_ty.shape == ir.input_ty.shape else
-               [f"it maps {ir.input_ty.describe()} to {ir.output_ty.describe()}, not f to u on grid 1"]) + \
-              ([] if "A[1]" in ir.instances else ["it has no fine-grid operator A[1]"]) + \
-              [f"{i.label} is {i.klass} with {i.params:,} trained parameters" for i in ir.instances.values()
-               if not i.fixed][:1] + \
-              [f"{i.label} is {i.klass}" for i in ir.instances.values() if i.fixed and i.klass != "linear"][:1] + \
-              [f"the scheme applies {n.prim}, which is not linear" for n in ir.nodes
-               if n.op == "prim" and n.prim not in LINEAR_PRIMS][:1]
-        if why:
-            raise SpecError([Diagnostic(f"{ir.name} is not a fixed-stencil multigrid: " + "; ".join(why), None,
-                                        "solve needs `param n`, `input f : 1 x n x n`, a fixed A[1] (laplace), "
-                                        "fixed R, P and smoothers, and a cycle that returns u on grid 1, "
-                                        "e.g. specs/multigrid/poisson-v11.mg")], ir.source)
-        return cmd(args)
-    return run
+def cmd_solve(args) -> int:
+    """The spec is checked at its own n first, so that a spec solve cannot run gets its reasons, not an -D n error."""
+    from . import compile_ir
+    from .solve import check_solvable, check_solve_options, plot_residuals, solve
+    check_solvable(compile_spec(args.spec, parse_overrides([d for d in args.defines if not d.startswith("n=")])))
+    check_solve_options(args.n, args.tol, args.max_cycles)
+    params = parse_overrides(args.defines)
+    params["n"] = args.n
+    ir = compile_ir(args.spec, **params)
+    out = solve(ir, args.n, args.tol, args.max_cycles, args.rhs, args.dtype, args.device)
+    out.pop("u")
+    if args.plot:
+        plot_residuals(out["residuals"], f"{ir.name}, n = {args.n}", args.plot)
+    if args.json:
+        print(json.dumps(out))
+        return 0 if out["converged"] else 1
+    for k, r in enumerate(out["residuals"]):
+        fac = f"  factor {out['factors'][k - 1]:.3f}" if k else ""
+        print(f"cycle {k:3d}  residual {r:.3e}{fac}")
+    print(f"{ir.name}: n = {args.n}, {out['grids']} grids, asymptotic factor {out['convergence_factor']:.3f}, "
+          f"{out['cycles']} cycles, setup {out['setup_seconds']:.3f} s, solve {out['solve_seconds']:.3f} s, "
+          f"{'converged' if out['converged'] else 'NOT converged'}", file=sys.stderr)
+    return 0 if out["converged"] else 1
+
+
+def cmd_rewrite(args) -> int:
+    from pathlib import Path
+
+    from . import compile_ir
+    from .diagnostics import Diagnostic
+    from .rewrite import max_disagreement, rewrite_text
+    from .files import atomic_write
+    if args.to != "mg-resnet":
+        raise SpecError([Diagnostic(f"--to {args.to}: only mg-resnet (Theorem 8.3) is a constructive rewrite", None)])
+    params = parse_overrides(args.defines)
+    ir = compile_ir(args.spec, **params)
+    text = rewrite_text(ir)
+    atomic_write(Path(args.output), text)
+    new = compile_ir(args.output, text=text, **params)
+    err = max_disagreement(ir, new)
+    print(f"wrote {args.output} ({new.name}, {new.total_params:,} parameters; the source has {ir.total_params:,}); "
+          f"outputs agree to {err:.3g} in float64")
+    return 0 if err <= 1e-9 else 1
 
 
 def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
@@ -578,12 +599,26 @@ def build_parser() -> argparse.ArgumentParser:
     lsp = sub.add_parser("lsp", help="a language server for .mg files over stdio, for editors (docs/editors.md)")
     _add_defines(lsp)
     lsp.set_defaults(fn=cmd_lsp)
-    from .solve import add_solve_parser
-    add_solve_parser(sub, _add_defines)
-    solve = sub.choices["solve"]
-    solve.set_defaults(fn=_solvable_first(solve.get_default("fn")))
-    from .rewrite import add_rewrite_parser
-    add_rewrite_parser(sub, _add_defines)
+
+    s = sub.add_parser("solve", help="solve -Laplace u = f with a multigrid spec")
+    s.add_argument("spec", help="a multigrid spec (a .mg file or a bundled name, e.g. multigrid/poisson-v11)")
+    _add_defines(s)
+    s.add_argument("--n", type=int, default=65, help="points per side, 2^k + 1")
+    s.add_argument("--tol", type=float, default=1e-8, help="relative residual")
+    s.add_argument("--max-cycles", type=int, default=100, help="stop after this many cycles")
+    s.add_argument("--rhs", default="random", choices=["random", "ones", "sin"], help="the right-hand side f")
+    s.add_argument("--dtype", default="float64", choices=["float64", "float32"], help="arithmetic precision")
+    s.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to solve")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.add_argument("--plot", metavar="FILE", help="draw the residual history; default: no plot")
+    s.set_defaults(fn=cmd_solve)
+
+    w = sub.add_parser("rewrite", help="write the spec a theorem constructs (classic CNN -> Mg-ResNet)")
+    w.add_argument("spec", help="the classic network (a .mg file or a bundled name)")
+    w.add_argument("--to", required=True, choices=["mg-resnet"], help="the form to construct (Theorem 8.3)")
+    w.add_argument("-o", "--output", required=True, help="the spec file to write")
+    _add_defines(w)
+    w.set_defaults(fn=cmd_rewrite)
     for name, command in sub.choices.items():  # one look for every command's --help
         command.formatter_class = HelpFormatter
         command.epilog = _epilog(name)

@@ -74,11 +74,13 @@ HELPERS = {
     L.Scale: (), L.GlobalAvgPool: (), L.Split: (), L.Delta: (), L.SubId: (),
     L.Stencil: ("KERNELS", "PAD_MODES"), L.VarStencil: (), L.Deconv: (),
     L.Jacobi: (L.VarStencil, L.Stencil, L.probe_diagonal), L.Inverse: (L.probe_matrix,),
+    L.RedBlack: (L.Jacobi,),
     L.assemble: (L.VarStencil,), L.probe_diagonal: (), L.probe_matrix: (),
 }
 
 
-RESERVED = {"nn", "torch", "F", "self", "super", "type", "m", "x"}  # names the generated code itself uses
+# names the generated code itself uses, the helpers it copies in among them
+RESERVED = {"nn", "torch", "F", "self", "super", "type", "m", "x", "KERNELS", "PAD_MODES"} | {h.__name__ for h in HELPERS}
 
 
 def _py_name(text: str) -> str:
@@ -147,12 +149,12 @@ class _Writer:
         if t is L.Stencil:
             return (f"Stencil({_stencil_name(m)!r}, {m.channels}, stride={m.stride}, transposed={m.transposed}, "
                     f"pad={_pad_name(m.pad)!r}, out_size={m.out_size!r})")
-        if t in (L.Jacobi, L.Inverse) and layer is not None:
+        if t in (L.Jacobi, L.RedBlack, L.Inverse) and layer is not None:
             a = self.ir.instances[layer.ref]
             size = (a.in_ty.height, a.in_ty.width)
             ref = self.var[id(self.model.instance(layer.ref))]
-            if t is L.Jacobi:
-                return f"Jacobi({ref}, {a.in_ty.channels}, {size!r}, {layer.omega!r})"
+            if t in (L.Jacobi, L.RedBlack):
+                return f"{t.__name__}({ref}, {a.in_ty.channels}, {size!r}, {layer.omega!r})"
             return f"Inverse({ref}, {a.in_ty.channels}, {size!r})"
         raise _error(f"mgdsl export cannot write a {t.__name__} module yet",
                      "export the spec with --format onnx, or use mgdsl.load in Python")
@@ -243,7 +245,7 @@ def _paper_names(ir: IR, code: str) -> str:
         name = f"{state}_{level}_{step}" + ("" if phase == "down" else f"_{phase}")
         if name.isidentifier() and not keyword.iskeyword(name) and name not in RESERVED | set(names.values()):
             names[f"v{nid}"] = name
-    return re.sub(r"\bv\d+\b", lambda m: names.get(m.group(0), m.group(0)), code)
+    return re.sub(r"(?<![.\w])v\d+\b", lambda m: names.get(m.group(0), m.group(0)), code)  # not self.v2
 
 
 def source(ir: IR, model: nn.Module, note: str = "") -> str:
@@ -256,13 +258,11 @@ def source(ir: IR, model: nn.Module, note: str = "") -> str:
         order.setdefault(inst.name, []).append((tuple(map(str, inst.index)), w.var[id(model.instance(label))]))
     body = list(w.lines)
     for name, entries in order.items():
-        if entries[0][0] == ():
-            body.append(f"self.{name} = {entries[0][1]}")
-        else:
-            tree = _tree(entries, 0)
-            if len(tree) > 100 and tree.startswith("nn.ModuleDict({") and any(len(e[0]) > 1 for e in entries):
-                tree = _tree_lines(entries)
-            body.append(f"self.{name} = {tree}")
+        value = entries[0][1] if entries[0][0] == () else _tree(entries, 0)
+        if len(value) > 100 and value.startswith("nn.ModuleDict({") and any(len(e[0]) > 1 for e in entries):
+            value = _tree_lines(entries)
+        target = L.attribute(name)
+        body.append(f"{target} = {value}" if target.startswith("self.") else f"setattr(self, {name!r}, {value})")
     forward = _paper_names(ir, model.code)
     cls = class_name(ir.name)
     params = ", ".join(f"{k}={v}" for k, v in sorted(ir.params.items()))

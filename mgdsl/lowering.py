@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import keyword
 import linecache
 
 import torch
@@ -149,6 +150,25 @@ class Jacobi(nn.Module):
         return self.scale.to(x.dtype) * x
 
 
+class RedBlack(Jacobi):
+    """One red-black Gauss-Seidel sweep for A e = r from e = 0, a linear map r -> e: red points (i + j even)
+    get omega D^-1 r, then black points omega D^-1 (r - A e). So u + S(f - A u) is one sweep from u; for a
+    5-point A it is exact Gauss-Seidel in red-black order (omega = 1), for a 9-point A each colour is a Jacobi step."""
+
+    def __init__(self, a: nn.Module, channels: int, size: tuple[int, int], omega: float):
+        super().__init__(a, channels, size, omega)
+        self.a = a
+        h, w = size
+        red = (torch.arange(h).view(h, 1) + torch.arange(w).view(1, w)) % 2 == 0
+        self.register_buffer("red", red.to(torch.get_default_dtype()).expand(1, channels, h, w).clone(),
+                             persistent=False)
+
+    def forward(self, x):
+        scale, red = self.scale.to(x.dtype), self.red.to(x.dtype)
+        e = red * scale * x
+        return e + (1 - red) * scale * (x - self.a(e))
+
+
 class Inverse(nn.Module):
     """Exact solve with a fixed linear A on a small (coarsest) grid: a dense inverse."""
 
@@ -267,8 +287,14 @@ def build_instances(ir: IR) -> dict[str, nn.Module]:
     return built
 
 
+def attribute(name: str) -> str:
+    """How generated code reaches the module named `name`: self.A, or getattr(self, 'class') for a name the
+    grammar accepts but Python cannot write after a dot (a keyword such as class or lambda, a primed A')."""
+    return f"self.{name}" if name.isidentifier() and not keyword.iskeyword(name) else f"getattr(self, {name!r})"
+
+
 def _access(inst: Instance) -> str:
-    return f"self.{inst.name}" + "".join(f'["{i}"]' for i in inst.index)
+    return attribute(inst.name) + "".join(f'["{i}"]' for i in inst.index)
 
 
 def generate(ir: IR, roots: list[int], returns: str) -> str:

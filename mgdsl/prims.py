@@ -112,6 +112,7 @@ class Prim:
     klass: Callable[[Layer], str] = lambda lay: "linear"
     macs: Callable[[Layer, Ty, Ty], int] = lambda lay, x, y: 0   # per image, as torch's flop counter counts
     size_bound: bool = False        # its module is built for one input size (prolongations, jacobi, inverse)
+    fixed_ref: bool = False         # built once from its operator argument's values, which must be fixed
     lower: Callable = None          # (Layer, LowerCtx) -> nn.Module; imports torch
     inline_code: str = ""           # the generated forward's code for an inline use, {x} the argument
 
@@ -331,7 +332,7 @@ def type_sub_id(p: Prim, c: Call, x: Ty, g: Grid):
 
 
 def type_solver(p: Prim, c: Call, x: Ty, g: Grid):
-    """jacobi(A, f -> u) and inverse(A, f -> u): approximate or exact A^-1, so A is typed on the signature's
+    """jacobi(A, f -> u), rbgs(A, f -> u) and inverse(A, f -> u): approximate or exact A^-1, so A is typed on the signature's
     source space at this grid and must map it back to the space of the value given."""
     _need_grid(p.name, x)
     label = c.refs[0]
@@ -449,6 +450,12 @@ def _lower_jacobi(lay: Layer, ctx: LowerCtx):
     return Jacobi(ctx.built[lay.ref], a.channels, (a.height, a.width), lay.omega)
 
 
+def _lower_rbgs(lay: Layer, ctx: LowerCtx):
+    from .lowering import RedBlack
+    a = ctx.instances[lay.ref].in_ty
+    return RedBlack(ctx.built[lay.ref], a.channels, (a.height, a.width), lay.omega)
+
+
 def _lower_inverse(lay: Layer, ctx: LowerCtx):
     from .lowering import Inverse
     a = ctx.instances[lay.ref].in_ty
@@ -502,9 +509,13 @@ def _table() -> dict[str, Prim]:
         Prim("sub_id", "sub_id", "chi - id (8.13), sharing chi's parameters", type_sub_id, refs=1,
              lower=_lower_sub_id),
         Prim("jacobi", "jacobi", "damped Jacobi omega D^-1 of a fixed linear A (5.6)", type_solver, sig=True,
-             refs=1, options=(Option("omega", (), float, 1.0),), size_bound=True, lower=_lower_jacobi),
+             refs=1, options=(Option("omega", (), float, 1.0),), size_bound=True, fixed_ref=True,
+             lower=_lower_jacobi),
+        Prim("rbgs", "rbgs", "red-black Gauss-Seidel of a fixed linear A: red points (i + j even) from the "
+             "residual, then black points from what red left (omega: SOR)", type_solver, sig=True, refs=1,
+             options=(Option("omega", (), float, 1.0),), size_bound=True, fixed_ref=True, lower=_lower_rbgs),
         Prim("inverse", "inverse", "exact solve with a fixed linear A (coarsest grid)", type_solver, sig=True,
-             refs=1, size_bound=True, macs=_inverse_macs, lower=_lower_inverse),
+             refs=1, size_bound=True, fixed_ref=True, macs=_inverse_macs, lower=_lower_inverse),
     ]
     for k in (1, 3, 5, 7):
         prims.append(Prim(f"conv{k}", "conv", f"{k}x{k} convolution", type_conv, sig=True, options=_CONV_OPTIONS,

@@ -44,6 +44,7 @@ class Picture:
     vertices: dict = field(default_factory=dict)    # id -> dict(label=..., shape=..., color=..., level=...)
     edges: set = field(default_factory=set)
     instances: dict = field(default_factory=dict)   # instance label -> vertex id
+    shares: set = field(default_factory=set)        # (operator, user): used only inside another (eta[l] in B)
 
 
 def _inst_label(inst: Instance, count: int = 1, index_text: str | None = None) -> str:
@@ -99,19 +100,22 @@ def picture(ir: IR, expand: bool = False) -> Picture:
             members = [l for l in ir.instances if ir.instances[l].name == inst.name and group_of(l) == g]
             text = f"{inst.name}[{inst.index[0]}, i]" if len(inst.index) == 2 else f"{inst.name}[{inst.index[0]}, ·]"
             pic.vertices[vid] = {"label": _inst_label(inst, len(members), text), "shape": "box",
-                                 "color": color[inst.name], "level": g[0], "kind": "op", "members": members}
+                                 "color": color[inst.name], "level": g[0], "kind": "op", "members": members,
+                                 "params": sum(ir.instances[m].params for m in members)}
         else:
             vid = f"op:{label}"
             lvl = inst.in_ty.level if inst.in_ty and inst.in_ty.level else (inst.out_ty.level or None)
             pic.vertices[vid] = {"label": _inst_label(inst), "shape": "box", "color": color[inst.name],
                                  "level": lvl if inst.out_ty and inst.out_ty.level == lvl else None,
-                                 "kind": "op", "members": [label]}
+                                 "kind": "op", "members": [label], "params": inst.params,
+                                 "levels": (inst.in_ty and inst.in_ty.level, inst.out_ty and inst.out_ty.level)}
         pic.instances[label] = vid
         if g is not None:
             key = g if expand else (g[0], g[1], None)
             grp = pic.groups.setdefault(key, {"nu": 0, "members": []})
             if vid not in grp["members"]:
                 grp["members"].append(vid)
+    _add_shared(ir, pic, color)
     for (level, phase, i) in list(pic.groups):
         counts = {"down": ir.nu, "up": ir.post}.get(phase)
         pic.groups[(level, phase, i)]["nu"] = 1 if i is not None else (
@@ -186,6 +190,67 @@ def picture(ir: IR, expand: bool = False) -> Picture:
     return pic
 
 
+def _add_shared(ir: IR, pic: Picture, color: dict) -> None:
+    """An operator applied only inside others (eta[l] in B[l, i] = ... eta[l] ...) is drawn once, beside its
+    first user and in its smoothing box, so that its parameters are shown exactly once."""
+    pending = list(pic.instances)
+    while pending:
+        user = pending.pop(0)
+        for lay in ir.instances[user].layers:
+            ref = lay.ref
+            if not ref or ref not in ir.instances:
+                continue
+            if ref not in pic.instances:
+                inst, uv = ir.instances[ref], pic.vertices[pic.instances[user]]
+                vid = f"op:{ref}"
+                pic.vertices[vid] = {"label": _inst_label(inst), "shape": "box", "color": color[inst.name],
+                                     "level": uv["level"], "kind": "op", "members": [ref], "params": inst.params,
+                                     "levels": uv.get("levels", (uv["level"], uv["level"])), "shared": True}
+                pic.instances[ref] = vid
+                for g in pic.groups.values():
+                    if pic.instances[user] in g["members"]:
+                        g["members"].append(vid)
+                        break
+                pending.append(ref)
+            if pic.vertices[pic.instances[ref]].get("shared"):
+                pic.shares.add((pic.instances[ref], pic.instances[user]))
+
+
+def _layout_level(v: dict) -> int | None:
+    """The band a vertex is ranked with: its grid, or the finer grid of an operator between two grids."""
+    if v["level"] is not None:
+        return v["level"]
+    levels = [x for x in v.get("levels", ()) if x]
+    return min(levels) if len(levels) == 2 else None
+
+
+def _rank_bands(graph, pic: Picture, ids: dict, prefix: str) -> set:
+    """Grids stay in order, fine to coarse: invisible anchors below each band push the next band under it, and
+    what comes after the coarsest grid (the classifier) under that. Returns the edges that go back up (to a finer
+    band), which must not pull a band down (constraint=false)."""
+    lay = {vid: _layout_level(v) for vid, v in pic.vertices.items()}
+    levels = sorted({l for l in lay.values() if l is not None})
+    if not levels:
+        return set()
+    for l in levels:
+        graph.node(f"{prefix}below_{l}", "", shape="point", style="invis", width="0", height="0")
+    for vid, l in lay.items():
+        if l is None:
+            continue
+        graph.edge(ids[vid], f"{prefix}below_{l}", style="invis")
+        if l > levels[0]:
+            graph.edge(f"{prefix}below_{levels[levels.index(l) - 1]}", ids[vid], style="invis")
+    after = {b for a, b in pic.edges if lay[a] is not None and lay[b] is None}
+    while True:  # everything downstream of a band that is not in one: the classifier, the output
+        more = {b for a, b in pic.edges if a in after and lay[b] is None} - after
+        if not more:
+            break
+        after |= more
+    for vid in after:
+        graph.edge(f"{prefix}below_{levels[-1]}", ids[vid], style="invis")
+    return {(a, b) for a, b in pic.edges if lay[a] is not None and lay[b] is not None and lay[a] > lay[b]}
+
+
 def to_dot(pics: list[Picture], irs: list[IR]):
     """One graphviz.Digraph; several specs side by side, bands of equal grid on the same rank."""
     import graphviz
@@ -234,11 +299,15 @@ def to_dot(pics: list[Picture], irs: list[IR]):
                 if v["level"] is None or vid not in {x for b in pic.bands.values() for x in b}:
                     if vid not in grouped:
                         _node(spec, ids[vid], v)
+            upward = _rank_bands(spec, pic, ids, p)
         for a, b in sorted(pic.edges):
             back = pic.vertices[a].get("kind") == "op" and pic.vertices[b].get("kind") == "op" and \
                 any(a in g["members"] and b in g["members"] for g in pic.groups.values()) and \
                 (b, a) in pic.edges and a > b
-            dot.edge(ids[a], ids[b], **({"style": "dashed", "constraint": "false"} if back else {}))
+            dot.edge(ids[a], ids[b], **({"style": "dashed", "constraint": "false"} if back else
+                                        {"constraint": "false"} if (a, b) in upward else {}))
+        for a, b in sorted(pic.shares):
+            dot.edge(ids[a], ids[b], style="dotted", arrowhead="none", constraint="false", color="#888888")
     for level, names in anchors.items():
         if len(names) > 1:
             with dot.subgraph() as same:

@@ -22,7 +22,11 @@ MODULE_ATTRS = {"forward", "forward_states", "train", "eval", "training", "to", 
                 "zero_grad", "requires_grad_", "register_buffer", "register_parameter", "register_module",
                 "add_module", "get_submodule", "get_parameter", "get_buffer", "extra_repr", "compile", "share_memory",
                 "code", "instance", "input_shape", "output_shape", "spec_name", "state_keys", "dump_patches",
-                "call_super_init", "ipu", "xpu", "mtia"}
+                "call_super_init", "ipu", "xpu", "mtia", "T_destination", "get_extra_state", "set_extra_state",
+                "register_backward_hook", "register_forward_hook", "register_forward_pre_hook",
+                "register_full_backward_hook", "register_full_backward_pre_hook", "register_load_state_dict_post_hook",
+                "register_load_state_dict_pre_hook", "register_state_dict_post_hook", "register_state_dict_pre_hook",
+                "set_submodule", "states_code", "to_empty"}  # tests/test_lower.py checks it against torch
 
 
 @dataclass

@@ -5,7 +5,6 @@ from dataclasses import replace
 
 from . import syntax as S
 from .diagnostics import Diagnostic, SpecError
-from .files import atomic_write
 
 
 def _fresh(base: str, taken: set) -> str:
@@ -49,36 +48,21 @@ def to_mg_resnet(model: S.Model, ir) -> S.Model:
     return S.Model(f"{model.name}_mg_resnet", tuple(items), model.span, comments=header + tuple(model.comments))
 
 
-def cmd_rewrite(args) -> int:
+def rewrite_text(ir) -> str:
+    """The canonical text of the Mg-ResNet that Theorem 8.3 constructs from a classic CNN spec."""
+    from .fmt import fmt
+    from .syntax import parse
+    return fmt(to_mg_resnet(parse(ir.source.text, ir.path), ir))  # the text compiled, not a second read
+
+
+def max_disagreement(ir, new) -> float:
+    """max |a(x) - b(x)| in float64 over two random inputs, b holding a's weights (the rewrite's check)."""
     import torch
 
-    from . import compile_ir, parse_overrides
-    from .fmt import fmt
     from .lowering import default_dtype, lower_ir
-    from .syntax import parse
-
-    if args.to != "mg-resnet":
-        raise SpecError([Diagnostic(f"--to {args.to}: only mg-resnet (Theorem 8.3) is a constructive rewrite", None)])
-    params = parse_overrides(args.defines)
-    ir = compile_ir(args.spec, **params)
-    text = fmt(to_mg_resnet(parse(ir.source.text, ir.path), ir))  # the text compiled, not a second read
-    atomic_write(args.output, text)
-    new = compile_ir(args.output, text=text, **params)
     with default_dtype(torch.float64):
         a, b = lower_ir(ir).eval(), lower_ir(new).eval()
         b.load_state_dict(a.state_dict(), strict=False)
         x = torch.randn(2, *ir.input_ty.shape)
         with torch.no_grad():
-            err = (a(x) - b(x)).abs().max().item()
-    print(f"wrote {args.output} ({new.name}, {new.total_params:,} parameters; the source has {ir.total_params:,}); "
-          f"outputs agree to {err:.3g} in float64")
-    return 0 if err <= 1e-9 else 1
-
-
-def add_rewrite_parser(sub, add_defines) -> None:
-    r = sub.add_parser("rewrite", help="write the spec a theorem constructs (classic CNN -> Mg-ResNet)")
-    r.add_argument("spec", help="the classic network (a .mg file or a bundled name)")
-    r.add_argument("--to", required=True, choices=["mg-resnet"], help="the form to construct (Theorem 8.3)")
-    r.add_argument("-o", "--output", required=True, help="the spec file to write")
-    add_defines(r)
-    r.set_defaults(fn=cmd_rewrite)
+            return (a(x) - b(x)).abs().max().item()

@@ -1,9 +1,7 @@
 """`mgdsl solve`: run a multigrid spec as an iterative solver u <- u + M(f - A u) for -Laplace u = f."""
 from __future__ import annotations
 
-import json
 import math
-import sys
 import time
 
 from .diagnostics import Diagnostic, SpecError
@@ -21,22 +19,66 @@ def rhs(kind: str, n: int, torch, dtype, device, seed: int = 0):
     raise SpecError([Diagnostic(f"unknown --rhs {kind}", None, "use random, ones or sin")])
 
 
+def residual_operator(ir) -> list[str]:
+    """The operator of the fine-grid residual f - A(u), found by its role, not its name: the instance applied to
+    u on grid 1 (the output's type) whose value, in f on grid 1 (the input's type), is subtracted."""
+    from .ir import reachable
+    found = []
+    for nid in sorted(reachable(ir.nodes, [ir.output])):
+        n = ir.nodes[nid]
+        a = ir.nodes[n.args[1]] if n.op == "sub" else None
+        if a is not None and a.op == "apply" and a.ty == ir.input_ty and ir.nodes[a.args[0]].ty == ir.output_ty \
+                and a.inst not in found:
+            found.append(a.inst)
+    return found
+
+
+def check_solvable(ir) -> None:
+    """SpecError saying plainly why the spec is not a fixed-stencil multigrid `solve` can run (all reasons)."""
+    from .normal import LINEAR_PRIMS
+    ops = residual_operator(ir)
+    why = ([] if "n" in ir.params else ["it has no `param n` (points per side)"]) + \
+          ([] if ir.input_ty.level == 1 and ir.output_ty.shape == ir.input_ty.shape else
+           [f"it maps {ir.input_ty.describe()} to {ir.output_ty.describe()}, not f to u on grid 1"]) + \
+          ([] if ops else ["it has no fine-grid residual f - A(u) (u and f on grid 1)"]) + \
+          ([f"its fine-grid residuals use {' and '.join(ops)}; solve needs one operator"] if len(ops) > 1 else []) + \
+          [f"{i.label} is {i.klass} with {i.params:,} trained parameters" for i in ir.instances.values()
+           if not i.fixed][:1] + \
+          [f"{i.label} is {i.klass}" for i in ir.instances.values() if i.fixed and i.klass != "linear"][:1] + \
+          [f"the scheme applies {n.prim}, which is not linear" for n in ir.nodes
+           if n.op == "prim" and n.prim not in LINEAR_PRIMS][:1]
+    if why:
+        raise SpecError([Diagnostic(f"{ir.name} is not a fixed-stencil multigrid: " + "; ".join(why), None,
+                                    "solve needs `param n`, `input f : 1 x n x n`, a fixed operator A in the "
+                                    "residual f - A(u) (laplace), fixed R, P and smoothers, and a cycle that "
+                                    "returns u on grid 1, e.g. specs/multigrid/poisson-v11.mg")], ir.source)
+
+
+def check_solve_options(n: int, tol: float, max_cycles: int) -> None:
+    """SpecError for a grid size, tolerance or cycle count a solve cannot use."""
+    if (n - 1) & (n - 2) != 0 or n < 3:
+        raise SpecError([Diagnostic(f"--n {n}: multigrid needs n = 2^k + 1 points per side", None,
+                                    "e.g. --n 65, 129, 257")])
+    if not 0 < tol < 1:  # a relative residual: 0 or less can never be met, 1 or more is met at once
+        raise SpecError([Diagnostic(f"--tol {tol}: the relative residual to reach must be between 0 and 1",
+                                    None, "e.g. --tol 1e-8")])
+    if max_cycles < 1:
+        raise SpecError([Diagnostic(f"--max-cycles {max_cycles}: must be at least 1", None)])
+
+
 def solve(ir, n: int, tol: float = 1e-8, max_cycles: int = 100, rhs_kind: str = "random",
           dtype: str = "float64", device: str = "cpu") -> dict:
-    """Residual history of the cycle; the cycle is the lowered module, A its grid-1 operator."""
+    """Residual history of the cycle; the cycle is the lowered module, A the operator of its grid-1 residual."""
     import torch
 
     from .lowering import default_dtype, lower_ir
-    if "A[1]" not in ir.instances:
-        raise SpecError([Diagnostic(f"{ir.name} has no A[1]: a solver spec needs the fine-grid operator", None)])
-    if ir.output_ty.shape != ir.input_ty.shape:
-        raise SpecError([Diagnostic(f"{ir.name} maps {ir.input_ty.shape} to {ir.output_ty.shape}; a cycle must "
-                                    "return u on the fine grid", None, "use a `cycle V` or `cycle W` spec")])
+    check_solvable(ir)
+    (a_label,) = residual_operator(ir)
     dt = getattr(torch, dtype)
     with default_dtype(dt):
         t0 = time.perf_counter()
         cycle = lower_ir(ir).to(device).eval()
-        A = cycle.instance("A[1]")
+        A = cycle.instance(a_label)
         setup = time.perf_counter() - t0
         f = rhs(rhs_kind, n, torch, dt, device)
         u = torch.zeros_like(f)
@@ -59,56 +101,27 @@ def solve(ir, n: int, tol: float = 1e-8, max_cycles: int = 100, rhs_kind: str = 
     conv = math.exp(sum(map(math.log, tail)) / len(tail)) if tail else float("nan")
     return {"n": n, "grids": ir.grids, "cycles": len(res) - 1, "residuals": res, "factors": factors,
             "convergence_factor": conv, "setup_seconds": setup, "solve_seconds": secs,
-            "converged": res[-1] <= tol * r0, "u": u}
+            "converged": res[-1] <= tol * r0, "operator": a_label, "u": u}
 
 
-def cmd_solve(args) -> int:
-    from . import compile_ir, parse_overrides
-    params = parse_overrides(args.defines)
-    params["n"] = args.n
-    if (args.n - 1) & (args.n - 2) != 0 or args.n < 3:
-        raise SpecError([Diagnostic(f"--n {args.n}: multigrid needs n = 2^k + 1 points per side", None,
-                                    "e.g. --n 65, 129, 257")])
-    if not 0 < args.tol < 1:  # a relative residual: 0 or less can never be met, 1 or more is met at once
-        raise SpecError([Diagnostic(f"--tol {args.tol}: the relative residual to reach must be between 0 and 1",
-                                    None, "e.g. --tol 1e-8")])
-    if args.max_cycles < 1:
-        raise SpecError([Diagnostic(f"--max-cycles {args.max_cycles}: must be at least 1", None)])
-    ir = compile_ir(args.spec, **params)
-    out = solve(ir, args.n, args.tol, args.max_cycles, args.rhs, args.dtype, args.device)
-    out.pop("u")
-    if args.plot:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        ax.semilogy(out["residuals"], "o-")
-        ax.set(xlabel="cycle", ylabel="residual norm", title=f"{ir.name}, n = {args.n}")
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(args.plot, dpi=100)
-    if args.json:
-        print(json.dumps(out))
-        return 0 if out["converged"] else 1
-    for k, r in enumerate(out["residuals"]):
-        fac = f"  factor {out['factors'][k - 1]:.3f}" if k else ""
-        print(f"cycle {k:3d}  residual {r:.3e}{fac}")
-    print(f"{ir.name}: n = {args.n}, {out['grids']} grids, asymptotic factor {out['convergence_factor']:.3f}, "
-          f"{out['cycles']} cycles, setup {out['setup_seconds']:.3f} s, solve {out['solve_seconds']:.3f} s, "
-          f"{'converged' if out['converged'] else 'NOT converged'}", file=sys.stderr)
-    return 0 if out["converged"] else 1
+def plot_residuals(residuals: list[float], title: str, path: str) -> None:
+    """The residual history on a log scale, written atomically to `path` (format from its suffix)."""
+    import io
+    from pathlib import Path
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .files import atomic_write
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.semilogy(residuals, "o-")
+    ax.set(xlabel="cycle", ylabel="residual norm", title=title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format=Path(path).suffix[1:] or "png", dpi=100)
+    plt.close(fig)
+    atomic_write(Path(path), buf.getvalue())
 
 
-def add_solve_parser(sub, add_defines) -> None:
-    s = sub.add_parser("solve", help="solve -Laplace u = f with a multigrid spec")
-    s.add_argument("spec", help="a multigrid spec (a .mg file or a bundled name, e.g. multigrid/poisson-v11)")
-    add_defines(s)
-    s.add_argument("--n", type=int, default=65, help="points per side, 2^k + 1")
-    s.add_argument("--tol", type=float, default=1e-8, help="relative residual")
-    s.add_argument("--max-cycles", type=int, default=100, help="stop after this many cycles")
-    s.add_argument("--rhs", default="random", choices=["random", "ones", "sin"], help="the right-hand side f")
-    s.add_argument("--dtype", default="float64", choices=["float64", "float32"], help="arithmetic precision")
-    s.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to solve")
-    s.add_argument("--json", action="store_true", help="print one JSON object")
-    s.add_argument("--plot", metavar="FILE", help="draw the residual history; default: no plot")
-    s.set_defaults(fn=cmd_solve)

@@ -87,3 +87,11 @@ def test_inverse_of_the_dirichlet_laplace_solves_exactly():
                            .replace("S", "A"))
         x = torch.randn(2, *inv.shape)
         assert torch.allclose(inv(a(x)), x, atol=1e-10)
+
+
+def test_rbgs_of_a_trained_operator_is_refused_at_its_definition(tmp_path, capsys):
+    text = _edit(open("specs/multigrid/poisson-v11-rbgs.mg").read(), r"^  A\[1\]\s*= laplace\(u -> f\)",
+                 "  A[1] = conv3(u -> f)")
+    rc, err, path = _check(tmp_path, capsys, text)
+    assert rc == 2 and "Traceback" not in err
+    assert f"{path}:{_line(text, '  S[l]')}:3: error: rbgs(A[1]) needs a fixed linear operator" in err

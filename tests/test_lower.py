@@ -126,3 +126,120 @@ def test_torch_compile_fullgraph_tiny_model():
 def test_generated_code_is_readable():
     model = mgdsl.load("specs/mgnet.mg", width=4)
     assert 'self.A["1"]' in model.code and "return" in model.code
+
+
+# ---- names: every identifier the grammar accepts survives lowering, the generated forward and export
+
+NAMED = """model {model} {{
+  param width = 4
+  input {x} : 3 x 8 x 8
+  classes 3
+  grids 2
+  smooth 1
+  space {u} = width, {f} = width
+
+  {f_in}    = relu . bn . conv3({x} -> {f})
+  {A}[l]    = conv3({u} -> {f})
+  {Ar}[l]   = {A}[l]
+  {eta}[l]  = conv3({f} -> {u})
+  {B}[l, i] = relu . bn . {eta}[l]
+  {Pi}[l]   = conv3({u} -> {u}, stride 2)
+  {R}[l]    = conv3({f} -> {f}, stride 2)
+  {fc}      = linear({u} -> classes)
+
+  init    {f} = {f_in}({x}); {u} = 0
+  step    {u} = {u} + {B}({f} - {A}({u}))
+  coarsen {u}[l+1] = {Pi}({u}); {f}[l+1] = {R}({f} - {Ar}({u})) + {A}[l+1]({u}[l+1])
+  output  {fc}(avgpool({u}))
+}}
+"""
+ROLES = ("model", "x", "u", "f", "f_in", "A", "Ar", "eta", "B", "Pi", "R", "fc")
+
+
+def _grammar_name_regex() -> str:
+    """The NAME terminal of grammars/mg.lark, read by lark (not copied here)."""
+    from lark import Lark
+
+    from mgdsl.library import grammar_text
+    return Lark(grammar_text(), parser="lalr").get_terminal("NAME").pattern.to_regexp()
+
+
+def _survives(names: dict, tmp_path, must_check: bool) -> None:
+    """Check, lower, run forward, export to .py, load the .py with the lowered weights: the same outputs."""
+    import importlib.util
+
+    from mgdsl.diagnostics import SpecError
+    from mgdsl.export import class_name, export
+    path = tmp_path / "named.mg"
+    path.write_text(NAMED.format(**names))
+    try:
+        ir = mgdsl.compile_ir(str(path))
+    except SpecError as e:
+        assert not must_check, str(e)
+        from hypothesis import reject
+        reject()  # the grammar or the checker refuses it (a keyword, a primitive's name): nothing to lower
+    model = mgdsl.lower(ir).eval()
+    x = torch.randn(2, *ir.input_ty.shape)
+    with torch.no_grad():
+        y = model(x)
+        states = model.forward_states(x)
+    assert y.shape == (2, 3) and torch.equal(states["output"], y)
+    assert model.instance(f"{names['A']}[1]") is not model.instance(f"{names['A']}[2]")
+    (py,) = export(ir, str(tmp_path / "named"), formats="py")
+    spec = importlib.util.spec_from_file_location(f"named_{abs(hash(py.read_text()))}", py)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    standalone = getattr(mod, class_name(ir.name))()
+    assert list(standalone.state_dict()) == list(model.state_dict())
+    standalone.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(standalone.eval()(x), y)
+
+
+PLAIN = dict(zip(ROLES, ROLES))
+AWKWARD = [  # Python keywords, primes, names the generated forward and the exported .py use themselves
+    ("class", "x", "lambda", "def", "None", "True", "return", "A'", "self", "F", "torch", "nn"),
+    ("lambda", "input_", "u'", "f''", "Stencil", "Scale", "assemble", "Jacobi", "m", "super", "A_1", "v1"),
+    ("forward", "torch", "self", "F", "x1", "v2", "VarStencil", "KERNELS", "PAD_MODES", "Deconv", "with", "yield"),
+]
+
+
+@pytest.mark.parametrize("names", AWKWARD, ids=lambda n: "-".join(n))
+def test_awkward_names_survive_lowering_forward_and_export(names, tmp_path):
+    import re
+    pattern = re.compile(_grammar_name_regex())
+    assert all(pattern.fullmatch(n) for n in names)
+    _survives(dict(zip(ROLES, names)), tmp_path, must_check=True)
+
+
+def test_the_names_check_refuses_are_every_attribute_of_the_lowered_module():
+    """An operator named like an attribute of the torch module (forward, training, eval, states_code ...) would
+    replace it: check refuses it with a located error. Its list covers every public attribute torch has."""
+    from mgdsl.resolve import MODULE_ATTRS
+    m = mgdsl.load("specs/multigrid/poisson-v11.mg", n=9)
+    ops = {i.split("[")[0] for i in m._paths}
+    assert {n for n in dir(m) if not n.startswith("_")} - ops <= MODULE_ATTRS
+
+
+@pytest.mark.parametrize("name", ["forward", "training", "parameters", "eval", "states_code", "to_empty", "_x"])
+def test_a_name_that_would_replace_a_module_attribute_is_a_located_error(name, tmp_path, capsys):
+    from mgdsl.cli import main
+    path = tmp_path / "named.mg"
+    text = NAMED.format(**dict(PLAIN, A=name))
+    path.write_text(text)
+    assert main(["check", str(path)]) == 2
+    line = next(k for k, l in enumerate(text.splitlines(), 1) if l.lstrip().startswith(f"{name}[l]"))
+    assert f"{path}:{line}:3: error: '{name}' would clash with the lowered torch module's own '{name}'" \
+        in capsys.readouterr().err
+
+
+def test_every_name_the_grammar_accepts_survives(tmp_path_factory):
+    from hypothesis import HealthCheck, given, settings, strategies as st
+    name = st.from_regex(_grammar_name_regex(), fullmatch=True).filter(lambda s: len(s) <= 12)
+
+    @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+    @given(st.lists(name, min_size=len(ROLES), max_size=len(ROLES), unique=True))
+    def prop(names):
+        _survives(dict(zip(ROLES, names)), tmp_path_factory.mktemp("names"), must_check=False)
+
+    prop()

@@ -134,3 +134,59 @@ def test_the_output_format_follows_the_file_name(tmp_path):
     for name, magic in (("m.png", b"\x89PNG"), ("m.svg", b"<?xml"), ("m.pdf", b"%PDF")):
         assert main(["render", "specs/mgnet.mg", "-o", str(tmp_path / name)]) == 0
         assert (tmp_path / name).read_bytes().startswith(magic), name
+
+
+@pytest.mark.parametrize("path", SPECS)
+def test_every_parameter_is_drawn_exactly_once(path):
+    """Each instance with parameters is in one drawn box, and the boxes' params add up to the model's."""
+    ir = _ir(path)
+    pic = picture(ir)
+    ops = [v for v in pic.vertices.values() if v["kind"] == "op"]
+    members = [m for v in ops for m in v["members"]]
+    assert sorted(members) == sorted(set(members))
+    assert {label for label, i in ir.instances.items() if i.params} <= set(members)
+    assert sum(v["params"] for v in ops) == ir.total_params
+
+
+def test_mgnet_shows_the_shared_eta_once_with_its_parameters(capsys):
+    """B[l, i] = relu . bn . eta[l] . relu . bn: eta[l] (3x3, 256 -> 256: 589,824 params) is drawn once per
+    grid, in the smoothing box, and the drawn params are what `compile --json` counts."""
+    import json
+    from mgdsl.cli import main
+    from mgdsl.render import _fmt_params
+    assert main(["compile", "specs/mgnet.mg", "--json"]) == 0
+    total = json.loads(capsys.readouterr().out)["params"]
+    ir = mgdsl.compile_ir("specs/mgnet.mg")
+    pic = picture(ir)
+    assert sum(v["params"] for v in pic.vertices.values() if v["kind"] == "op") == total
+    eta = [v for v in pic.vertices.values() if v["kind"] == "op" and v["members"] == ["eta[1]"]]
+    assert len(eta) == 1 and eta[0]["params"] == 589_824 and f"{_fmt_params(589_824)} params" in eta[0]["label"]
+    group = next(g for (level, _, _), g in pic.groups.items() if level == 1)
+    assert pic.instances["eta[1]"] in group["members"]  # beside the B[1, i] that use it
+    assert (pic.instances["eta[1]"], pic.instances["B[1, 1]"]) in pic.shares
+
+
+def _band_boxes(source: str) -> dict[int, tuple[float, float]]:
+    """grid -> (bottom, top) of its band as dot lays it out (y grows upwards)."""
+    import json
+    r = subprocess.run(["dot", "-Tjson"], input=source.encode(), capture_output=True, check=True)
+    out = {}
+    for o in json.loads(r.stdout).get("objects", []):
+        m = re.fullmatch(r"cluster_s0_grid_(\d+)", o.get("name", ""))
+        if m:
+            x0, y0, x1, y1 = map(float, o["bb"].split(","))
+            out[int(m.group(1))] = (y0, y1)
+    return out
+
+
+@pytest.mark.skipif(not HAS_DOT, reason="Graphviz `dot` not installed (.ci/run installs it)")
+@pytest.mark.parametrize("path", ["specs/variants/mgnet-vcycle.mg", "specs/multigrid/poisson-w11.mg",
+                                  "specs/mgnet.mg"])
+def test_grids_are_drawn_in_order_fine_to_coarse(path):
+    """Each grid's band lies wholly below the finer one's, also in a V- or W-cycle whose way back up used to
+    pull grid 2 beside grid 3."""
+    ir = _ir(path)
+    boxes = _band_boxes(to_dot([picture(ir)], [ir]).source)
+    assert sorted(boxes) == list(range(1, ir.grids + 1))
+    for level in range(1, ir.grids):
+        assert boxes[level + 1][1] < boxes[level][0], (level, boxes)
