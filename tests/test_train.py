@@ -437,6 +437,17 @@ def test_flips_default_to_natural_images_only_and_are_recorded(tiny_npz, tmp_pat
     assert flip_default("cifar10") and flip_default(str(tmp_path)) and not flip_default("digits")
 
 
+def test_the_readme_cifar_npz_commands_ask_for_flips():
+    """An .npz trains without flips unless asked; the README's results are with --flip, so its commands say so."""
+    import re
+    from pathlib import Path
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    spans = re.findall(r"`([^`]*)`", re.sub(r"\n\s*", " ", text)) + re.findall(r"^    (mgdsl .*)$", text, re.M)
+    cmds = [c for c in spans if c.startswith("mgdsl compile") and re.search(r"cifar10\S*\.npz", c)]
+    assert len(cmds) >= 2
+    assert [c for c in cmds if "--flip" not in c.split()] == []
+
+
 def test_flip_augmentation_mirrors_only_when_asked():
     from mgdsl.training.data import augment
     x = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).view(2, 1, 4, 4)
