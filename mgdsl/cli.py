@@ -251,7 +251,8 @@ def load_config_file(path: str, parser: argparse.ArgumentParser) -> dict:
         try:
             import yaml
         except ImportError:
-            raise DataError(f"--config {path}: reading YAML needs pyyaml (pip install pyyaml), or pass JSON") from None
+            from .diagnostics import install_hint
+            raise DataError(f"--config {path}: reading YAML needs pyyaml, or pass JSON", install_hint("train")) from None
         try:
             raw = yaml.safe_load(text) or {}
         except yaml.YAMLError as e:
@@ -547,7 +548,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--weights", metavar="FILE|RUN_DIR",
                    help="a state_dict (model.pt) or a training run folder; default: fresh random weights")
     x.add_argument("--format", choices=["all", "py", "onnx"], default="all",
-                   help="which forms to write (onnx needs `pip install mgdsl[export]`)")
+                   help="which forms to write (onnx needs `pip install 'mgdsl[export]'` or 'mgdsl[all]')")
     x.set_defaults(fn=cmd_export)
 
     e = sub.add_parser("eval", help="top-1 accuracy of a run's model (or of saved weights) on a test set")

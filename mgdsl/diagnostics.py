@@ -67,6 +67,11 @@ def render(diagnostics: list[Diagnostic], source: Source | None) -> str:
     return "\n".join(render_one(d, source) for d in diagnostics)
 
 
+def install_hint(extra: str) -> str:
+    """The one spelling of a missing optional dependency's fix (pyproject.toml's extras; `all` holds them all)."""
+    return f"pip install 'mgdsl[{extra}]', or every extra at once: pip install 'mgdsl[all]'"
+
+
 def did_you_mean(name: str, candidates) -> str | None:
     """A hint naming the closest known spelling, if one is close."""
     close = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)

@@ -713,6 +713,17 @@ def test_threads_flag_sets_torch_threads(tiny_npz, tmp_path):
         torch.set_num_threads(before)
 
 
+def test_without_tensorboard_or_yaml_the_hint_names_the_train_extra_and_all(tiny_npz, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    monkeypatch.setitem(sys.modules, "yaml", None)
+    assert _train(tiny_npz, tmp_path / "r", "--epochs", "1", "--tensorboard") == 2
+    assert "pip install 'mgdsl[train]', or every extra at once: pip install 'mgdsl[all]'" in capsys.readouterr().err
+    (tmp_path / "c.yaml").write_text("epochs: 1\n")
+    assert main(["compile", "mgnet", "--config", str(tmp_path / "c.yaml"), "--print-config"]) == 2
+    err = capsys.readouterr().err
+    assert "reading YAML needs pyyaml" in err and "'mgdsl[all]'" in err
+
+
 def test_tensorboard_writes_scalars(tiny_npz, tmp_path):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
