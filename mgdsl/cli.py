@@ -49,6 +49,9 @@ EXAMPLES = {
     "list": ["mgdsl list",
              "mgdsl list --json",
              "mgdsl list --names | grep table2"],
+    "sweep": ["mgdsl sweep mgnet -p width=8:64:log -p nu=1,2 --train digits --epochs 5 --trials 20",
+              "mgdsl sweep mgnet -p width=8,16,32 --train digits --epochs 3 --trials 6 --storage sqlite:///sweep.db",
+              "mgdsl sweep table2/resnet18 -p width=4:16 -p lr=0.02:0.2:log --train digits --epochs 5"],
     "export": ["mgdsl export mgnet -D width=32 -o mgnet32",
                "mgdsl export mgnet -D width=32 --weights runs/mgnet-digits -o mgnet_digits",
                "mgdsl export table2/resnet18 --format py -o resnet18"],
@@ -456,6 +459,44 @@ def cmd_render(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    """An Optuna study over the spec's params: a run per trial, then the table and the Pareto plot."""
+    from pathlib import Path
+
+    from .diagnostics import Diagnostic
+    from .sweep import Sweep, check_axes, parse_axes, run_sweep, table, write_results
+    from .training.loop import Interrupted
+    from .training.recipes import DEFAULT_RECIPE, RECIPES
+    for flag in ("resume", "config", "print_config"):
+        if getattr(args, flag, None):
+            raise SpecError([Diagnostic(f"--{flag.replace('_', '-')} does not apply to sweep", None,
+                                        "a sweep continues with the same command and --storage")])
+    ir = _ir(args)
+    axes = parse_axes(args.axes, ir.params)
+    given = _given(args)
+    data, seed = given.pop("train"), given.pop("seed", 0)
+    epochs = given.pop("epochs", None) or RECIPES[given.get("recipe", DEFAULT_RECIPE)]["epochs"]
+    out = given.pop("out", None) or f"sweeps/{ir.name}-{Path(data).stem}"
+    given.pop("overwrite", None)
+    check_axes(str(args.spec), axes, tuple(args.defines))
+    sw = Sweep(str(args.spec), axes, data, out, epochs, args.trials, args.storage, args.study, seed, given,
+               tuple(args.defines))
+    import optuna
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial, ours
+    say = (lambda r: print(f"mgdsl: trial {r['trial']} {r['name']}: best test accuracy {100 * r['best_test_acc']:.2f}%"
+                           f"{' (pruned)' if r['pruned'] else ''}; run in {r['run']}", file=sys.stderr))
+    try:
+        rows = run_sweep(sw, ir.source.text, on_trial=say)
+    except Interrupted as e:
+        again = f" (continue the study with the same command{'' if args.storage else ' and --storage URL'})"
+        print(f"mgdsl: interrupted; each finished trial's run is complete{again}", file=sys.stderr)
+        return e.status
+    paths = write_results(rows, axes, out)
+    print(table(rows, axes), end="")
+    print("written: " + ", ".join(map(str, paths)))
+    return 0
+
+
 def _solvable_first(cmd):
     """`solve` sets -D n; first say plainly when the spec is not a fixed-stencil multigrid solve can run."""
     def run(args) -> int:
@@ -564,6 +605,21 @@ def build_parser() -> argparse.ArgumentParser:
                    "the run was scored, i.e. on when its recipe used it)")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.set_defaults(fn=cmd_eval)
+    w = sub.add_parser("sweep", help="search a spec's params with Optuna: a training run per trial, then a table "
+                       "and a Pareto plot")
+    w.add_argument("spec", help=SPEC_HELP)
+    w.add_argument("-p", dest="axes", action="append", default=[], metavar="NAME=VALUES",
+                   help="a param to search: LOW:HIGH (integers if both are), LOW:HIGH:log, or A,B,C (a choice); "
+                        "repeatable")
+    _add_defines(w)
+    w.add_argument("--trials", type=int, default=20, help="trials to run now (a continued study adds them)")
+    w.add_argument("--storage", help="an Optuna storage URL, e.g. sqlite:///sweep.db: the study is kept there, the "
+                   "same command continues it, and several machines may share it (default: in memory)")
+    w.add_argument("--study", help="the study's name in the storage (default: mgdsl-SPEC-DATASET)")
+    w.add_argument("--train", metavar="DATASET", required=True,
+                   help="train each trial on digits, cifar10, cifar100, an .npz file or an image folder")
+    add_train_args(w)
+    w.set_defaults(fn=cmd_sweep)
     from .solve import add_solve_parser
     add_solve_parser(sub, _add_defines)
     solve = sub.choices["solve"]
