@@ -482,9 +482,12 @@ def cmd_sweep(args) -> int:
     sw = Sweep(str(args.spec), axes, data, out, epochs, args.trials, args.storage, args.study, seed, given,
                tuple(args.defines))
     import optuna
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial, ours
-    say = (lambda r: print(f"mgdsl: trial {r['trial']} {r['name']}: best test accuracy {100 * r['best_test_acc']:.2f}%"
-                           f"{' (pruned)' if r['pruned'] else ''}; run in {r['run']}", file=sys.stderr))
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # one line per trial, ours (a failed trial's without traceback)
+
+    def say(r: dict) -> None:
+        what = (f"failed: {r['error']}" if "error" in r else f"best test accuracy {100 * r['best_test_acc']:.2f}%"
+                f"{' (pruned)' if r['pruned'] else ''}; run in {r['run']}")
+        print(f"mgdsl: trial {r['trial']} {r['name']}: {what}", file=sys.stderr)
     try:
         rows = run_sweep(sw, ir.source.text, on_trial=say)
     except Interrupted as e:
@@ -494,7 +497,7 @@ def cmd_sweep(args) -> int:
     paths = write_results(rows, axes, out)
     print(table(rows, axes), end="")
     print("written: " + ", ".join(map(str, paths)))
-    return 0
+    return 0 if any("error" not in r for r in rows) else 1  # no trial of the study trained: the sweep failed
 
 
 def _solvable_first(cmd):

@@ -220,6 +220,8 @@ def objective(sw: Sweep, on_trial=None):
             row = _run_trial(sw, trial, values, report)
         except (SpecError, Diverged) as e:
             trial.set_user_attr("error", str(e).splitlines()[0])
+            if on_trial is not None:
+                on_trial({"trial": trial.number, "name": ",".join(values), "error": trial.user_attrs["error"]})
             raise
         trial.set_user_attr("row", row)
         if on_trial is not None:
@@ -266,7 +268,8 @@ def table(rows: list[dict], axes: list[Axis]) -> str:
     key = (lambda r: ("error" in r, r.get("pruned", False), -r.get("best_test_acc", 0), r["trial"]))
     for r in sorted(rows, key=key):
         if "error" in r:
-            body += f"| {r['trial']} | " + " | ".join(r["name"].split(",")) + f" | failed: {r['error']} |\n"
+            values = dict(v.split("=", 1) for v in r["name"].split(",") if "=" in v)
+            body += f"| {r['trial']} | " + " | ".join(values.get(c, "") for c in cols) + f" | failed: {r['error']} |\n"
             continue
         macs = f"{r['macs']:,}" if r.get("macs") is not None else "n/a"
         body += (f"| {r['trial']} | " + " | ".join(str(r.get(c, "")) for c in cols) + f" | {r['params']:,} | {macs}"

@@ -91,3 +91,16 @@ def test_axes_read_ints_floats_logs_and_choices():
         parse_axes(["nu=1,2", "nu=3,4"], PARAMS)
     with pytest.raises(SpecError, match="is a list"):
         parse_axis("chans=8:16", {"chans": (8, 16)})
+
+
+def test_a_trial_the_spec_refuses_fails_with_its_reason_and_the_sweep_goes_on(tmp_path, capsys):
+    """groups 2 needs an even width: both ends of 4:6 compile, the first trial (seed 0) draws 5."""
+    spec = tmp_path / "g.mg"
+    spec.write_text(SPEC.replace("A[l]    = conv3(u -> f)", "A[l]    = conv3(u -> f, groups 2)"))
+    assert main(["sweep", str(spec), "-p", "width=4:6", "--train", "digits", "--epochs", "1", "--trials", "1",
+                 "--out", str(tmp_path / "sw")]) == 1  # no trial trained
+    (row,) = json.loads((tmp_path / "sw" / "trials.json").read_text())["trials"]
+    assert row["name"] == "width=5" and "groups=2 must divide 5 and 5" in row["error"]
+    assert "| 0 | 5 | failed: " in (tmp_path / "sw" / "table.md").read_text()
+    err = capsys.readouterr().err
+    assert "mgdsl: trial 0 width=5: failed:" in err and "Traceback" not in err
