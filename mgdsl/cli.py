@@ -622,6 +622,10 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--train", metavar="DATASET", required=True,
                    help="train each trial on digits, cifar10, cifar100, an .npz file or an image folder")
     add_train_args(w)
+    for action in w._actions:  # the same flags as compile --train, for every trial; OUT is the sweep's folder
+        if action.dest == "out":
+            action.help = "the sweep's folder: OUT/trials/NAME per trial, trials.json, table.md, pareto.png " \
+                          "(default: sweeps/NAME-DATASET)"
     w.set_defaults(fn=cmd_sweep)
     from .solve import add_solve_parser
     add_solve_parser(sub, _add_defines)

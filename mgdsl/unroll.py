@@ -224,14 +224,14 @@ class Unroller:
                 wrong.setdefault((u.span, u.label.split("[")[0], u.level - u.line_level), []).append(u)
         for (span, name, off), uses in wrong.items():
             u = uses[0]
-            if len(uses) == 1:
+            if len({x.line_level for x in uses}) == 1:  # one grid (a W-cycle may visit it twice)
                 self.rep.error(f"{name} without an index is {u.label}, the operator of grid {u.line_level} (this "
                                f"`{u.kind}` line's grid), which also acts on grid {u.line_level}; here it is "
                                f"applied to grid {u.level}", span,
                                f"write {name}[l{off:+d}](...) for the operator of grid {u.level}, or index it "
                                f"explicitly to share it")
                 continue
-            grids = ", ".join(str(x.line_level) for x in uses)
+            grids = ", ".join(dict.fromkeys(str(x.line_level) for x in uses))
             self.rep.error(f"{name} without an index is {name}[l], the operator of grid l (this `{u.kind}` line's "
                            f"grid), which also acts on grid l; here it is applied to grid l{off:+d} (l = {grids})",
                            span, f"write {name}[l{off:+d}](...) for the operator of grid l{off:+d}, or index it "
