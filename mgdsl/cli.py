@@ -474,6 +474,9 @@ def cmd_sweep(args) -> int:
     ir = _ir(args)
     axes = parse_axes(args.axes, ir.params)
     given = _given(args)
+    for flag, n in (("--trials", args.trials), ("--epochs", given.get("epochs", 1))):
+        if n < 1:
+            raise SpecError([Diagnostic(f"{flag} {n}: a sweep needs at least 1", None, f"e.g. {flag} 5")])
     data, seed = given.pop("train"), given.pop("seed", 0)
     epochs = given.pop("epochs", None) or RECIPES[given.get("recipe", DEFAULT_RECIPE)]["epochs"]
     out = given.pop("out", None) or f"sweeps/{ir.name}-{Path(data).stem}"
@@ -533,6 +536,29 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespa
         c = parser.compile_parser
         c.set_defaults(**load_config_file(known.config, c))
     return parser.parse_args(argv)
+
+
+def _add_sweep_parser(sub) -> None:
+    """`mgdsl sweep`: the search's own flags, then every training flag of `compile --train` for each trial."""
+    w = sub.add_parser("sweep", help="search a spec's params with Optuna: a training run per trial, then a table "
+                       "and a Pareto plot")
+    w.add_argument("spec", help=SPEC_HELP)
+    w.add_argument("-p", dest="axes", action="append", default=[], metavar="NAME=VALUES",
+                   help="a param to search: LOW:HIGH (integers if both are), LOW:HIGH:log, or A,B,C (a choice); "
+                        "repeatable")
+    _add_defines(w)
+    w.add_argument("--trials", type=int, default=20, help="trials to run now (a continued study adds them)")
+    w.add_argument("--storage", help="an Optuna storage URL, e.g. sqlite:///sweep.db: the study is kept there, the "
+                   "same command continues it, and several machines may share it (default: in memory)")
+    w.add_argument("--study", help="the study's name in the storage (default: mgdsl-SPEC-DATASET)")
+    w.add_argument("--train", metavar="DATASET", required=True,
+                   help="train each trial on digits, cifar10, cifar100, an .npz file or an image folder")
+    add_train_args(w)
+    for action in w._actions:  # the same flags as compile --train, for every trial; OUT is the sweep's folder
+        if action.dest == "out":
+            action.help = "the sweep's folder: OUT/trials/NAME per trial, trials.json, table.md, pareto.png " \
+                          "(default: sweeps/NAME-DATASET)"
+    w.set_defaults(fn=cmd_sweep)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -608,25 +634,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "the run was scored, i.e. on when its recipe used it)")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.set_defaults(fn=cmd_eval)
-    w = sub.add_parser("sweep", help="search a spec's params with Optuna: a training run per trial, then a table "
-                       "and a Pareto plot")
-    w.add_argument("spec", help=SPEC_HELP)
-    w.add_argument("-p", dest="axes", action="append", default=[], metavar="NAME=VALUES",
-                   help="a param to search: LOW:HIGH (integers if both are), LOW:HIGH:log, or A,B,C (a choice); "
-                        "repeatable")
-    _add_defines(w)
-    w.add_argument("--trials", type=int, default=20, help="trials to run now (a continued study adds them)")
-    w.add_argument("--storage", help="an Optuna storage URL, e.g. sqlite:///sweep.db: the study is kept there, the "
-                   "same command continues it, and several machines may share it (default: in memory)")
-    w.add_argument("--study", help="the study's name in the storage (default: mgdsl-SPEC-DATASET)")
-    w.add_argument("--train", metavar="DATASET", required=True,
-                   help="train each trial on digits, cifar10, cifar100, an .npz file or an image folder")
-    add_train_args(w)
-    for action in w._actions:  # the same flags as compile --train, for every trial; OUT is the sweep's folder
-        if action.dest == "out":
-            action.help = "the sweep's folder: OUT/trials/NAME per trial, trials.json, table.md, pareto.png " \
-                          "(default: sweeps/NAME-DATASET)"
-    w.set_defaults(fn=cmd_sweep)
+    _add_sweep_parser(sub)
     from .solve import add_solve_parser
     add_solve_parser(sub, _add_defines)
     solve = sub.choices["solve"]

@@ -68,9 +68,11 @@ def test_two_trials_then_the_same_command_continues_the_study(spec, tmp_path, ca
     ("width=4:8:9", "a range is LOW:HIGH or LOW:HIGH:log"),
     ("nu=1,1", "the choices must be distinct"),
     ("width=0:8", "at width=0 the spec does not compile"),  # the range's end is compiled before any trial
+    ("width=4:8 --trials 0", "--trials 0: a sweep needs at least 1"),
+    ("width=4:8 --epochs 0", "--epochs 0: a sweep needs at least 1"),
 ])
 def test_a_bad_p_is_exit_2_before_any_training(spec, tmp_path, capsys, p, words):
-    assert main(["sweep", spec, "-p", p, "--train", "digits", "--out", str(tmp_path / "sw")]) == 2
+    assert main(["sweep", spec, "-p", *p.split(), "--train", "digits", "--out", str(tmp_path / "sw")]) == 2
     err = capsys.readouterr().err
     assert words in err and "Traceback" not in err
     assert not (tmp_path / "sw").exists()
