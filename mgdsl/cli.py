@@ -51,6 +51,9 @@ EXAMPLES = {
              "mgdsl list --names | grep table2"],
     "lsp": ["mgdsl lsp",
             "mgdsl lsp -D width=32"],
+    "sweep": ["mgdsl sweep mgnet -p width=8:64:log -p nu=1,2 --train digits --epochs 5 --trials 20",
+              "mgdsl sweep mgnet -p width=8,16,32 --train digits --epochs 3 --trials 6 --storage sqlite:///sweep.db",
+              "mgdsl sweep table2/resnet18 -p width=4:16 -p lr=0.02:0.2:log --train digits --epochs 5"],
     "export": ["mgdsl export mgnet -D width=32 -o mgnet32",
                "mgdsl export mgnet -D width=32 --weights runs/mgnet-digits -o mgnet_digits",
                "mgdsl export table2/resnet18 --format py -o resnet18"],
@@ -253,7 +256,8 @@ def load_config_file(path: str, parser: argparse.ArgumentParser) -> dict:
         try:
             import yaml
         except ImportError:
-            raise DataError(f"--config {path}: reading YAML needs pyyaml (pip install pyyaml), or pass JSON") from None
+            from .diagnostics import install_hint
+            raise DataError(f"--config {path}: reading YAML needs pyyaml, or pass JSON", install_hint("train")) from None
         try:
             raw = yaml.safe_load(text) or {}
         except yaml.YAMLError as e:
@@ -455,6 +459,50 @@ def cmd_render(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    """An Optuna study over the spec's params: a run per trial, then the table and the Pareto plot."""
+    from pathlib import Path
+
+    from .diagnostics import Diagnostic
+    from .sweep import Sweep, check_axes, parse_axes, run_sweep, table, write_results
+    from .training.loop import Interrupted
+    from .training.recipes import DEFAULT_RECIPE, RECIPES
+    for flag in ("resume", "config", "print_config"):
+        if getattr(args, flag, None):
+            raise SpecError([Diagnostic(f"--{flag.replace('_', '-')} does not apply to sweep", None,
+                                        "a sweep continues with the same command and --storage")])
+    ir = _ir(args)
+    axes = parse_axes(args.axes, ir.params)
+    given = _given(args)
+    for flag, n in (("--trials", args.trials), ("--epochs", given.get("epochs", 1))):
+        if n < 1:
+            raise SpecError([Diagnostic(f"{flag} {n}: a sweep needs at least 1", None, f"e.g. {flag} 5")])
+    data, seed = given.pop("train"), given.pop("seed", 0)
+    epochs = given.pop("epochs", None) or RECIPES[given.get("recipe", DEFAULT_RECIPE)]["epochs"]
+    out = given.pop("out", None) or f"sweeps/{ir.name}-{Path(data).stem}"
+    given.pop("overwrite", None)
+    check_axes(str(args.spec), axes, tuple(args.defines))
+    sw = Sweep(str(args.spec), axes, data, out, epochs, args.trials, args.storage, args.study, seed, given,
+               tuple(args.defines))
+    import optuna
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # one line per trial, ours (a failed trial's without traceback)
+
+    def say(r: dict) -> None:
+        what = (f"failed: {r['error']}" if "error" in r else f"best test accuracy {100 * r['best_test_acc']:.2f}%"
+                f"{' (pruned)' if r['pruned'] else ''}; run in {r['run']}")
+        print(f"mgdsl: trial {r['trial']} {r['name']}: {what}", file=sys.stderr)
+    try:
+        rows = run_sweep(sw, ir.source.text, on_trial=say)
+    except Interrupted as e:
+        again = f" (continue the study with the same command{'' if args.storage else ' and --storage URL'})"
+        print(f"mgdsl: interrupted; each finished trial's run is complete{again}", file=sys.stderr)
+        return e.status
+    paths = write_results(rows, axes, out)
+    print(table(rows, axes), end="")
+    print("written: " + ", ".join(map(str, paths)))
+    return 0 if any("error" not in r for r in rows) else 1  # no trial of the study trained: the sweep failed
+
+
 def cmd_lsp(args) -> int:
     """The language server over stdio; pygls is the `lsp` extra, imported only here (the CLI starts fast)."""
     try:
@@ -462,8 +510,8 @@ def cmd_lsp(args) -> int:
 
         from .lsp import main as lsp_main
     except ImportError as e:
-        from .diagnostics import Diagnostic
-        raise SpecError([Diagnostic(f"mgdsl lsp needs pygls ({e})", None, "pip install 'mgdsl[lsp]'")]) from None
+        from .diagnostics import Diagnostic, install_hint
+        raise SpecError([Diagnostic(f"mgdsl lsp needs pygls ({e})", None, install_hint("lsp"))]) from None
     return lsp_main(args.defines)
 
 
@@ -523,6 +571,29 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespa
     return parser.parse_args(argv)
 
 
+def _add_sweep_parser(sub) -> None:
+    """`mgdsl sweep`: the search's own flags, then every training flag of `compile --train` for each trial."""
+    w = sub.add_parser("sweep", help="search a spec's params with Optuna: a training run per trial, then a table "
+                       "and a Pareto plot")
+    w.add_argument("spec", help=SPEC_HELP)
+    w.add_argument("-p", dest="axes", action="append", default=[], metavar="NAME=VALUES",
+                   help="a param to search: LOW:HIGH (integers if both are), LOW:HIGH:log, or A,B,C (a choice); "
+                        "repeatable")
+    _add_defines(w)
+    w.add_argument("--trials", type=int, default=20, help="trials to run now (a continued study adds them)")
+    w.add_argument("--storage", help="an Optuna storage URL, e.g. sqlite:///sweep.db: the study is kept there, the "
+                   "same command continues it, and several machines may share it (default: in memory)")
+    w.add_argument("--study", help="the study's name in the storage (default: mgdsl-SPEC-DATASET)")
+    w.add_argument("--train", metavar="DATASET", required=True,
+                   help="train each trial on digits, cifar10, cifar100, an .npz file or an image folder")
+    add_train_args(w)
+    for action in w._actions:  # the same flags as compile --train, for every trial; OUT is the sweep's folder
+        if action.dest == "out":
+            action.help = "the sweep's folder: OUT/trials/NAME per trial, trials.json, table.md, pareto.png " \
+                          "(default: sweeps/NAME-DATASET)"
+    w.set_defaults(fn=cmd_sweep)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mgdsl", description="Compile, check, draw, train, solve and export MgNet specs.",
                                 epilog=_epilog(None), formatter_class=HelpFormatter)
@@ -580,7 +651,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--weights", metavar="FILE|RUN_DIR",
                    help="a state_dict (model.pt) or a training run folder; default: fresh random weights")
     x.add_argument("--format", choices=["all", "py", "onnx"], default="all",
-                   help="which forms to write (onnx needs `pip install mgdsl[export]`)")
+                   help="which forms to write (onnx needs `pip install 'mgdsl[export]'` or 'mgdsl[all]')")
     x.set_defaults(fn=cmd_export)
 
     e = sub.add_parser("eval", help="top-1 accuracy of a run's model (or of saved weights) on a test set")
@@ -619,6 +690,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("-o", "--output", required=True, help="the spec file to write")
     _add_defines(w)
     w.set_defaults(fn=cmd_rewrite)
+
+    _add_sweep_parser(sub)
     for name, command in sub.choices.items():  # one look for every command's --help
         command.formatter_class = HelpFormatter
         command.epilog = _epilog(name)

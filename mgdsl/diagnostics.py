@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 
 
@@ -20,6 +21,7 @@ class Diagnostic:
     span: Span | None = None
     hint: str | None = None
     severity: str = "error"
+    grid: int | None = field(default=None, compare=False)  # the grid being unrolled when it was found, if any
 
 
 class SpecError(Exception):
@@ -65,10 +67,48 @@ def render(diagnostics: list[Diagnostic], source: Source | None) -> str:
     return "\n".join(render_one(d, source) for d in diagnostics)
 
 
+def install_hint(extra: str) -> str:
+    """The one spelling of a missing optional dependency's fix (pyproject.toml's extras; `all` holds them all)."""
+    return f"pip install 'mgdsl[{extra}]', or every extra at once: pip install 'mgdsl[all]'"
+
+
 def did_you_mean(name: str, candidates) -> str | None:
     """A hint naming the closest known spelling, if one is close."""
     close = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
     return f"did you mean '{close[0]}'?" if close else None
+
+
+_LABEL = re.compile(r"\b([A-Za-z_][\w']*)\[[0-9, ]+\]")  # an instance label: B[2], B[1, 2]
+
+
+def merge_repeats(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
+    """One cause, one error: diagnostics at one place whose texts differ only in an instance's index (a wrong
+    B[l] is found once per grid as the scheme unrolls) become one that names the operator and lists the grids."""
+    groups: dict[tuple, list[Diagnostic]] = {}
+    for d in diagnostics:
+        key = (d.span, d.severity, _LABEL.sub(r"\1[]", d.message), _LABEL.sub(r"\1[]", d.hint or "")) \
+            if d.span is not None else (id(d),)
+        groups.setdefault(key, []).append(d)
+    return [g[0] if len(g) == 1 else _merged(g) for g in groups.values()]
+
+
+def _merged(group: list[Diagnostic]) -> Diagnostic:
+    """The first of a group, with every label that differs within the group written bare (B, not B[1])."""
+    def text(pick) -> str | None:
+        if pick(group[0]) is None:
+            return None
+        labels = [[m.group(0) for m in _LABEL.finditer(pick(d) or "")] for d in group]
+        k = iter(range(len(labels[0])))
+
+        def keep(m: re.Match) -> str:
+            i = next(k)
+            return m.group(0) if all(len(ls) > i and ls[i] == m.group(0) for ls in labels) else m.group(1)
+        return _LABEL.sub(keep, pick(group[0]))
+    grids = list(dict.fromkeys(d.grid for d in group if d.grid is not None))
+    where = f" (on grids {', '.join(map(str, grids))})" if len(grids) > 1 else ""
+    first = group[0]
+    return Diagnostic(text(lambda d: d.message) + where, first.span, text(lambda d: d.hint), first.severity,
+                      first.grid)
 
 
 class Fail(Exception):
@@ -85,13 +125,13 @@ class Reporter:
     source: Source
     diags: list[Diagnostic] = field(default_factory=list)
 
-    def error(self, message: str, span: Span | None, hint: str | None = None) -> None:
-        d = Diagnostic(message, span, hint)
+    def error(self, message: str, span: Span | None, hint: str | None = None, grid: int | None = None) -> None:
+        d = Diagnostic(message, span, hint, grid=grid)
         if not any(x.message == d.message and x.span == d.span for x in self.diags):
             self.diags.append(d)
 
-    def add(self, f: Fail) -> None:
-        self.error(f.diag.message, f.diag.span, f.diag.hint)
+    def add(self, f: Fail, grid: int | None = None) -> None:
+        self.error(f.diag.message, f.diag.span, f.diag.hint, grid)
 
     def guard(self, fn, *args):
         """fn(*args), or None with its error recorded."""
@@ -103,4 +143,4 @@ class Reporter:
 
     def stop_if_any(self) -> None:
         if self.diags:
-            raise SpecError(self.diags, self.source)
+            raise SpecError(merge_repeats(self.diags), self.source)

@@ -586,7 +586,10 @@ def main(ir, args) -> int:
     if args.json:
         print(json.dumps(out, indent=2, ensure_ascii=False))
     else:
-        print(f"{out['spec']} ({out['source_family']}) vs {out['target']} ({out['target_family']}): {out['verdict']}")
+        def given(text: str) -> str:  # the spec as the user named it (`mgnet`), not its installed path
+            return text.replace(ir.path, str(args.spec)) if text else text
+        print(f"{given(out['spec'])} ({out['source_family']}) vs {out['target']} ({out['target_family']}): "
+              f"{out['verdict']}")
         if out["reason"]:
             print(f"  reason: {out['reason']}")
         if out["relation"]:
@@ -601,7 +604,7 @@ def main(ir, args) -> int:
         for p in out["premises"]:
             mark = {"ok": "ok", "failed": "FAILED", "unproved": "NOT PROVED"}[p["status"]]
             extra = f" — {p['detail']}" if p["detail"] else ""
-            where = f" ({p['where']})" if p["where"] else ""
+            where = f" ({given(p['where'])})" if p["where"] else ""
             print(f"  premise {mark}: {p['premise']}{where}{extra}")
         if out["max_error"] is not None:
             n = out["numerics"]

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from . import __version__, lowering as L
-from .diagnostics import Diagnostic, SpecError
+from .diagnostics import Diagnostic, SpecError, install_hint
 from .files import atomic_write
 from .ir import IR
 from .prims import LowerCtx
@@ -297,7 +297,7 @@ def to_onnx(model: nn.Module, path: Path) -> None:
         import onnxscript  # noqa: F401
     except ImportError:
         raise _error("writing ONNX needs the onnx and onnxscript packages",
-                     "pip install 'mgdsl[export]', or pass --format py") from None
+                     install_hint("export") + "; or pass --format py") from None
     model.eval()
     x = torch.randn(2, *model.input_shape)
     batch = torch.export.Dim("batch", min=1)

@@ -2,6 +2,7 @@
 their sharing scopes (one Instance per distinct index). Reads the AST; knows nothing of types or graphs."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from . import syntax as S
@@ -139,6 +140,58 @@ def grid_sizes(h: int, w: int, J: int) -> dict[int, tuple[int, int]]:
     return sizes
 
 
+def _spaces(rep: Reporter, params: dict, items, J: int, overrides: dict) -> dict[str, list[int]]:
+    """`space u = width, f = [width, 2 * width]`: each state's channels per grid."""
+    spaces: dict[str, list[int]] = {}
+    bad: list[tuple[str, int | None, S.Num, Fail]] = []
+    for d in (d for it in items if isinstance(it, S.Spaces) for d in it.decls):
+        channels = _spread(params, d.channels)
+        per_level = d.per_level or channels is not d.channels
+        vals = []
+        for k, n in enumerate(channels, 1):
+            try:
+                vals.append(_count(params, n, f"channels of {d.name}", MAX_CHANNELS))
+            except Fail as f:
+                bad.append((d.name, k if per_level else None, n, f))
+                vals.append(1)
+        if per_level and len(vals) != J:
+            rep.error(f"space {d.name} lists {len(vals)} channel counts but the model has {J} grids",
+                      d.span, "give one count per grid, or a single number for all")
+            vals = (vals + vals[-1:] * J)[:J]
+        spaces[d.name] = vals if per_level else vals * J
+    _report_once(rep, bad, overrides)
+    return spaces
+
+
+_VALUE = re.compile(r"(got |= )(-?[0-9][0-9.e+]*)")  # the number in _count's messages
+
+
+def _report_once(rep: Reporter, bad: list, overrides: dict) -> None:
+    """One cause, one error: channel counts that fail alike through one param (-D width=0 reaches every entry
+    of `space f = [width, 2 * width, ...]`, and u and f) are one error that names the spaces and the grids."""
+    groups: dict[tuple, list] = {}
+    for space, grid, n, f in bad:
+        cause = n.value if isinstance(n.value, str) else id(n)
+        kind = _VALUE.sub(r"\1", f.diag.message.replace(f"channels of {space}", "channels of"))
+        groups.setdefault((cause, kind), []).append((space, grid, n, f))
+    for (cause, _), group in groups.items():
+        space, _, n, f = group[0]
+        if len(group) == 1:
+            rep.add(f)
+            continue
+        names = " and ".join(dict.fromkeys(s for s, *_ in group))
+        grids = [str(g) for _, g, *_ in group if g is not None]
+        where = f"channels of {names}" + (f" on grids {', '.join(dict.fromkeys(grids))}" if len(grids) > 1 else "")
+        got = ", ".join(dict.fromkeys(m.group(2) for *_, x in group if (m := _VALUE.search(x.diag.message))))
+        message = _VALUE.sub(lambda m: m.group(1) + got, f.diag.message.replace(f"channels of {space}", where), 1)
+        last = group[-1][2].span
+        span = Span(n.span.line, n.span.col, last.end_line, last.end_col) \
+            if n.span and last and last.line == n.span.line else n.span
+        hint = f"{cause} = {overrides[cause]} comes from -D {cause}={overrides[cause]}" if cause in overrides \
+            else f.diag.hint
+        rep.error(message, span, hint)
+
+
 def resolve(model: S.Model, rep: Reporter, overrides: dict) -> Resolved:
     """Params (with -D overrides), settings, the input, grids, spaces, definitions and equations."""
     items = model.items
@@ -187,16 +240,7 @@ def resolve(model: S.Model, rep: Reporter, overrides: dict) -> Resolved:
         rep.error("too many grids for the input size", g.span if g else inp.span)
     nu = _per_level(rep, params, settings.get("smooth"), "smooth", J, default=0)
     post = _per_level(rep, params, settings.get("postsmooth"), "postsmooth", J, default=0)
-    spaces: dict[str, list[int]] = {}
-    for d in (d for it in items if isinstance(it, S.Spaces) for d in it.decls):
-        channels = _spread(params, d.channels)
-        per_level = d.per_level or channels is not d.channels
-        vals = [rep.guard(_count, params, n, f"channels of {d.name}", MAX_CHANNELS) or 1 for n in channels]
-        if per_level and len(vals) != J:
-            rep.error(f"space {d.name} lists {len(vals)} channel counts but the model has {J} grids",
-                      d.span, "give one count per grid, or a single number for all")
-            vals = (vals + vals[-1:] * J)[:J]
-        spaces[d.name] = vals if per_level else vals * J
+    spaces = _spaces(rep, params, items, J, overrides)
     in_is_space = inp.name in spaces
     if in_is_space and spaces[inp.name][0] != c:
         rep.error(f"input {inp.name} has {c} channels but space {inp.name} has {spaces[inp.name][0]}", inp.span)

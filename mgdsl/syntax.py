@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import lark
 from lark import Lark, Token, Transformer, v_args
 
-from .diagnostics import Diagnostic, Source, Span, SpecError
+from .diagnostics import Diagnostic, Source, Span, SpecError, did_you_mean
 
 
 NOSPAN = field(default=None, compare=False, repr=False)
@@ -386,7 +387,46 @@ def _expected(names) -> str:
     return ", ".join(words)
 
 
-def _syntax_diag(e: lark.exceptions.UnexpectedInput) -> Diagnostic:
+def _keywords(terminals) -> list[str]:
+    """The words of the grammar's keyword terminals among `terminals` (a string terminal, or an alternation of
+    strings such as EQKIND's), read from the grammar, so a new keyword needs no second list."""
+    by_name = {t.name: t.pattern for t in _parser().terminals}
+    words = []
+    for name in terminals:
+        pat = by_name.get(name)
+        if pat is None:
+            continue
+        alt = re.fullmatch(r"\(\?:([\w|]+)\)", pat.value) if pat.type == "re" else None
+        alts = [pat.value] if pat.type == "str" else alt.group(1).split("|") if alt else []
+        words += [w for w in alts if w.isidentifier() and len(w) > 1]
+    return words
+
+
+def _misspelt_keyword(text: str, tok: Token, expected) -> Diagnostic | None:
+    """`unknown keyword` with a did-you-mean: the unexpected word itself (`modle m {`), or the word that opens its
+    line, which the parser took for an operator name (`smoth 1`: '=' expected after a name)."""
+    if tok.type == "NAME":
+        hint = did_you_mean(str(tok), _keywords(expected))
+        if hint:
+            return Diagnostic(f"unknown keyword '{tok}'", _tok_span(tok), hint)
+    lines = text.split("\n")
+    m = re.fullmatch(r"(\s*)([A-Za-z_][\w']*)\s*", lines[tok.line - 1][:tok.column - 1])
+    if not m:
+        return None
+    start = sum(len(x) + 1 for x in lines[:tok.line - 1]) + len(m.group(1))
+    try:
+        ip = _parser().parse_interactive(text[:start])
+        ip.exhaust_lexer()
+        accepts = ip.accepts()
+    except lark.exceptions.LarkError:
+        return None
+    word, col = m.group(2), len(m.group(1)) + 1
+    hint = did_you_mean(word, _keywords(accepts))
+    return Diagnostic(f"unknown keyword '{word}'", Span(tok.line, col, tok.line, col + len(word)), hint) if hint \
+        else None
+
+
+def _syntax_diag(e: lark.exceptions.UnexpectedInput, text: str = "") -> Diagnostic:
     line, col = max(e.line, 1), max(e.column, 1)
     if isinstance(e, lark.exceptions.UnexpectedCharacters):
         ch = e.char
@@ -397,9 +437,9 @@ def _syntax_diag(e: lark.exceptions.UnexpectedInput) -> Diagnostic:
         if tok.type == "$END":
             return Diagnostic("unexpected end of file", Span(line, col, line, col + 1),
                               f"expected {_expected(e.expected)}")
-        what = f"{_word(tok.type)} '{tok}'" if tok.type in ("NAME", "SIGNED_NUMBER") else _word(tok.type)
-        return Diagnostic(f"unexpected {what}", _tok_span(tok),
-                          f"expected {_expected(e.expected)}")
+        what = f"{_word(tok.type)[2:]} '{tok}'" if tok.type in ("NAME", "SIGNED_NUMBER") else _word(tok.type)
+        return (_misspelt_keyword(text, tok, e.expected) if text else None) or \
+            Diagnostic(f"unexpected {what}", _tok_span(tok), f"expected {_expected(e.expected)}")
     return Diagnostic("unexpected end of file", None, f"expected {_expected(getattr(e, 'expected', []))}")
 
 
@@ -424,10 +464,12 @@ def parse(text: str, path: str = "<spec>") -> Model:
         try:
             tree = _parser().parse("\n".join(lines))
         except lark.exceptions.UnexpectedInput as e:
-            d = _syntax_diag(e)
+            d = _syntax_diag(e, "\n".join(lines))
             if errors and (d.message == "unexpected end of file" or len(errors) >= 20):
                 break  # a cascade of the blanked lines, not a new error
             errors.append(d)
+            if "MODEL" in getattr(e, "expected", ()):
+                break  # the `model NAME {` header itself is wrong: every later line would be reported against it
             line = d.span.line if d.span else len(lines)
             if line > len(lines) or not lines[line - 1].strip() or lines[line - 1].strip() in ("}", "{"):
                 break

@@ -127,11 +127,16 @@ class Typer:
         if lay.kind not in UP and lay.stride == 2 and x.level and x.level + 1 > J:
             raise Fail(f"{inst.label} maps grid {x.level} to grid {x.level + 1}, but the model has {J} grids", span)
         y = layer_at(lay, x, self.r.sizes)
-        if y.level and y.space in self.r.spaces and self.chan(y.space, y.level, span) != y.channels:
+        if y.level and self.is_state(lay.out_ty, span) and self.chan(y.space, y.level, span) != y.channels:
             raise Fail(f"{inst.label} gives {y.channels} channels of {y.space}, but {y.space} on grid {y.level} "
                        f"has {self.chan(y.space, y.level, span)}", span,
                        f"index it (e.g. {inst.name}[l]) to get one instance per grid")
         return y
+
+    def is_state(self, t: Ty, span) -> bool:
+        """Whether a first-use value had its space's channels on its grid: a split pair [X, -X] inside a
+        composition has twice as many and is no state, so a later grid's count says nothing about it."""
+        return bool(t.level) and t.space in self.r.spaces and self.chan(t.space, t.level, span) == t.channels
 
     def call(self, p, part: Part) -> Call:
         """A written primitive checked against its table entry: signature, operator arguments, options."""

@@ -218,14 +218,24 @@ class Unroller:
         levels: dict[str, set] = {}
         for u in self.grid_uses:
             levels.setdefault(u.label, set()).add(u.level)
+        wrong: dict[tuple, list[GridUse]] = {}  # one error per place and offset, however many grids it is on
         for u in self.grid_uses:
             if u.bare and u.level != u.line_level and len(levels[u.label]) > 1:
-                name = u.label.split("[")[0]
+                wrong.setdefault((u.span, u.label.split("[")[0], u.level - u.line_level), []).append(u)
+        for (span, name, off), uses in wrong.items():
+            u = uses[0]
+            if len({x.line_level for x in uses}) == 1:  # one grid (a W-cycle may visit it twice)
                 self.rep.error(f"{name} without an index is {u.label}, the operator of grid {u.line_level} (this "
                                f"`{u.kind}` line's grid), which also acts on grid {u.line_level}; here it is "
-                               f"applied to grid {u.level}", u.span,
-                               f"write {name}[l{u.level - u.line_level:+d}](...) for the operator of grid "
-                               f"{u.level}, or index it explicitly to share it")
+                               f"applied to grid {u.level}", span,
+                               f"write {name}[l{off:+d}](...) for the operator of grid {u.level}, or index it "
+                               f"explicitly to share it")
+                continue
+            grids = ", ".join(dict.fromkeys(str(x.line_level) for x in uses))
+            self.rep.error(f"{name} without an index is {name}[l], the operator of grid l (this `{u.kind}` line's "
+                           f"grid), which also acts on grid l; here it is applied to grid l{off:+d} (l = {grids})",
+                           span, f"write {name}[l{off:+d}](...) for the operator of grid l{off:+d}, or index it "
+                                 f"explicitly to share it")
 
     # ------------------------------------------------------------ reading states
     def split_index(self, var: S.Var, ctx: Ctx) -> tuple[int | None, int | None]:
@@ -325,7 +335,7 @@ class Unroller:
             try:
                 into[a.name] = self.assign(a, ctx, level)
             except Fail as f:
-                self.rep.add(f)
+                self.rep.add(f, level)
                 if a.name in self.r.spaces:
                     into[a.name] = self.g.zero(self.state_ty(a.name, level))
 
@@ -403,7 +413,7 @@ class Unroller:
             try:
                 new[a.name] = self.assign(a, ctx, level + 1)
             except Fail as f:
-                self.rep.add(f)
+                self.rep.add(f, level)
                 if a.name in r.spaces:
                     new[a.name] = self.g.zero(self.state_ty(a.name, level + 1))
         missing = [s for s in r.state_names if s not in new]

@@ -295,3 +295,16 @@ def test_a_target_file_with_a_scaled_term_is_run_with_its_scale(tmp_path, omega,
     assert "2 * S(f - A(u))" in target.read_text()
     out = check_equiv(mgdsl.compile_ir("specs/multigrid/mgnet-linear.mg"), str(target))
     assert out["verdict"] == verdict
+
+
+def test_premise_lines_show_the_spec_as_the_user_named_it(tmp_path, monkeypatch, capsys):
+    """From another folder a bundled spec is found by name: its lines say `equiv/mgnet-A-bias`, not the path
+    it is installed at."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["check", "equiv/mgnet-A-bias", "--equiv", "iresnet", "--trials", "1"]) == 1
+    out = capsys.readouterr().out
+    installed = mgdsl.compile_spec("equiv/mgnet-A-bias").path
+    premises = [line for line in out.splitlines() if line.startswith("  premise ")]
+    assert premises and installed not in out
+    assert out.startswith("equiv/mgnet-A-bias (mgnet) vs iresnet")
+    assert "(equiv/mgnet-A-bias)" in premises[0] and any("(equiv/mgnet-A-bias:" in p for p in premises)

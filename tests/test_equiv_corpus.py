@@ -26,6 +26,16 @@ def test_the_corpus_is_large_and_covers_every_verdict():
     assert {c[2] for c in CASES} == {"equivalent", "special-case", "not-equivalent", "undecided"}
 
 
+def test_no_document_states_a_stale_corpus_size():
+    """The docs name the corpus without a count (the README said 47 and docs/equivalences.md 40 beside 48
+    files): a count written next to the folder's name must be the number of files in it."""
+    root = CORPUS.parent.parent
+    files = len(list(CORPUS.glob("*.mg")))
+    for doc in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        for n in re.findall(r"equiv_corpus/`?,?\s*\(?(\d+)\s+specs", doc.read_text()):
+            assert int(n) == files, f"{doc.name} says the corpus has {n} specs; it has {files}"
+
+
 @pytest.mark.parametrize("name,target,expected", CASES)
 def test_corpus_verdicts(name, target, expected):
     out = verdict((CORPUS / name).read_text(), name, target)

@@ -13,7 +13,7 @@ import torch
 
 from helpers import SPECS
 import mgdsl
-from mgdsl import compile_spec
+from mgdsl import SpecError, compile_spec
 from mgdsl.cli import main
 from mgdsl.export import class_name, export
 from mgdsl.lowering import lower_ir
@@ -233,3 +233,11 @@ def test_export_errors_are_located_exit_2_and_write_nothing(args, words, tmp_pat
     err = capsys.readouterr().err
     assert words in err and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w4.pt"]
+
+
+def test_without_onnx_the_error_names_the_export_extra_and_all(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxscript", None)  # import onnxscript raises ImportError
+    with pytest.raises(SpecError) as e:
+        export(small_ir("specs/mgnet.mg"), str(tmp_path / "m"), formats="onnx")
+    (d,) = e.value.diagnostics
+    assert "onnx" in d.message and "'mgdsl[export]'" in d.hint and "'mgdsl[all]'" in d.hint

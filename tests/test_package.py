@@ -111,3 +111,25 @@ def test_unpacked_wheel_compiles_and_loads_by_name_outside_the_repository(wheel,
     assert r.returncode == 0, r.stderr[-3000:]
     assert '"params": 8868618' in r.stdout and str(site / "mgdsl" / "specs") in r.stdout
     assert int(r.stdout.split()[-1]) == compile_spec("mgnet", {"width": 8}).total_params
+
+
+def test_the_all_extra_holds_every_extra_a_user_needs():
+    """`pip install 'mgdsl[all]'` installs export, highlight and train (and lsp): one line instead of a failure
+    per missing extra."""
+    import re
+    import tomllib
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    (ref,) = extras["all"]
+    named = set(re.fullmatch(r"mgdsl\[([\w,-]+)\]", ref).group(1).split(","))
+    assert {"export", "highlight", "train"} <= named and named - {"lsp"} <= set(extras)
+
+
+def test_every_missing_extra_hint_is_the_one_that_names_all():
+    """The fix for a missing optional package is spelled once (diagnostics.install_hint), so each names
+    mgdsl[all]; no module writes its own `pip install`."""
+    from mgdsl.diagnostics import install_hint
+    assert "pip install 'mgdsl[train]'" in install_hint("train") and "'mgdsl[all]'" in install_hint("train")
+    own = [f"{p.relative_to(ROOT)}:{n}" for p in sorted((ROOT / "mgdsl").rglob("*.py"))
+           for n, line in enumerate(p.read_text().splitlines(), 1)
+           if "pip install" in line and p.name != "diagnostics.py" and "help=" not in line]
+    assert own == []

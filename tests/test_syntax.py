@@ -86,3 +86,34 @@ def specs(draw):
 def test_fmt_round_trips_generated_specs(text):
     m = parse(text)
     assert parse(fmt(m)) == m
+
+
+@pytest.mark.parametrize("good,bad,line,col", [
+    ("  smooth 1", "  smoth 1", 6, 3),            # the word before the error is taken for an operator name
+    ("  smooth 1", "  smoth nu", 6, 3),
+    ("  grids 2", "  grid 2", 5, 3),
+    ("  step    u", "  stpe    u", 17, 3),        # an equation keyword (EQKIND, an alternation in the grammar)
+    ("model tiny", "modle tiny", 1, 1),          # the unexpected word itself
+])
+def test_a_misspelt_keyword_gets_a_did_you_mean_at_the_word(good, bad, line, col):
+    from tiny_specs import TINY_MGNET
+    diags, msg = _err(TINY_MGNET.replace(good, bad, 1))
+    word = bad.split()[0]
+    assert len(diags) == 1
+    assert (diags[0].message, diags[0].span.line, diags[0].span.col) == (f"unknown keyword '{word}'", line, col)
+    right = good.split()[0]
+    assert diags[0].hint == f"did you mean '{right}'?"
+
+
+def test_keywords_come_from_the_grammar():
+    """Every keyword terminal of grammars/mg.lark is offered, the equation kinds included."""
+    from mgdsl.syntax import _keywords, _parser
+    words = set(_keywords([t.name for t in _parser().terminals]))
+    assert {"model", "param", "smooth", "postsmooth", "space", "init", "step", "coarsen", "refine", "poststep",
+            "output", "auto", "sum"} <= words
+    assert not {"x", "->", "{"} & words
+
+
+def test_a_wrong_word_that_is_no_keyword_keeps_the_expected_list():
+    diags, msg = _err("model m {\n  A[l] conv3(u -> f)\n}\n")
+    assert diags[0].message == "unexpected name 'conv3'" and diags[0].hint == "expected '='"

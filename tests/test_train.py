@@ -424,6 +424,17 @@ def test_flips_default_to_natural_images_only_and_are_recorded(tiny_npz, tmp_pat
     assert flip_default("cifar10") and flip_default(str(tmp_path)) and not flip_default("digits")
 
 
+def test_the_readme_cifar_npz_commands_ask_for_flips():
+    """An .npz trains without flips unless asked; the README's results are with --flip, so its commands say so."""
+    import re
+    from pathlib import Path
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    spans = re.findall(r"`([^`]*)`", re.sub(r"\n\s*", " ", text)) + re.findall(r"^    (mgdsl .*)$", text, re.M)
+    cmds = [c for c in spans if c.startswith("mgdsl compile") and re.search(r"cifar10\S*\.npz", c)]
+    assert len(cmds) >= 2
+    assert [c for c in cmds if "--flip" not in c.split()] == []
+
+
 def test_flip_augmentation_mirrors_only_when_asked():
     from mgdsl.training.data import augment
     x = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).view(2, 1, 4, 4)
@@ -687,6 +698,17 @@ def test_threads_flag_sets_torch_threads(tiny_npz, tmp_path):
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_without_tensorboard_or_yaml_the_hint_names_the_train_extra_and_all(tiny_npz, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    monkeypatch.setitem(sys.modules, "yaml", None)
+    assert _train(tiny_npz, tmp_path / "r", "--epochs", "1", "--tensorboard") == 2
+    assert "pip install 'mgdsl[train]', or every extra at once: pip install 'mgdsl[all]'" in capsys.readouterr().err
+    (tmp_path / "c.yaml").write_text("epochs: 1\n")
+    assert main(["compile", "mgnet", "--config", str(tmp_path / "c.yaml"), "--print-config"]) == 2
+    err = capsys.readouterr().err
+    assert "reading YAML needs pyyaml" in err and "'mgdsl[all]'" in err
 
 
 def test_tensorboard_writes_scalars(tiny_npz, tmp_path):

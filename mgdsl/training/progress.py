@@ -18,9 +18,9 @@ class Progress:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
+                from ..diagnostics import install_hint
                 from .data import DataError
-                raise DataError("--tensorboard needs the tensorboard package",
-                                "pip install tensorboard (or: pip install 'mgdsl[train]')") from None
+                raise DataError("--tensorboard needs the tensorboard package", install_hint("train")) from None
             self.writer = SummaryWriter(str(tensorboard_dir))
         self.bar = None
 

@@ -1,0 +1,45 @@
+"""The type checker's later-use rule: a model-scope instance re-typed on another grid must agree with its first
+use where the value is a state, and says nothing about the pair inside a composition such as `delta . split`."""
+import pytest
+import torch
+
+import mgdsl
+from mgdsl import SpecError
+from tiny_specs import TINY_MGNET
+
+# N = delta . split: [f, -f] inside, f outside (8.12, 8.13); one instance for the whole model
+SPLIT = TINY_MGNET.replace("  fc      = linear", "  N       = delta . split\n  fc      = linear") \
+                  .replace("step    u = u + B(f - A(u))", "step    u = u + B(N(f) - A(u))")
+
+
+def test_a_model_scope_composition_through_a_pair_is_accepted_on_every_grid():
+    ir = mgdsl.compile_spec("split.mg", text=SPLIT)
+    n = ir.instances["N"]
+    assert (n.uses, n.in_ty.channels, n.out_ty.channels) == (2, 4, 4)  # grid 1 and grid 2, one instance
+    model = mgdsl.lower(ir).eval()
+    x = torch.randn(2, 3, 16, 16)
+    assert model(x).shape == (2, 10)
+    # delta . split is -2 id (delta([X, Y]) = Y - X with Y = -X): the model is the one with N(f) written f - 3 f
+    plain = mgdsl.lower(mgdsl.compile_spec("plain.mg", text=SPLIT.replace("N(f)", "f - 3 * f"))).eval()
+    plain.load_state_dict(model.state_dict())
+    assert torch.allclose(model(x), plain(x), atol=1e-6)
+
+
+def test_the_same_composition_on_grids_of_other_channel_counts_is_still_refused():
+    text = SPLIT.replace("space u = width, f = width", "space u = [4, 8], f = [4, 8]")
+    with pytest.raises(SpecError) as e:
+        mgdsl.compile_spec("split.mg", text=text)
+    msg = str(e.value)
+    assert "N is one shared instance, first applied to f (4 channels, grid 1" in msg
+    assert "here to f (8 channels, grid 2" in msg and "N[l]" in msg
+
+
+def test_a_model_scope_convolution_landing_on_a_grid_of_other_channels_is_still_refused():
+    """The rule the fix narrows: a shared layer whose first-use output was a state of grid 1 must give that
+    state's channels on grid 2 too (u: 4 channels everywhere, f: 4 then 8)."""
+    text = TINY_MGNET.replace("space u = width, f = width", "space u = 4, f = [4, 8]") \
+                     .replace("A[l]    = conv3(u -> f)", "A       = conv3(u -> f)") \
+                     .replace("R[l]    = conv3(f -> f, stride 2)", "R[l]    = conv3(f -> f, stride 2) . conv1(f -> f)")
+    with pytest.raises(SpecError) as e:
+        mgdsl.compile_spec("a.mg", text=text)
+    assert "A gives 4 channels of f, but f on grid 2 has 8" in str(e.value)
