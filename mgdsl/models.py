@@ -20,7 +20,9 @@ def compare(ir, tir, trials: int, seed: int) -> dict:
     out_extra: dict = {"renaming": {"states": {}, "operators": {}}}
     if _shapes_differ(ir, tir, res):
         return {**res.as_dict(), **out_extra}
-    m = M.match(M.network(ir), M.network(tir))
+    na, nb = M.network(ir), M.network(tir)
+    m = M.match(na, nb)
+    res.derivation += [Step("identity of the primitives", "", t) for t in sorted(set(na.identities + nb.identities))]
     sa, sb, note = _small_pair(ir, tir)
     res.note = note
     h, w = (sa.input_ty.shape + (1, 1))[1:3]
@@ -89,7 +91,7 @@ def _where_text(where: dict) -> str:
 def _renaming_steps(m: M.Match) -> list[Step]:
     states = ", ".join(f"{s} → {t}" for s, t in m.states.items()) or "none"
     pairs = sorted(((s, t) for t, s in m.operators.items()), key=lambda st: (M.label_key(st[0]), M.label_key(st[1])))
-    ops = ", ".join(f"{s} → {t}" for s, t in pairs) or "none"
+    ops = ", ".join(f"{s} → {t}" for s, t in pairs) or "none (no trained operators; fixed ones match by what they compute)"
     return [Step("renaming of states (spec → target)", "", states),
             Step("renaming of operators (spec → target)", "", ops)]
 
