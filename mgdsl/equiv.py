@@ -232,9 +232,8 @@ def check_equiv(ir, target: str, trials: int = 3, seed: int = 0) -> dict:
             raise
         res.verdict = "undecided"
         res.reason = f"the check could not be completed ({type(e).__name__}: {e}); this is a bug in mgdsl"
-    if models is not None and res.verdict not in ("equivalent", "special-case") and \
-            (models["verdict"] != "undecided" or res.verdict == "undecided"):
-        return models  # a theorem relating the two files (6.1) wins; else what running both models found
+    if models is not None and res.verdict == "undecided":
+        return models  # a theorem relating the two files (6.1) decides first; else what running both found
     return res.as_dict()
 
 
