@@ -82,7 +82,7 @@ class _Builder:
         h = hashlib.sha1(repr((kind, sig, parts)).encode()).hexdigest()[:16]
         self.g.add_node(nid, kind=kind, sig=sig, h=h)
         for c, e in children:
-            self.g.add_edge(nid, c, e=e)
+            self.g.add_edge(nid, c, e=repr(e))
         return nid
 
     def lc(self, terms: dict) -> int:
@@ -228,14 +228,12 @@ def isomorphism(ga: nx.DiGraph, gb: nx.DiGraph) -> dict | None:
 
 def _refine(ga, gb, ca: dict, cb: dict):
     """Refine both colourings jointly until stable; (None, None) when the colour classes differ in size."""
+    adj_a, adj_b = _adjacency(ga), _adjacency(gb)
     count = -1
     while True:
         table: dict = {}
-        sig_a = {n: _sig(ga, n, ca) for n in ga}
-        sig_b = {n: _sig(gb, n, cb) for n in gb}
-        for sig in sorted(set(sig_a.values()) | set(sig_b.values()), key=repr):
-            table[sig] = len(table)
-        ca, cb = {n: table[s] for n, s in sig_a.items()}, {n: table[s] for n, s in sig_b.items()}
+        ca = {n: table.setdefault(_sig(adj_a, n, ca), len(table)) for n in sorted(ga)}
+        cb = {n: table.setdefault(_sig(adj_b, n, cb), len(table)) for n in sorted(gb)}
         hist_a, hist_b = _hist(ca), _hist(cb)
         if hist_a != hist_b:
             return None, None
@@ -244,9 +242,14 @@ def _refine(ga, gb, ca: dict, cb: dict):
         count = len(hist_a)
 
 
-def _sig(g, n, c: dict) -> tuple:
-    return (c[n], tuple(sorted((repr(g.edges[n, m]["e"]), c[m]) for m in g.successors(n))),
-            tuple(sorted((repr(g.edges[m, n]["e"]), c[m]) for m in g.predecessors(n))))
+def _adjacency(g) -> dict:
+    return {n: ([(d["e"], m) for m, d in g.succ[n].items()], [(d["e"], m) for m, d in g.pred[n].items()])
+            for n in g}
+
+
+def _sig(adj: dict, n, c: dict) -> tuple:
+    succ, pred = adj[n]
+    return (c[n], tuple(sorted((e, c[m]) for e, m in succ)), tuple(sorted((e, c[m]) for e, m in pred)))
 
 
 def _hist(c: dict) -> dict:

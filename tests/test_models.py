@@ -114,7 +114,7 @@ def test_the_verdict_and_where_the_runs_first_differ(pair):
         assert out["renaming"]["states"] == {"f": "f", "u": "u"} or out["renaming"]["states"] == {"u": "u", "f": "f"}
 
 
-@settings(max_examples=14, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=10, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(pair=st.sampled_from(sorted(PAIRS)), side=st.sampled_from(["spec", "target"]),
        do=st.sets(st.sampled_from(["rename", "reorder", "cancel", "compose"]), min_size=1),
        seed=st.integers(0, 10**6))
@@ -131,12 +131,8 @@ def test_renaming_reordering_cancelling_and_equal_compositions_never_change_a_ve
     assert _where(out) == where, (do, out["counterexample"])
     if verdict == "equivalent" and side == "target":
         assert out["renaming"]["states"] == {s: mapping.get(s, s) for s in ("f", "u")}
-        assert all(t.split("[")[0] == mapping.get(s.split("[")[0], s.split("[")[0]) for t, s in
-                   [(t, s) for s, t in _op_pairs(out)])
-
-
-def _op_pairs(out: dict) -> list:
-    return [(s, t) for t, s in out["renaming"]["operators"].items()]
+        assert all(t.split("[")[0] == mapping.get(s.split("[")[0], s.split("[")[0])
+                   for t, s in out["renaming"]["operators"].items())
 
 
 def test_the_transformations_change_the_text_and_the_ir():
@@ -171,10 +167,9 @@ def test_every_shipped_spec_is_equivalent_to_its_fmt_output_and_a_renamed_copy(n
         assert m.states == {s: pmap.get(s, s) for s in m.states} and m.states
         assert all(t.split("[")[0] == pmap.get(s.split("[")[0], s.split("[")[0]) and t[len(t.split("[")[0]):] ==
                    s[len(s.split("[")[0]):] for t, s in m.operators.items())
-        if a.total_params < 200_000 and a.input_ty.shape[-1] <= 64:
-            out = models.compare(a, b, 1, 0)
-            assert out["verdict"] == "equivalent", (name, out["reason"])
-            assert other == text or out["max_error"] <= 1e-9  # the same text is the same spec: nothing to run
+    if a.total_params < 200_000 and a.input_ty.shape[-1] <= 64:  # and run (the renamed copy: another text)
+        out = models.compare(a, b, 1, 0)
+        assert out["verdict"] == "equivalent" and out["max_error"] <= 1e-9, (name, out["reason"])
 
 
 def test_rewrite_output_is_the_source_model(tmp_path):
