@@ -358,6 +358,34 @@ def partial(a, b) -> dict:
     return out
 
 
+def fill(a: Net, b: Net, layers: dict) -> dict:
+    """layers, plus a spec layer of the same signature for every target layer nothing was carried to: the one
+    applied to a value of the same structure, else used at the same place, else the nearest in order of first
+    use. A difference then comes from the structure, not from weights the target drew itself (A(u) + E(u)
+    against 2·A(u) agrees with E := A)."""
+    la, lb = _first_use(a.ir), _first_use(b.ir)
+    args_a, args_b = _arguments(a), _arguments(b)
+    out = dict(layers)
+    for j, (kb, (wb, sb)) in enumerate(lb):
+        if kb in out:
+            continue
+        cands = [(not args_a.get(la[i][0], set()) & args_b.get(kb, set()), la[i][1][0] != wb,
+                  abs(i / len(la) - j / len(lb)), i) for i in range(len(la)) if la[i][1][1] == sb]
+        if cands:
+            out[kb] = la[min(cands)[3]][0]
+    return out
+
+
+def _arguments(net: Net) -> dict:
+    """layer key -> the structural hashes of the values it is applied to."""
+    out: dict = {}
+    for n, key in net.trained.items():
+        for app in net.g.predecessors(n):
+            arg = next(m for m in net.g.successors(app) if net.g.edges[app, m]["e"] == repr("x"))
+            out.setdefault(key, set()).add(net.g.nodes[arg]["h"])
+    return out
+
+
 def _first_use(ir) -> list:
     """[(layer key, (where first applied, signature))] for the trained layers, in order of first use."""
     seen: dict = {}

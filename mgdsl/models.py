@@ -27,16 +27,17 @@ def compare(ir, tir, trials: int, seed: int) -> dict:
     m = M.match(na, nb)
     res.derivation += [Step("identity of the primitives", "", t) for t in sorted(set(na.identities + nb.identities))]
     sa, sb, res.note = _small_pair(ir, tir)
-    ms = M.match(M.network(sa), M.network(sb)) if sa is not ir or sb is not tir else m
+    sna, snb = (M.network(sa), M.network(sb)) if sa is not ir or sb is not tir else (na, nb)
+    ms = M.match(sna, snb) if sa is not ir or sb is not tir else m
     if ms.kind != m.kind:  # e.g. a width one spec writes as a number: only the full size matches
-        sa, sb, ms, res.note = ir, tir, m, ""
+        sa, sb, sna, snb, ms, res.note = ir, tir, na, nb, m, ""
     h, w = (sa.input_ty.shape + (1, 1))[1:3]
     if max(sa.total_params, sb.total_params) > MAX_PARAMS or h * w > MAX_PIXELS:
         res.reason = (f"{_kind_text(m)}, but the numerics would run the models at full size "
                       f"({max(sa.total_params, sb.total_params):,} parameters, input {h}x{w}); give the specs a "
                       "`param width` so that they can run small")
         return {**res.as_dict(), **out_extra}
-    layers = _with_unmatched(ms.layers, M.partial(sa, sb))
+    layers = M.fill(sna, snb, _with_unmatched(ms.layers, M.partial(sa, sb)))
     states = ms.states if ms.kind != "none" else M.partial_states(sa, sb)
     err, where, out_err = run_pair(sa, sb, layers, states, trials, seed)
     res.max_error = err
