@@ -40,7 +40,7 @@ def compare(ir, tir, trials: int, seed: int) -> dict:
     layers = M.fill(sna, snb, _with_unmatched(ms.layers, M.partial(sa, sb)))
     states = ms.states if ms.kind != "none" else M.partial_states(sa, sb)
     err, where, out_err = run_pair(sa, sb, layers, states, trials, seed)
-    res.max_error = err
+    res.max_error = err if err != float("inf") else None  # other shapes: the counterexample names them
     if m.kind != "none":
         out_extra["renaming"] = {"states": m.states, "operators": m.operators}
         res.derivation += _renaming_steps(m)
@@ -185,6 +185,9 @@ def run_pair(sa, sb, layers: dict, states: dict, trials: int, seed: int) -> tupl
                     first = {"trial": t, "error": e} if k == "output" else \
                         {"grid": k[1], "step": k[3], "phase": k[2], "state": k[0], "target_state": kb[0],
                          "trial": t, "error": e}
+                    if e == float("inf"):  # other shapes: say which, not a number JSON cannot hold
+                        del first["error"]
+                        first["shapes"] = {"spec": list(st_a[k].shape[1:]), "target": list(st_b[kb].shape[1:])}
     return worst, first, out_err
 
 
