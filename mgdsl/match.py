@@ -97,10 +97,12 @@ class _Builder:
         return nid
 
     def app(self, f: N.Factor, arg: int) -> int:
-        sig = ("prim", f.kind) if f.key[0] == "prim" else layer_sig(self.ir, *f.key)
-        ident = f.key if _trained(self.ir, f) else sig
-        children = [(arg, "x")] + ([(self.layer(f), "op")] if _trained(self.ir, f) else [])
-        return self.node(("app", ident, arg), "app", sig, children)
+        trained = _trained(self.ir, f)
+        # relu, id, a pool: the same map inside a definition as written inline in an equation
+        plain = f.key[0] == "prim" or (f.kind in N.INLINE_PRIMS and not trained)
+        sig = ("prim", f.kind) if plain else layer_sig(self.ir, *f.key)
+        children = [(arg, "x")] + ([(self.layer(f), "op")] if trained else [])
+        return self.node(("app", f.key if trained else sig, arg), "app", sig, children)
 
     def apply(self, f: N.Factor, lc: dict) -> dict:
         """f(lc): a linear factor distributes, any other wraps; sub_id and δ̂∘σ∘split by their identities."""
@@ -127,7 +129,7 @@ class _Builder:
 
     def _is(self, nid: int, kind: str) -> bool:
         sig = self.g.nodes[nid]["sig"]
-        return self.keys[nid][0] == "app" and (sig == ("prim", kind) or sig[0] == kind)
+        return self.keys[nid][0] == "app" and sig[0] in ("prim", kind) and kind in sig[:2]
 
     def _relu_split(self, atom: int) -> dict | None:
         """y when atom is σ([id, −id](y)), for δ̂(σ([y, −y])) = −y (8.17), else None."""

@@ -30,6 +30,13 @@ def test_a_term_that_cancels_and_an_equal_composition_leave_the_normal_form_as_i
         assert kind(MGNET, other).kind == "tied", new
 
 
+def test_a_relu_moved_out_of_a_definition_into_the_equation_is_the_same_map():
+    moved = MGNET.replace("Pi[l]   = relu . bn . conv3(u -> u, stride 2)", "Pi[l]   = bn . conv3(u -> u, stride 2)") \
+        .replace("coarsen u[l+1] = Pi(u);", "coarsen u[l+1] = relu(Pi(u));")
+    assert moved.count("relu(Pi(u))") == 1 and kind(MGNET, moved).kind == "tied"
+    assert kind(MGNET, moved.replace("relu(Pi(u))", "Pi(u)")).kind == "none"
+
+
 def test_an_affine_operator_does_not_distribute_over_a_scaling():
     # 2·A(0.5·u) = A(u) needs A linear: with a bias it is A(u) + b, not the same network
     biased = MGNET.replace("A[l]    = conv3(u -> f)", "A[l]    = conv3(u -> f, bias)")
