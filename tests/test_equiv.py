@@ -156,11 +156,12 @@ def test_classic_cnn_vs_mg_resnet_and_the_rewrite(tmp_path):
     assert out["tying"]["xi[1]"] == "δ̂"
     dst = tmp_path / "mgres.mg"
     assert main(["rewrite", "specs/cnn/classic-cnn.mg", "--to", "mg-resnet", "-o", str(dst), "-D", "width=8"]) == 0
-    # the written file has the Mg-ResNet form; rewrite itself compared the two models (outputs agree in
-    # float64), but check --equiv with a file target does not compare the file's own operators: undecided
-    back = check_equiv(mgdsl.compile_ir("specs/cnn/classic-cnn.mg", width=8), str(dst))
-    assert back["verdict"] == "undecided" and back["target_family"] == "mg-resnet"
-    assert "--equiv mg-resnet" in back["reason"]
+    # the written file has the Mg-ResNet form and is compared as a model (mgdsl/models.py): read with its
+    # own parameters (width 64, `-D` applies to SPEC only) it is the source model; at width 8 it is not
+    back = check_equiv(mgdsl.compile_ir("specs/cnn/classic-cnn.mg"), str(dst))
+    assert back["verdict"] == "equivalent" and back["target_family"] == "mg-resnet"
+    other = check_equiv(mgdsl.compile_ir("specs/cnn/classic-cnn.mg", width=8), str(dst))
+    assert other["verdict"] == "not-equivalent" and other["counterexample"]["grid"] == 1
 
 
 def test_no_relation_is_undecided_not_a_guess():
@@ -215,9 +216,9 @@ def test_a_target_file_is_not_called_equivalent_from_its_form_alone(tmp_path):
     # steps): the numerics ran only the canonical form, so "equivalent" would be a claim about nothing
     other = tmp_path / "other.mg"
     other.write_text(open("tests/equiv_corpus/mgnet-base.mg").read().replace("  param nu = 2", "  param nu = 1"))
-    out = equiv("tests/equiv_corpus/mgnet-base.mg", str(other))
-    assert out["verdict"] == "undecided" and out["target_family"] == "mgnet"
-    assert "target file's own operators" in out["reason"] and "--equiv mgnet" in out["reason"]
+    out = equiv("tests/equiv_corpus/mgnet-base.mg", str(other))  # compared as models (mgdsl/models.py)
+    assert out["verdict"] == "not-equivalent" and out["target_family"] == "mgnet"
+    assert (out["counterexample"]["grid"], out["counterexample"]["step"]) == (2, 0)  # after grid 1's extra step
     assert equiv("tests/equiv_corpus/mgnet-base.mg", "mgnet")["verdict"] == "equivalent"  # the form itself
 
 
