@@ -343,7 +343,7 @@ def _print_config(args, given: dict) -> int:
 
 
 def cmd_eval(args) -> int:
-    from .training import evaluate_run
+    from .training.evaluate import evaluate_run
     r = evaluate_run(args.target, defines=args.defines, weights=args.weights, test=args.test,
                      data_root=args.data_root, tta=args.tta)
     if args.json:
