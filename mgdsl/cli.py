@@ -343,14 +343,26 @@ def _print_config(args, given: dict) -> int:
 
 
 def cmd_eval(args) -> int:
-    from .training.evaluate import evaluate_run
+    from pathlib import Path
+
+    from .training.evaluate import evaluate_run, report_path, write_report
     r = evaluate_run(args.target, defines=args.defines, weights=args.weights, test=args.test,
                      data_root=args.data_root, tta=args.tta)
+    out = Path(args.out) if args.out else report_path(args.target, r["weights"], args.test, args.tta)
+    files = write_report(r, out if out.suffix == ".json" else out.with_name(out.name + ".json"))
     if args.json:
-        print(json.dumps(r))
-    else:
-        print(f"{r['weights']}: top-1 {100 * r['top1']:.2f}% ({round(r['top1'] * r['n'])} / {r['n']}), "
-              f"loss {r['loss']:.4f} on {r['test']}{' with flip TTA' if r['tta'] else ''}")
+        print(json.dumps({**r, "files": [str(f) for f in files]}))
+        return 0
+    print(f"{r['weights']}: top-1 {100 * r['top1']:.2f}% ({round(r['top1'] * r['n'])} / {r['n']}), "
+          f"loss {r['loss']:.4f} on {r['test']}{' with flip TTA' if r['tta'] else ''}\n")
+    rows = [dict(c, accuracy="-" if c["accuracy"] is None else f"{100 * c['accuracy']:.2f}%") for c in r["per_class"]]
+    print(_table(rows, ["class", "images", "correct", "accuracy"], right={"images", "correct", "accuracy"}))
+    if len(r["confusion"]) <= 12:  # small enough to read as text (rows: true class, columns: guess)
+        print("\nconfusion matrix (rows: true class, columns: predicted class)")
+        print(_table([{"true": c["class"], **{str(j): v for j, v in enumerate(row)}}
+                      for c, row in zip(r["per_class"], r["confusion"])],
+                     ["true", *map(str, range(len(r["confusion"])))], right=set(map(str, range(len(r["confusion"]))))))
+    print(f"\nper-class accuracy and confusion matrix: {files[0]}, {files[1]}")
     return 0
 
 
@@ -562,6 +574,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="flip test-time augmentation: average the logits of each image and its mirror (default: as "
                    "the run was scored, i.e. on when its recipe used it)")
     e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.add_argument("--out", metavar="FILE.json", help="write the report (per-class accuracy, confusion matrix) to "
+                   "FILE.json and its picture to FILE.png (default: RUN_DIR/eval-WEIGHTS[-on-TEST][-tta|-no-tta].json, "
+                   "for a spec beside the weights)")
     e.set_defaults(fn=cmd_eval)
     from .solve import add_solve_parser
     add_solve_parser(sub, _add_defines)
