@@ -26,7 +26,7 @@ SPEC_HELP = "a .mg file, or the name of a bundled spec (`mgdsl list`), e.g. mgne
 
 # the examples that end each command's --help (tests/test_cli.py parses every one of them)
 EXAMPLES = {
-    "compile": ["mgdsl compile mgnet",
+    "compile": ["mgdsl compile mgnet --summary",
                 "mgdsl compile mgnet -D width=32 --train digits --epochs 20",
                 "mgdsl compile --resume runs/mgnet-digits --epochs 30"],
     "check": ["mgdsl check mgnet",
@@ -126,6 +126,8 @@ def cmd_compile(args) -> int:
         print(ir.text())
         return 0
     s = summary(ir)
+    if args.summary:
+        return _use_summary(ir, s, args.json)
     if args.json:
         print(json.dumps(s, indent=2))
         return 0
@@ -137,6 +139,24 @@ def cmd_compile(args) -> int:
     rows = [dict(r, io=f"{r['in_space']}:{r['in']} -> {r['out_space']}:{r['out']}", macs=si(r["macs"]))
             for r in s["operators"]]
     print(_table(rows, ["name", "scope", "kind", "io", "stride", "params", "uses", "macs"], right={"macs"}))
+    return 0
+
+
+def _use_summary(ir, s: dict, as_json: bool) -> int:
+    """compile --summary: one row per operator application (cost.use_table), like torchinfo by the spec's names."""
+    from .cost import use_table
+    rows = use_table(ir)
+    if as_json:
+        print(json.dumps(dict(s, uses=rows), indent=2))
+        return 0
+    print(f"{s['name']}  ({s['spec']}): each operator application of the forward, in the order it runs; a shared "
+          "operator's parameters are counted at its first row, later rows name that row")
+    for r in rows:
+        r.update(operator="  " * r["depth"] + r["operator"], MACs=f"{r['macs']:,}",
+                 params=f"{r['params']:,}" if r["params_at"] is None else f"= #{r['params_at']}")
+    print(_table(rows, ["row", "operator", "grid", "equation", "input", "output", "params", "MACs"],
+                 right={"row", "params", "MACs"}))
+    print(f"total: {s['params']:,} parameters, {s['macs']:,} MACs per image ({si(s['macs'])}), over {len(rows)} rows")
     return 0
 
 
@@ -513,6 +533,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_defines(c)
     c.add_argument("--json", action="store_true", help="print one JSON object")
     c.add_argument("--ir", action="store_true", help="print the compiler's IR: instances and the unrolled graph")
+    c.add_argument("--summary", action="store_true", help="one row per operator application: grid, equation, input "
+                   "and output shape, params (a shared operator's once) and MACs; with --json, as `uses`")
     c.add_argument("--max-params", type=float, default=float(DEFAULT_MAX_PARAMS), help="refuse larger models before allocation")
     c.add_argument("--train", metavar="DATASET", default=argparse.SUPPRESS,
                    help="train on digits, cifar10, cifar100, an .npz file or an image folder (default: only compile)")
