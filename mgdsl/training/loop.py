@@ -106,6 +106,7 @@ def fit(ir, cfg: Config, data, record: dict, *, resume: bool = False, callback=N
     than 0)."""
     import torch
 
+    t_session = time.time()  # wall_seconds_this_session counts from here: setup, epochs, evaluation, checkpoints
     rank, world, local_rank = dist_env()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -141,6 +142,7 @@ def fit(ir, cfg: Config, data, record: dict, *, resume: bool = False, callback=N
                           weight_decay=cfg.weight_decay)
     out = Path(cfg.out)
     start_epoch, start_step, partial, best = 0, 0, None, None  # best: {"acc", "epoch"} once an epoch is scored
+    wall_before = 0.0  # wall seconds of the sessions before this one, each up to its last checkpoint (None: unknown)
     if resume:
         ck = torch.load(out / "last.pt", map_location="cpu", weights_only=False)  # RNG states stay CPU tensors
         model.load_state_dict(ck["model"])
@@ -148,6 +150,7 @@ def fit(ir, cfg: Config, data, record: dict, *, resume: bool = False, callback=N
         faults.restore_rng(ck["rng"])
         start_epoch, start_step, partial = ck["epoch"], ck.get("step", 0), ck.get("epoch_stats")
         best = ck.get("best", best)
+        wall_before = ck.get("wall_seconds")  # absent in checkpoints of older versions: the total is unknown
     net = model
     if world > 1 and cfg.sync_bn:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -184,10 +187,13 @@ def fit(ir, cfg: Config, data, record: dict, *, resume: bool = False, callback=N
             part = part.cpu()
         if lead:
             runs.save_torch({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
-                             "step": step, "epoch_stats": part, "best": best,
-                             "rng": faults.rng_states()}, out / "last.pt")
+                             "step": step, "epoch_stats": part, "best": best, "rng": faults.rng_states(),
+                             "wall_seconds": wall_total()}, out / "last.pt")
 
-    t_run = time.time()
+    def wall_total() -> float | None:
+        """Wall seconds of every session of the run so far (None when an older version did not keep them)."""
+        return None if wall_before is None else wall_before + time.time() - t_session
+
     stopped = False  # by the callback
     try:
         with faults.StopRequest() as stop_request:
@@ -201,7 +207,7 @@ def fit(ir, cfg: Config, data, record: dict, *, resume: bool = False, callback=N
                     stats = EpochStats(p[0].float(), p[1].long(), int(p[2].item()))
                 before = stats.seen if stats is not None else 0  # images trained before a resume (rank 0 holds them)
                 t0 = time.time()
-                progress.epoch_start(epoch + 1, cfg.epochs, steps)
+                progress.epoch_start(epoch + 1, cfg.epochs, steps, done=step)
 
                 def on_step(st: EpochStats) -> None:
                     nonlocal step
@@ -235,12 +241,14 @@ def fit(ir, cfg: Config, data, record: dict, *, resume: bool = False, callback=N
                     raise Diverged(f"epoch {epoch + 1}: the training loss is {train_loss}", kept)
                 secs = time.time() - t0
                 sc = evaluate_sharded(model, feed.eval_batches(), device, cfg.amp, feed.classes, world, tta=cfg.tta)
+                eval_secs = time.time() - t0 - secs
                 stop = False
                 if lead:
-                    m = {"epoch": epoch + 1, "lr": lr_at(cfg, epoch * steps, steps), "train_loss": train_loss,
+                    m = {"epoch": epoch + 1, "lr_start": lr_at(cfg, epoch * steps, steps),
+                         "lr_end": lr_at(cfg, epoch * steps + steps - 1, steps), "train_loss": train_loss,
                          "train_acc": float(correct.item()) / seen, "test_loss": sc.loss, "test_acc": sc.top1,
-                         "test_top5": sc.top5, "seconds": secs, "images_per_s": (seen - before) / secs,
-                         "train_images": seen}
+                         "test_top5": sc.top5, "train_seconds": secs, "eval_seconds": eval_secs,
+                         "images_per_s": (seen - before) / secs, "train_images": seen}
                     is_best = best is None or sc.top1 > best["acc"]
                     if is_best:
                         best = {"acc": sc.top1, "epoch": epoch + 1}
@@ -278,8 +286,10 @@ def fit(ir, cfg: Config, data, record: dict, *, resume: bool = False, callback=N
         summary = {"name": ir.name, "dataset": cfg.train, "params": params, "macs": macs(ir).total, "epochs": cfg.epochs,
                    "epochs_done": metrics[-1]["epoch"], "stopped_by_callback": stopped,
                    "final_test_acc": metrics[-1]["test_acc"], "best_test_acc": best["acc"],
-                   "best_epoch": best["epoch"], "seconds": sum(m["seconds"] for m in metrics),
-                   "wall_seconds": time.time() - t_run, "device": str(device), "out": str(out)}
+                   "best_epoch": best["epoch"],
+                   "train_seconds_sum_over_epochs": sum(m["train_seconds"] for m in metrics),
+                   "wall_seconds_this_session": time.time() - t_session, "wall_seconds_total": wall_total(),
+                   "device": str(device), "out": str(out)}
         runs.write_json(summary, out / "summary.json")
         progress.say(f"mgdsl: done: test accuracy {100 * summary['final_test_acc']:.2f}% (model.pt), best "
                      f"{100 * best['acc']:.2f}% at epoch {best['epoch']} (best.pt); the run is in {out}/")
