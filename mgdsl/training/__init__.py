@@ -195,12 +195,11 @@ def _resume(spec, run: Path, defines, given: dict, callback) -> dict | None:
     if epochs == done and given.get("epochs") is None:
         raise DataError(f"--resume {run}: the run is complete ({done} of {done} epochs)",
                         f"extend it with --resume {run} --epochs N (N > {done}), or score it with mgdsl eval {run}")
-    for k in ("epochs", "device", "threads", "log_interval", "tensorboard", "data_root", "workers",
-              "checkpoint_interval"):
+    from .recipes import KEPT_ON_RESUME, RESUMABLE_KEYS, validate
+    for k in sorted(RESUMABLE_KEYS - KEPT_ON_RESUME):
         if given.get(k) is not None:
             setattr(saved, k, given[k])
     saved.out = str(run)
-    from .recipes import validate
     validate(saved)
     data = open_source(saved.train, saved.test, saved.data_root, saved.data_mode, rec["input_shape"])
     for role in ("train", "test"):
