@@ -369,20 +369,28 @@ def cmd_eval(args) -> int:
     r = evaluate_run(args.target, defines=args.defines, weights=args.weights, test=args.test,
                      data_root=args.data_root, tta=args.tta)
     out = Path(args.out) if args.out else report_path(args.target, r["weights"], args.test, args.tta)
-    files = write_report(r, out if out.suffix == ".json" else out.with_name(out.name + ".json"))
+    try:
+        files = write_report(r, out if out.suffix == ".json" else out.with_name(out.name + ".json"))
+    except SpecError as e:
+        if args.out:  # asked for: not written is an error
+            raise
+        files = []  # the run folder is read-only, say: the scores are still printed
+        print(f"mgdsl: warning: {e.diagnostics[0].message} (--out FILE.json writes it elsewhere)", file=sys.stderr)
     if args.json:
         print(json.dumps({**r, "files": [str(f) for f in files]}))
         return 0
     print(f"{r['weights']}: top-1 {100 * r['top1']:.2f}% ({round(r['top1'] * r['n'])} / {r['n']}), "
           f"loss {r['loss']:.4f} on {r['test']}{' with flip TTA' if r['tta'] else ''}\n")
     rows = [dict(c, accuracy="-" if c["accuracy"] is None else f"{100 * c['accuracy']:.2f}%") for c in r["per_class"]]
-    print(_table(rows, ["class", "images", "correct", "accuracy"], right={"images", "correct", "accuracy"}))
+    cols = (["index"] if r["class_names"] else []) + ["class", "images", "correct", "accuracy"]
+    print(_table(rows, cols, right={"index", "images", "correct", "accuracy"}))
     if len(r["confusion"]) <= 12:  # small enough to read as text (rows: true class, columns: guess)
         print("\nconfusion matrix (rows: true class, columns: predicted class)")
         print(_table([{"true": c["class"], **{str(j): v for j, v in enumerate(row)}}
                       for c, row in zip(r["per_class"], r["confusion"])],
                      ["true", *map(str, range(len(r["confusion"])))], right=set(map(str, range(len(r["confusion"]))))))
-    print(f"\nper-class accuracy and confusion matrix: {files[0]}, {files[1]}")
+    if files:
+        print(f"\nper-class accuracy and confusion matrix: {files[0]}, {files[1]}")
     return 0
 
 

@@ -90,6 +90,22 @@ def test_a_report_that_cannot_be_written_is_one_line_and_exit_2(run, tmp_path, c
     assert "cannot write the eval report" in err and "Traceback" not in err
 
 
+def test_a_run_folder_that_cannot_be_written_still_gets_its_scores_and_a_warning(run, capsys, monkeypatch):
+    # a read-only run folder (another user's, a shared disk): the report is not written, the scores still print
+    from mgdsl.training import runs
+
+    def read_only(path, data):
+        raise PermissionError(13, "Permission denied", str(path))
+    monkeypatch.setattr(runs, "atomic_write", read_only)
+    r = _eval(capsys, run, "--weights", run / "best.pt")
+    assert r["files"] == [] and len(r["per_class"]) == 3
+    capsys.readouterr()
+    assert main(["eval", str(run), "--weights", str(run / "best.pt")]) == 0
+    out = capsys.readouterr()
+    assert "warning: cannot write the eval report" in out.err and "Permission denied" in out.err
+    assert "top-1" in out.out and "per-class accuracy and confusion matrix:" not in out.out
+
+
 def test_class_names_come_from_an_image_folder_or_an_npz_and_digits_have_none(tmp_path):
     for c in ("cat", "dog"):
         (tmp_path / "imgs" / "train" / c).mkdir(parents=True)
