@@ -26,7 +26,7 @@ SPEC_HELP = "a .mg file, or the name of a bundled spec (`mgdsl list`), e.g. mgne
 
 # the examples that end each command's --help (tests/test_cli.py parses every one of them)
 EXAMPLES = {
-    "compile": ["mgdsl compile mgnet",
+    "compile": ["mgdsl compile mgnet --summary",
                 "mgdsl compile mgnet -D width=32 --train digits --epochs 20",
                 "mgdsl compile --resume runs/mgnet-digits --epochs 30"],
     "check": ["mgdsl check mgnet",
@@ -131,6 +131,8 @@ def cmd_compile(args) -> int:
         print(ir.text())
         return 0
     s = summary(ir)
+    if args.summary:
+        return _use_summary(ir, s, args.json)
     if args.json:
         print(json.dumps(s, indent=2))
         return 0
@@ -142,6 +144,24 @@ def cmd_compile(args) -> int:
     rows = [dict(r, io=f"{r['in_space']}:{r['in']} -> {r['out_space']}:{r['out']}", macs=si(r["macs"]))
             for r in s["operators"]]
     print(_table(rows, ["name", "scope", "kind", "io", "stride", "params", "uses", "macs"], right={"macs"}))
+    return 0
+
+
+def _use_summary(ir, s: dict, as_json: bool) -> int:
+    """compile --summary: one row per operator application (cost.use_table), like torchinfo by the spec's names."""
+    from .cost import use_table
+    rows = use_table(ir)
+    if as_json:
+        print(json.dumps(dict(s, uses=rows), indent=2))
+        return 0
+    print(f"{s['name']}  ({s['spec']}): each operator application of the forward, in the order it runs; a shared "
+          "operator's parameters are counted at its first row, later rows name that row")
+    for r in rows:
+        r.update(operator="  " * r["depth"] + r["operator"], MACs=f"{r['macs']:,}",
+                 params=f"{r['params']:,}" if r["params_at"] is None else f"= #{r['params_at']}")
+    print(_table(rows, ["row", "operator", "grid", "equation", "input", "output", "params", "MACs"],
+                 right={"row", "params", "MACs"}))
+    print(f"total: {s['params']:,} parameters, {s['macs']:,} MACs per image ({si(s['macs'])}), over {len(rows)} rows")
     return 0
 
 
@@ -349,14 +369,34 @@ def _print_config(args, given: dict) -> int:
 
 
 def cmd_eval(args) -> int:
-    from .training import evaluate_run
+    from pathlib import Path
+
+    from .training.evaluate import evaluate_run, report_path, write_report
     r = evaluate_run(args.target, defines=args.defines, weights=args.weights, test=args.test,
                      data_root=args.data_root, tta=args.tta)
+    out = Path(args.out) if args.out else report_path(args.target, r["weights"], args.test, args.tta)
+    try:
+        files = write_report(r, out if out.suffix == ".json" else out.with_name(out.name + ".json"))
+    except SpecError as e:
+        if args.out:  # asked for: not written is an error
+            raise
+        files = []  # the run folder is read-only, say: the scores are still printed
+        print(f"mgdsl: warning: {e.diagnostics[0].message} (--out FILE.json writes it elsewhere)", file=sys.stderr)
     if args.json:
-        print(json.dumps(r))
-    else:
-        print(f"{r['weights']}: top-1 {100 * r['top1']:.2f}% ({round(r['top1'] * r['n'])} / {r['n']}), "
-              f"loss {r['loss']:.4f} on {r['test']}{' with flip TTA' if r['tta'] else ''}")
+        print(json.dumps({**r, "files": [str(f) for f in files]}))
+        return 0
+    print(f"{r['weights']}: top-1 {100 * r['top1']:.2f}% ({round(r['top1'] * r['n'])} / {r['n']}), "
+          f"loss {r['loss']:.4f} on {r['test']}{' with flip TTA' if r['tta'] else ''}\n")
+    rows = [dict(c, accuracy="-" if c["accuracy"] is None else f"{100 * c['accuracy']:.2f}%") for c in r["per_class"]]
+    cols = (["index"] if r["class_names"] else []) + ["class", "images", "correct", "accuracy"]
+    print(_table(rows, cols, right={"index", "images", "correct", "accuracy"}))
+    if len(r["confusion"]) <= 12:  # small enough to read as text (rows: true class, columns: guess)
+        print("\nconfusion matrix (rows: true class, columns: predicted class)")
+        print(_table([{"true": c["class"], **{str(j): v for j, v in enumerate(row)}}
+                      for c, row in zip(r["per_class"], r["confusion"])],
+                     ["true", *map(str, range(len(r["confusion"])))], right=set(map(str, range(len(r["confusion"]))))))
+    if files:
+        print(f"\nper-class accuracy and confusion matrix: {files[0]}, {files[1]}")
     return 0
 
 
@@ -605,6 +645,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_defines(c)
     c.add_argument("--json", action="store_true", help="print one JSON object")
     c.add_argument("--ir", action="store_true", help="print the compiler's IR: instances and the unrolled graph")
+    c.add_argument("--summary", action="store_true", help="one row per operator application: grid, equation, input "
+                   "and output shape, params (a shared operator's once) and MACs; with --json, as `uses`")
     c.add_argument("--max-params", type=float, default=float(DEFAULT_MAX_PARAMS), help="refuse larger models before allocation")
     c.add_argument("--train", metavar="DATASET", default=argparse.SUPPRESS,
                    help="train on digits, cifar10, cifar100, an .npz file or an image folder (default: only compile)")
@@ -666,6 +708,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="flip test-time augmentation: average the logits of each image and its mirror (default: as "
                    "the run was scored, i.e. on when its recipe used it)")
     e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.add_argument("--out", metavar="FILE.json", help="write the report (per-class accuracy, confusion matrix) to "
+                   "FILE.json and its picture to FILE.png (default: RUN_DIR/eval-WEIGHTS[-on-TEST][-tta|-no-tta].json, "
+                   "for a spec beside the weights)")
     e.set_defaults(fn=cmd_eval)
     lsp = sub.add_parser("lsp", help="a language server for .mg files over stdio, for editors (docs/editors.md)")
     _add_defines(lsp)

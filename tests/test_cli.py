@@ -5,6 +5,7 @@ import sys
 import pytest
 
 from mgdsl.cli import main
+from mgdsl.library import bundled
 
 
 def run(*argv):
@@ -156,3 +157,41 @@ def test_compile_table_list_and_render_header_show_macs(capsys, tmp_path):
     assert line.split()[1:4] == ["11,173,962", "555", "M"]
     assert main(["render", "table2/resnet18", "-o", str(tmp_path / "r.dot")]) == 0
     assert "(11,173,962 params, 555 M MACs)" in (tmp_path / "r.dot").read_text()
+
+
+# ---------------------------------------------------------------- compile --summary (issue 20)
+
+@pytest.mark.parametrize("spec", [s.name for s in bundled()])
+def test_summary_totals_are_compile_jsons_params_and_macs_for_every_shipped_spec(capsys, spec):
+    assert main(["compile", spec, "--json"]) == 0
+    want = json.loads(capsys.readouterr().out)
+    assert main(["compile", spec, "--summary", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    rows = got["uses"]
+    assert sum(r["params"] for r in rows) == want["params"] and sum(r["macs"] for r in rows) == want["macs"]
+    by_op = {}
+    for r in rows:
+        by_op[r["operator"]] = by_op.get(r["operator"], 0) + r["macs"]
+        if r["params_at"] is not None:  # a shared operator's later row points at the row that counted it
+            first = rows[r["params_at"] - 1]
+            assert r["params"] == 0 and first["operator"] == r["operator"] and first["params_at"] is None
+    assert by_op == {o["name"]: o["macs"] for o in want["operators"] if o["name"] in by_op}
+    assert main(["compile", spec, "--summary"]) == 0
+    assert f"total: {want['params']:,} parameters, {want['macs']:,} MACs" in capsys.readouterr().out
+
+
+def test_summary_rows_of_mgnet_are_the_hand_computed_ones(capsys):
+    # width 16 on 32x32: a 3x3 16->16 convolution is 16*16*9 = 2,304 weights and 2,304 * 32*32 MACs on grid 1;
+    # eta[1] runs inside B[1, 1] and B[1, 2] and is counted once; Pi[1] halves the grid
+    assert main(["compile", "mgnet", "-D", "width=16", "--summary", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["uses"]
+    eta = [r for r in rows if r["operator"] == "eta[1]"]
+    assert [(r["depth"], r["params"], r["params_at"], r["macs"]) for r in eta] == [
+        (1, 2304, None, 2304 * 1024), (1, 0, eta[0]["row"], 2304 * 1024)]
+    assert rows[eta[0]["row"] - 2]["operator"] == "B[1, 1]"  # nested right after its parent
+    pi = next(r for r in rows if r["operator"] == "Pi[1]")
+    assert (pi["grid"], pi["equation"], pi["input"], pi["output"]) == ("1->2", "coarsen", "u 16x32x32", "u 16x16x16")
+    assert (pi["params"], pi["macs"]) == (2304 + 32, 2304 * 256)  # conv + BN's weight and bias; 16x16 outputs
+    fc = rows[-1]
+    assert (fc["operator"], fc["grid"], fc["input"], fc["output"], fc["params"], fc["macs"]) == (
+        "fc", "pooled", "u 16", "classes 10", 170, 160)

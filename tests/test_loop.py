@@ -10,6 +10,7 @@ import torch
 import mgdsl
 from mgdsl.cli import main
 from mgdsl.training import train
+from mgdsl.training.evaluate import evaluate_run
 from mgdsl.training.loop import Interrupted
 from test_train import _colour_set, _one_thread  # noqa: F401  (an autouse fixture: one torch thread per test)
 
@@ -67,7 +68,7 @@ def test_the_best_epoch_is_the_first_with_the_highest_test_accuracy_and_best_pt_
     s = _run(data, out, epochs=4, lr=0.5)
     accs = [m["test_acc"] for m in _metrics(out)]
     assert s["best_test_acc"] == max(accs) and s["best_epoch"] == accs.index(max(accs)) + 1
-    assert mgdsl.training.evaluate_run(str(out), weights=str(out / "best.pt"))["top1"] == max(accs)
+    assert evaluate_run(str(out), weights=str(out / "best.pt"))["top1"] == max(accs)
 
 
 def test_rank_0_in_this_process_with_rank_1_beside_it_trains_like_one_process(tmp_path, monkeypatch):

@@ -104,3 +104,28 @@ def test_the_sums_over_many_batches_are_accumulated_in_float64():
     sc = evaluate(model, [(x[i:i + 1], y[i:i + 1]) for i in range(3000)], torch.device("cpu"), False, CLASSES)
     assert sc.n == 3000
     assert sc.loss == pytest.approx(each.double().mean().item(), rel=1e-12, abs=0)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_the_confusion_matrix_is_the_hand_counted_one_and_its_diagonal_is_top1(batch):
+    # ROWS' first guesses are classes 0, 1, 0 for labels 0, 2, 6: one hit, class 2 taken for 1, class 6 for 0
+    x, y = _images(ROWS), torch.tensor(LABELS)
+    sc = evaluate(FirstRow(), ((x[s:s + batch], y[s:s + batch]) for s in range(0, 3, batch)), torch.device("cpu"),
+                  False, CLASSES, confusion=True)
+    want = [[0] * CLASSES for _ in range(CLASSES)]
+    want[0][0] = want[2][1] = want[6][0] = 1
+    assert sc.confusion == want
+    assert evaluate(FirstRow(), [(x, y)], torch.device("cpu"), False, CLASSES).confusion is None  # asked for only
+
+
+def test_with_tta_and_with_tied_logits_the_confusion_diagonal_counts_what_top1_counts():
+    # TTA: the mean logits' first guesses (all three right, see the TTA test above); then rows whose two largest
+    # logits tie: whichever the tie goes to, the matrix and top-1 must agree image by image
+    x, y = _images(ROWS), torch.tensor(LABELS)
+    sc = evaluate(FirstRow(), [(x, y)], torch.device("cpu"), False, CLASSES, tta=True, confusion=True)
+    assert [sc.confusion[k][k] for k in LABELS] == [1, 1, 1] and sum(map(sum, sc.confusion)) == 3
+    ties = [[5, 5, 1, 0, 0, 0, 0] + [0] * CLASSES, [0, 2, 2, 2, 0, 0, 0] + [0] * CLASSES] * 2
+    xt, yt = _images(ties), torch.tensor([0, 2, 1, 3])
+    sc = evaluate(FirstRow(), [(xt, yt)], torch.device("cpu"), False, CLASSES, confusion=True)
+    assert sum(sc.confusion[k][k] for k in range(CLASSES)) == round(sc.top1 * sc.n)
+    assert [sum(row) for row in sc.confusion] == [1, 1, 1, 1, 0, 0, 0]  # each image once, in its label's row

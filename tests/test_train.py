@@ -172,7 +172,7 @@ def test_run_folder_is_self_contained(tiny_npz, tmp_path, monkeypatch):
 
 def test_each_epoch_line_and_the_summary_report_what_the_run_did(tiny_npz, tmp_path):
     # metrics.jsonl and summary.json are what users plot and compare: each field is checked against what it
-    # claims (128 training images, batch 16: 8 steps an epoch; the lr at each epoch's first batch)
+    # claims (128 training images, batch 16: 8 steps an epoch; the lr at each epoch's first and last batch)
     from mgdsl.cost import macs
     from mgdsl.training.recipes import Config, lr_at, resolve
     out = tmp_path / "run"
@@ -180,16 +180,21 @@ def test_each_epoch_line_and_the_summary_report_what_the_run_did(tiny_npz, tmp_p
     cfg = resolve(Config(recipe="paper", epochs=3, lr=0.2, lr_step=1, batch_size=16), False)
     ms, s = _metrics(out), _summary(out)
     assert [m["epoch"] for m in ms] == [1, 2, 3]
-    assert [m["lr"] for m in ms] == [lr_at(cfg, e * 8, 8) for e in range(3)] == pytest.approx([0.2, 0.02, 0.002])
+    assert [m["lr_start"] for m in ms] == [lr_at(cfg, e * 8, 8) for e in range(3)] == pytest.approx([0.2, 0.02, 0.002])
+    assert [m["lr_end"] for m in ms] == [m["lr_start"] for m in ms]  # the step schedule is constant in an epoch
     for m in ms:
         assert m["train_images"] == 128
-        assert m["images_per_s"] == pytest.approx(128 / m["seconds"])
+        assert m["images_per_s"] == pytest.approx(128 / m["train_seconds"]) and m["eval_seconds"] > 0
         assert m["test_top5"] is None  # 3 classes: top-5 says nothing (every label is in it)
         assert 0 < m["train_loss"] < 10 and m["train_acc"] * 128 == round(m["train_acc"] * 128)
         assert m["test_acc"] * 48 == pytest.approx(round(m["test_acc"] * 48))  # a count of the 48 test images
     assert s["epochs"] == s["epochs_done"] == 3 and not s["stopped_by_callback"]
-    assert s["final_test_acc"] == ms[-1]["test_acc"] and s["seconds"] == pytest.approx(sum(m["seconds"] for m in ms))
-    assert s["wall_seconds"] >= s["seconds"] and s["device"] == "cpu" and s["out"] == str(out)
+    assert s["final_test_acc"] == ms[-1]["test_acc"]
+    assert s["train_seconds_sum_over_epochs"] == pytest.approx(sum(m["train_seconds"] for m in ms))
+    # the session's wall time holds every epoch's training and evaluation; a fresh run has had one session
+    assert s["wall_seconds_this_session"] > sum(m["train_seconds"] + m["eval_seconds"] for m in ms)
+    assert s["wall_seconds_total"] == pytest.approx(s["wall_seconds_this_session"], abs=0.05)
+    assert not {"seconds", "wall_seconds"} & set(s) and s["device"] == "cpu" and s["out"] == str(out)
     ir = mgdsl.training.adapt(mgdsl.compile_ir("specs/mgnet.mg", width=4, nu=1), (3, 16, 16), 3)
     assert s["macs"] == macs(ir).total and s["params"] == ir.total_params and s["name"] == "mgnet"
 
@@ -216,7 +221,7 @@ def test_resume_gives_the_same_metrics_as_an_uninterrupted_run(tiny_npz, tmp_pat
         a, b = _metrics(full), _metrics(stop)
         assert len(b) == 3
         for x, y in zip(a, b):
-            for k in ("train_loss", "train_acc", "test_loss", "test_acc", "lr"):
+            for k in ("train_loss", "train_acc", "test_loss", "test_acc", "lr_start", "lr_end"):
                 assert x[k] == y[k], (k, x, y)
         assert torch.equal(torch.load(full / "model.pt")["fc.weight"], torch.load(stop / "model.pt")["fc.weight"])
         # the best epoch may be before the stop: the resumed run carries it on
@@ -230,10 +235,50 @@ def test_resume_gives_the_same_metrics_as_an_uninterrupted_run(tiny_npz, tmp_pat
 def test_resume_with_more_epochs_extends_a_finished_run(tiny_npz, tmp_path, capsys):
     out = tmp_path / "run"
     assert _train(tiny_npz, out, "--epochs", "1") == 0
+    first = _summary(out)
     assert main(["compile", "--resume", str(out), "--epochs", "3"]) == 0
-    assert [m["epoch"] for m in _metrics(out)] == [1, 2, 3] and _summary(out)["epochs"] == 3
+    s = _summary(out)
+    assert [m["epoch"] for m in _metrics(out)] == [1, 2, 3] and s["epochs"] == 3
+    # the total wall time adds the first session's (up to its last checkpoint) to this one's
+    assert s["wall_seconds_this_session"] < s["wall_seconds_total"] < \
+        first["wall_seconds_total"] + s["wall_seconds_this_session"]
+    assert s["train_seconds_sum_over_epochs"] == pytest.approx(sum(m["train_seconds"] for m in _metrics(out)))
     assert main(["compile", "--resume", str(out), "--epochs", "2"]) == 2
     assert "already done 3 epochs" in capsys.readouterr().err
+
+
+def test_a_run_folder_with_the_old_field_names_resumes_and_its_times_are_read(tiny_npz, tmp_path):
+    # a run written before metrics.jsonl said `train_seconds` / `lr_start` (it said `seconds` / `lr`) and before
+    # last.pt kept the wall time: it resumes, its lines are read under the new names, its total wall time is unknown
+    out = tmp_path / "run"
+    assert _train(tiny_npz, out, "--epochs", "1") == 0
+    renamed = {"train_seconds": "seconds", "lr_start": "lr"}
+    old = [{renamed.get(k, k): v for k, v in m.items() if k not in ("lr_end", "eval_seconds")} for m in _metrics(out)]
+    (out / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in old))
+    ck = torch.load(out / "last.pt", weights_only=False)
+    del ck["wall_seconds"]
+    torch.save(ck, out / "last.pt")
+    assert main(["compile", "--resume", str(out), "--epochs", "2"]) == 0
+    ms, s = _metrics(out), _summary(out)
+    assert ms[0]["train_seconds"] == old[0]["seconds"] and ms[0]["lr_start"] == old[0]["lr"] and "seconds" not in ms[0]
+    assert s["train_seconds_sum_over_epochs"] == pytest.approx(old[0]["seconds"] + ms[1]["train_seconds"])
+    assert s["wall_seconds_total"] is None and s["wall_seconds_this_session"] > ms[1]["train_seconds"]
+
+
+def test_the_epoch_line_shows_the_lr_range_the_epoch_ran_and_the_last_ends_near_zero(tiny_npz, tmp_path, capsys):
+    # budget recipe, 2 epochs of 8 steps: a warm-up epoch up to the peak, then a linear decay to 0 after the
+    # last batch; each line shows the lr of its first and of its last batch
+    from mgdsl.training.recipes import Config, lr_at, resolve
+    out = tmp_path / "run"
+    capsys.readouterr()
+    assert _train(tiny_npz, out, "--epochs", "2") == 0
+    cfg = resolve(Config(epochs=2, batch_size=16), False)
+    ms = _metrics(out)
+    assert [(m["lr_start"], m["lr_end"]) for m in ms] == [(lr_at(cfg, 0, 8), lr_at(cfg, 7, 8)),
+                                                          (lr_at(cfg, 8, 8), lr_at(cfg, 15, 8))]
+    assert ms[0]["lr_end"] == pytest.approx(0.1) and 0 < ms[1]["lr_end"] < 0.02  # 0.1 / 9: one step before 0
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("epoch ")]
+    assert [ln.split()[3] for ln in lines] == [f"{m['lr_start']:.4g}->{m['lr_end']:.4g}" for m in ms]
 
 
 @pytest.mark.parametrize("flag", [["--lr", "0.05"], ["--batch-size", "8"], ["--seed", "1"], ["--recipe", "paper"],
@@ -685,8 +730,8 @@ def test_the_epoch_line_shows_top5_when_there_are_more_than_five_classes(capsys)
     from mgdsl.training.progress import Progress
     p = Progress(enabled=True, log_interval=0)
     p.epoch_start(1, 3, 10)
-    p.epoch_end({"epoch": 1, "lr": 0.1, "train_loss": 1.0, "train_acc": 0.5, "test_loss": 1.2, "test_acc": 0.4125,
-                 "test_top5": 0.875, "seconds": 2.0, "images_per_s": 64.0}, True)
+    p.epoch_end({"epoch": 1, "lr_start": 0.1, "lr_end": 0.1, "train_loss": 1.0, "train_acc": 0.5, "test_loss": 1.2,
+                 "test_acc": 0.4125, "test_top5": 0.875, "train_seconds": 2.0, "images_per_s": 64.0}, True)
     assert "acc 41.25% top-5 87.50% (best)" in capsys.readouterr().err
 
 
@@ -719,7 +764,7 @@ def test_tensorboard_writes_scalars(tiny_npz, tmp_path):
     ea = EventAccumulator(str(out / "tensorboard"))
     ea.Reload()
     tags = set(ea.Tags()["scalars"])
-    assert {"loss/train_loss", "loss/test_loss", "accuracy/test_acc", "lr", "images_per_s"} <= tags
+    assert {"loss/train_loss", "loss/test_loss", "accuracy/test_acc", "lr_start", "lr_end", "images_per_s"} <= tags
     assert [e.value for e in ea.Scalars("accuracy/test_acc")] == pytest.approx([m["test_acc"] for m in _metrics(out)])
 
 

@@ -71,7 +71,7 @@ def _same_run(a, b, tol=1e-6):
     ma, mb = _metrics(a), _metrics(b)
     assert len(ma) == len(mb)
     for x, y in zip(ma, mb):
-        for k in ("lr", "train_loss", "train_acc", "test_loss", "test_acc", "test_top5"):
+        for k in ("lr_start", "lr_end", "train_loss", "train_acc", "test_loss", "test_acc", "test_top5"):
             assert x[k] == pytest.approx(y[k], rel=tol, abs=tol), (k, x, y)
 
 
@@ -94,15 +94,20 @@ def test_sigterm_mid_epoch_then_resume_equals_an_uninterrupted_run(kind, npz, tm
     ck = torch.load(tmp_path / "cut" / "last.pt", weights_only=False)
     assert (ck["epoch"], ck["step"]) == (1, 3) and len(_metrics(tmp_path / "cut")) == 1
     monkeypatch.delenv("MGDSL_FAULT")
-    assert main(["compile", str(tmp_path / "bnfree.mg"), "--resume", str(tmp_path / "cut")]) == 0
-    assert "at epoch 2, step 3" in capsys.readouterr().err
+    assert main(["compile", str(tmp_path / "bnfree.mg"), "--resume", str(tmp_path / "cut"), "--log-interval", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "at epoch 2, step 3" in err
+    # the batch counter runs on from the 3 steps taken before the stop, to the epoch's last step
+    seen = [ln.split()[3].split("/") for ln in err.splitlines() if ln.startswith("  epoch 2/2  batch")]
+    steps = int(seen[0][1])
+    assert [int(k) for k, _ in seen] == list(range(4, steps + 1)) and steps > 4
     _same_run(tmp_path / "full", tmp_path / "cut", tol=0)  # bitwise on CPU
     # the resumed epoch counts all its images, and its speed is those trained after the resume (all but the
     # 3 steps of 4 before the stop) over their time
     full, cut = _metrics(tmp_path / "full")[1], _metrics(tmp_path / "cut")[1]
     assert cut["train_images"] == full["train_images"] > 12
-    assert full["images_per_s"] * full["seconds"] == pytest.approx(full["train_images"])
-    assert cut["images_per_s"] * cut["seconds"] == pytest.approx(cut["train_images"] - 12)
+    assert full["images_per_s"] * full["train_seconds"] == pytest.approx(full["train_images"])
+    assert cut["images_per_s"] * cut["train_seconds"] == pytest.approx(cut["train_images"] - 12)
 
 
 def test_checkpoint_interval_writes_the_position_and_every_rng_state(npz, tmp_path, monkeypatch):

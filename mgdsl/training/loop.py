@@ -1,10 +1,11 @@
 """The training loop: one epoch over any iterable of batches, evaluation, and the run around them."""
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import runs
@@ -100,12 +101,102 @@ def normalise(x, normalize: dict):
     return (x - mean) / std
 
 
+@dataclass
+class Session:
+    """One process's training as _setup builds it: what stays fixed while the epochs run."""
+    cfg: Config
+    ir: object
+    out: Path
+    rank: int
+    world: int
+    device: object
+    model: object  # the module whose state_dict the run folder saves (SyncBN-converted under --sync-bn)
+    opt: object
+    feed: object
+    params: int
+    t_start: float  # when this session began: wall_seconds_this_session counts from here
+    fwd: object = None  # what the steps call: the model, in DDP and/or torch.compile (_parallelise)
+    progress: Progress | None = None
+
+    @property
+    def lead(self) -> bool:
+        """Rank 0: the one process that writes the run folder and reports."""
+        return self.rank == 0
+
+
+@dataclass
+class Position:
+    """Where the run stands: the epoch and step to continue at, and what the epochs before them left."""
+    epoch: int = 0
+    step: int = 0
+    partial: object = None  # a resumed epoch's sums so far (float64 [loss, correct, images], all ranks)
+    best: dict | None = None  # {"acc", "epoch"} once an epoch is scored
+    wall_before: float | None = 0.0  # wall seconds of the earlier sessions (None: an older version did not keep them)
+    metrics: list = field(default_factory=list)  # metrics.jsonl's lines of the finished epochs
+
+
 def fit(ir, cfg: Config, data, record: dict, *, resume: bool = False, callback=None) -> dict | None:
     """Train ir's model on data as the resolved cfg says, writing the run folder cfg.out (continuing the run in it
     if resume); record holds what config.json keeps besides cfg. Returns the summary (None on ranks other
     than 0)."""
+    from . import faults
+    from .metrics import evaluate
+
+    s = _setup(ir, cfg, data, record)  # threads, device, process group, model, data feed, optimizer
+    pos = _restore(s) if resume else Position()  # last.pt: weights, optimizer, RNG, position, best epoch
+    _parallelise(s)  # SyncBN, DDP and torch.compile around the restored model
+    _open_run_folder(s, record, pos, resume)  # config.json, metrics.jsonl, the progress report
+    steps, stopped = s.feed.steps, False
+    try:
+        with faults.StopRequest() as stop_request:
+            for epoch in range(pos.epoch, cfg.epochs):
+                step = pos.step if epoch == pos.epoch else 0  # mid-epoch: the skipped steps' draws are replayed
+                stats = _resumed_sums(s, pos.partial) if epoch == pos.epoch else None
+                before = stats.seen if stats is not None else 0  # images trained before a resume (rank 0 holds them)
+                taken = itertools.count(step + 1)  # each step's number in its epoch, as it finishes
+                t0 = time.time()
+                s.progress.epoch_start(epoch + 1, cfg.epochs, steps, done=step)
+                stats = train_epoch(s.fwd, s.opt, s.feed.batches(epoch, step), device=s.device, amp=cfg.amp,
+                                    channels_last=cfg.channels_last, label_smoothing=cfg.label_smoothing,
+                                    lr_for_batch=lambda i, e=epoch, k=step: lr_at(cfg, e * steps + k + i, steps),
+                                    progress=s.progress, stats=stats,
+                                    on_step=lambda st, e=epoch: _after_step(s, pos, e, next(taken), st, stop_request))
+                loss_sum, correct, seen = global_sums(stats, s.world, s.device).tolist()
+                _stop_if_diverged(s, epoch, loss_sum / seen)
+                train_seconds = time.time() - t0
+                sc = evaluate(s.model, s.feed.eval_batches(), s.device, cfg.amp, s.feed.classes, s.world, tta=cfg.tta)
+                m = {"epoch": epoch + 1, "lr_start": lr_at(cfg, epoch * steps, steps),
+                     "lr_end": lr_at(cfg, epoch * steps + steps - 1, steps), "train_loss": loss_sum / seen,
+                     "train_acc": correct / seen, "test_loss": sc.loss, "test_acc": sc.top1, "test_top5": sc.top5,
+                     "train_seconds": train_seconds, "eval_seconds": time.time() - t0 - train_seconds,
+                     "images_per_s": (seen - before) / train_seconds, "train_images": int(seen)}
+                if _end_epoch(s, pos, m, callback):
+                    stopped = True
+                    break
+    except Interrupted:
+        _close_after_interrupt(s)
+        raise
+    except KeyboardInterrupt:
+        _close_after_interrupt(s)
+        raise Interrupted(s.out) from None
+    finally:
+        s.progress.close()
+    summary = _finish(s, pos, stopped) if s.lead and pos.metrics else None
+    if s.world > 1:  # every rank done with its collectives before any tears its connections down
+        import torch.distributed as dist
+        dist.barrier()
+        dist.destroy_process_group()
+    return summary
+
+
+def _setup(ir, cfg: Config, data, record: dict) -> Session:
+    """This process's device and process group, the seeded model, the data feed and the optimizer; the feed's
+    normalisation and plan go into record (config.json)."""
     import torch
 
+    from ..lowering import lower_ir
+    from .feed import make_feed
+    t_start = time.time()
     rank, world, local_rank = dist_env()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -115,6 +206,7 @@ def fit(ir, cfg: Config, data, record: dict, *, resume: bool = False, callback=N
                         "drop --sync-bn on CPU (each process then normalises over its own share of the batch)")
     if world > 1:
         import torch.distributed as dist
+
         from .faults import attempt_store
         dist.init_process_group(BACKEND[device.type], store=attempt_store(), rank=rank, world_size=world)
         if device.type == "cuda":
@@ -122,169 +214,166 @@ def fit(ir, cfg: Config, data, record: dict, *, resume: bool = False, callback=N
     if cfg.batch_size % world:
         raise DataError(f"--batch-size {cfg.batch_size} does not split over {world} processes")
     torch.manual_seed(cfg.seed)  # every random draw of training is torch's (numpy's global generator is not used)
-
-    from ..lowering import lower_ir
     model = lower_ir(ir).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    params = sum(p.numel() for p in model.parameters())
-
-    from . import faults
-    from .feed import make_feed
-    from .metrics import evaluate as evaluate_sharded
     feed = make_feed(data, cfg, device=device, rank=rank, world=world, normalize=record.get("normalize"))
     record["normalize"] = {"mean": feed.mean, "std": feed.std}
     record["data_plan"] = {"mode": feed.plan.mode, "reason": feed.plan.reason, "train_images": feed.n_train,
                            "test_images": feed.n_test}
-
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                           weight_decay=cfg.weight_decay)
-    out = Path(cfg.out)
-    start_epoch, start_step, partial, best = 0, 0, None, None  # best: {"acc", "epoch"} once an epoch is scored
-    if resume:
-        ck = torch.load(out / "last.pt", map_location="cpu", weights_only=False)  # RNG states stay CPU tensors
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        faults.restore_rng(ck["rng"])
-        start_epoch, start_step, partial = ck["epoch"], ck.get("step", 0), ck.get("epoch_stats")
-        best = ck.get("best", best)
-    net = model
-    if world > 1 and cfg.sync_bn:
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        net = model
-    if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
-    fwd = torch.compile(net) if cfg.compile else net
-    lead = rank == 0
-    progress = Progress(enabled=lead, log_interval=cfg.log_interval,
-                        tensorboard_dir=out / "tensorboard" if cfg.tensorboard else None)
-    metrics_path = out / "metrics.jsonl"
-    metrics = runs.read_metrics(metrics_path)[:start_epoch] if resume else []
-    if lead:
-        out.mkdir(parents=True, exist_ok=True)
-        record.update(params=params, world_size=world, job=faults.job_id(), versions=runs.versions())
-        runs.write_json({"config": asdict(cfg), **record}, out / "config.json")
-        runs.write_metrics(metrics, metrics_path)
-        at = f" at epoch {start_epoch + 1}, step {start_step}" if resume else ""
-        progress.say(f"mgdsl: {'resuming' if resume else 'training'} {ir.name} ({params:,} parameters) on "
-                     f"{cfg.train} for epochs {start_epoch + 1}..{cfg.epochs}{at}, recipe {cfg.recipe}, "
-                     f"{feed.plan.mode} data ({feed.plan.reason}); writing {out}/")
+    return Session(cfg, ir, Path(cfg.out), rank, world, device, model, opt, feed,
+                   sum(p.numel() for p in model.parameters()), t_start)
 
-    steps = feed.steps
 
-    def checkpoint(epoch: int, step: int, stats: EpochStats | None) -> None:
-        """last.pt: all a run needs to continue at step `step` of epoch `epoch` exactly (written atomically)."""
-        part = None
-        if stats is not None:  # the epoch's sums so far over all ranks (rank 0 carries them on resume)
-            part = torch.stack([stats.loss_sum.double(), stats.correct.double(),
-                                torch.tensor(float(stats.seen), dtype=torch.float64, device=device)])
-            if world > 1:
-                import torch.distributed as dist
-                dist.all_reduce(part)
-            part = part.cpu()
-        if lead:
-            runs.save_torch({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
-                             "step": step, "epoch_stats": part, "best": best,
-                             "rng": faults.rng_states()}, out / "last.pt")
+def _restore(s: Session) -> Position:
+    """Continue from last.pt: the weights, the optimizer, every RNG, the position, the best epoch so far."""
+    import torch
 
-    t_run = time.time()
-    stopped = False  # by the callback
-    try:
-        with faults.StopRequest() as stop_request:
-            for epoch in range(start_epoch, cfg.epochs):
-                first = epoch == start_epoch
-                step = start_step if first else 0
-                batches = feed.batches(epoch, step)  # mid-epoch: the skipped steps' draws are replayed
-                stats = None
-                if first and partial is not None:
-                    p = partial.to(device) if lead else torch.zeros(3, dtype=torch.float64, device=device)
-                    stats = EpochStats(p[0].float(), p[1].long(), int(p[2].item()))
-                before = stats.seen if stats is not None else 0  # images trained before a resume (rank 0 holds them)
-                t0 = time.time()
-                progress.epoch_start(epoch + 1, cfg.epochs, steps)
+    from . import faults
+    ck = torch.load(s.out / "last.pt", map_location="cpu", weights_only=False)  # RNG states stay CPU tensors
+    s.model.load_state_dict(ck["model"])
+    s.opt.load_state_dict(ck["optimizer"])
+    faults.restore_rng(ck["rng"])
+    return Position(ck["epoch"], ck.get("step", 0), ck.get("epoch_stats"), ck.get("best"),
+                    ck.get("wall_seconds"),  # absent in checkpoints of older versions: the total is unknown
+                    runs.read_metrics(s.out / "metrics.jsonl")[:ck["epoch"]])
 
-                def on_step(st: EpochStats) -> None:
-                    nonlocal step
-                    step += 1
-                    saved = cfg.checkpoint_interval > 0 and step % cfg.checkpoint_interval == 0
-                    if saved:
-                        checkpoint(epoch, step, st)
-                    faults.inject_fault(rank, epoch, step)
-                    if stop_request.agreed(world, device):  # SIGTERM / Ctrl-C: stop here, at a step boundary
-                        if not saved:
-                            checkpoint(epoch, step, st)
-                        raise Interrupted(out, stop_request.exit_status)
 
-                st = train_epoch(fwd, opt, batches, device=device, amp=cfg.amp, channels_last=cfg.channels_last,
-                                 label_smoothing=cfg.label_smoothing,
-                                 lr_for_batch=lambda i, e=epoch, k=step: lr_at(cfg, e * steps + k + i, steps),
-                                 progress=progress, stats=stats, on_step=on_step)
-                loss_sum, correct, seen = st.loss_sum, st.correct, st.seen
-                if world > 1:  # the logged epoch metrics are over the global batch (one sync per epoch)
-                    import torch.distributed as dist
-                    tot = torch.stack([loss_sum.double(), correct.double(),
-                                       torch.tensor(float(seen), dtype=torch.float64, device=device)])
-                    dist.all_reduce(tot)
-                    loss_sum, correct, seen = tot[0], tot[1], int(tot[2].item())
-                train_loss = loss_sum.item() / seen
-                if not math.isfinite(train_loss):
-                    kept = out / "last.pt"
-                    if lead and not kept.exists():  # no epoch finished: undo this run's first files, so the
-                        kept = None                 # folder does not pose as a run that could be resumed
-                        runs.remove_started_run(out)
-                    raise Diverged(f"epoch {epoch + 1}: the training loss is {train_loss}", kept)
-                secs = time.time() - t0
-                sc = evaluate_sharded(model, feed.eval_batches(), device, cfg.amp, feed.classes, world, tta=cfg.tta)
-                stop = False
-                if lead:
-                    m = {"epoch": epoch + 1, "lr": lr_at(cfg, epoch * steps, steps), "train_loss": train_loss,
-                         "train_acc": float(correct.item()) / seen, "test_loss": sc.loss, "test_acc": sc.top1,
-                         "test_top5": sc.top5, "seconds": secs, "images_per_s": (seen - before) / secs,
-                         "train_images": seen}
-                    is_best = best is None or sc.top1 > best["acc"]
-                    if is_best:
-                        best = {"acc": sc.top1, "epoch": epoch + 1}
-                        runs.save_torch(model.state_dict(), out / "best.pt")
-                    metrics.append(m)
-                    runs.write_metrics(metrics, metrics_path)
-                    runs.save_torch(model.state_dict(), out / "model.pt")
-                    progress.epoch_end(m, is_best)
-                    stop = bool(callback(dict(m))) if callback else False
-                checkpoint(epoch + 1, 0, None)  # after metrics.jsonl: a resume never skips an epoch's line
-                if world > 1:  # every process stops where the callback on rank 0 said
-                    import torch.distributed as dist
-                    flag = torch.tensor([float(stop)], device=device)
-                    dist.broadcast(flag, 0)
-                    stop = bool(flag.item())
-                if stop:
-                    stopped = True
-                    break
-    except Interrupted:
-        progress.close()
-        if lead:
-            runs.remove_partial_writes(out)
-        raise
-    except KeyboardInterrupt:
-        progress.close()
-        if lead:
-            runs.remove_partial_writes(out)
-        raise Interrupted(out) from None
-    finally:
-        progress.close()
-    summary = None
-    if lead and metrics:
-        runs.plot(metrics, out / "curves.png")
-        from ..cost import macs
-        summary = {"name": ir.name, "dataset": cfg.train, "params": params, "macs": macs(ir).total, "epochs": cfg.epochs,
-                   "epochs_done": metrics[-1]["epoch"], "stopped_by_callback": stopped,
-                   "final_test_acc": metrics[-1]["test_acc"], "best_test_acc": best["acc"],
-                   "best_epoch": best["epoch"], "seconds": sum(m["seconds"] for m in metrics),
-                   "wall_seconds": time.time() - t_run, "device": str(device), "out": str(out)}
-        runs.write_json(summary, out / "summary.json")
-        progress.say(f"mgdsl: done: test accuracy {100 * summary['final_test_acc']:.2f}% (model.pt), best "
-                     f"{100 * best['acc']:.2f}% at epoch {best['epoch']} (best.pt); the run is in {out}/")
-    if world > 1:  # every rank done with its collectives before any tears its connections down
+def _parallelise(s: Session) -> None:
+    """SyncBatchNorm (--sync-bn), DistributedDataParallel (under torchrun) and torch.compile (--compile)."""
+    import torch
+    net = s.model
+    if s.world > 1 and s.cfg.sync_bn:
+        s.model = net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(s.model)
+    if s.world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(
+            s.model, device_ids=[s.device] if s.device.type == "cuda" else None)
+    s.fwd = torch.compile(net) if s.cfg.compile else net
+
+
+def _open_run_folder(s: Session, record: dict, pos: Position, resume: bool) -> None:
+    """The progress report, and on rank 0 config.json, metrics.jsonl (the epochs kept) and the opening line."""
+    from . import faults
+    s.progress = Progress(enabled=s.lead, log_interval=s.cfg.log_interval,
+                          tensorboard_dir=s.out / "tensorboard" if s.cfg.tensorboard else None)
+    if not s.lead:
+        return
+    s.out.mkdir(parents=True, exist_ok=True)
+    record.update(params=s.params, world_size=s.world, job=faults.job_id(), versions=runs.versions())
+    runs.write_json({"config": asdict(s.cfg), **record}, s.out / "config.json")
+    runs.write_metrics(pos.metrics, s.out / "metrics.jsonl")
+    cfg, plan = s.cfg, s.feed.plan
+    at = f" at epoch {pos.epoch + 1}, step {pos.step}" if resume else ""
+    s.progress.say(f"mgdsl: {'resuming' if resume else 'training'} {s.ir.name} ({s.params:,} parameters) on "
+                   f"{cfg.train} for epochs {pos.epoch + 1}..{cfg.epochs}{at}, recipe {cfg.recipe}, "
+                   f"{plan.mode} data ({plan.reason}); writing {s.out}/")
+
+
+def global_sums(stats: EpochStats, world: int, device):
+    """[loss sum, correct, images] of an epoch's steps so far, float64, added over every process (one all-reduce):
+    what an epoch's logged metrics and a mid-epoch checkpoint hold."""
+    import torch
+
+    from .metrics import reduce_sums
+    return reduce_sums(torch.stack([stats.loss_sum.double(), stats.correct.double(),
+                                    torch.tensor(float(stats.seen), dtype=torch.float64, device=device)]), world)
+
+
+def _resumed_sums(s: Session, partial) -> EpochStats | None:
+    """The sums a resumed epoch's earlier steps left (rank 0 carries them; the others start from zero)."""
+    import torch
+    if partial is None:
+        return None
+    p = partial.to(s.device) if s.lead else torch.zeros(3, dtype=torch.float64, device=s.device)
+    return EpochStats(p[0].float(), p[1].long(), int(p[2].item()))
+
+
+def _checkpoint(s: Session, pos: Position, epoch: int, step: int, stats: EpochStats | None) -> None:
+    """last.pt: all a run needs to continue at step `step` of epoch `epoch` exactly (written atomically)."""
+    from . import faults
+    part = global_sums(stats, s.world, s.device).cpu() if stats is not None else None  # every rank takes part
+    if s.lead:
+        runs.save_torch({"model": s.model.state_dict(), "optimizer": s.opt.state_dict(), "epoch": epoch,
+                         "step": step, "epoch_stats": part, "best": pos.best, "rng": faults.rng_states(),
+                         "wall_seconds": _wall_total(s, pos)}, s.out / "last.pt")
+
+
+def _wall_total(s: Session, pos: Position) -> float | None:
+    """Wall seconds of every session of the run so far (None when an older version did not keep them)."""
+    return None if pos.wall_before is None else pos.wall_before + time.time() - s.t_start
+
+
+def _after_step(s: Session, pos: Position, epoch: int, step: int, stats: EpochStats, stop_request) -> None:
+    """After step `step` of an epoch: a checkpoint every --checkpoint-interval steps, the fault drill's signal,
+    and a stop here, at a step boundary, when SIGTERM or Ctrl-C reached any process."""
+    from . import faults
+    saved = s.cfg.checkpoint_interval > 0 and step % s.cfg.checkpoint_interval == 0
+    if saved:
+        _checkpoint(s, pos, epoch, step, stats)
+    faults.inject_fault(s.rank, epoch, step)
+    if stop_request.agreed(s.world, s.device):
+        if not saved:
+            _checkpoint(s, pos, epoch, step, stats)
+        raise Interrupted(s.out, stop_request.exit_status)
+
+
+def _stop_if_diverged(s: Session, epoch: int, train_loss: float) -> None:
+    """A NaN or infinite training loss stops the run; with no epoch finished the run's first files go, so the
+    folder does not pose as a run that could be resumed."""
+    if math.isfinite(train_loss):
+        return
+    kept = s.out / "last.pt"
+    if s.lead and not kept.exists():
+        kept = None
+        runs.remove_started_run(s.out)
+    raise Diverged(f"epoch {epoch + 1}: the training loss is {train_loss}", kept)
+
+
+def _end_epoch(s: Session, pos: Position, m: dict, callback) -> bool:
+    """The epoch's line in metrics.jsonl, model.pt, best.pt if it is the best so far, its report, the callback,
+    then last.pt; returns whether to stop (rank 0's callback decides for every process)."""
+    import torch
+    stop = False
+    if s.lead:
+        is_best = pos.best is None or m["test_acc"] > pos.best["acc"]
+        if is_best:
+            pos.best = {"acc": m["test_acc"], "epoch": m["epoch"]}
+            runs.save_torch(s.model.state_dict(), s.out / "best.pt")
+        pos.metrics.append(m)
+        runs.write_metrics(pos.metrics, s.out / "metrics.jsonl")
+        runs.save_torch(s.model.state_dict(), s.out / "model.pt")
+        s.progress.epoch_end(m, is_best)
+        stop = bool(callback(dict(m))) if callback else False
+    _checkpoint(s, pos, m["epoch"], 0, None)  # after metrics.jsonl: a resume never skips an epoch's line
+    if s.world > 1:  # every process stops where the callback on rank 0 said
         import torch.distributed as dist
-        dist.barrier()
-        dist.destroy_process_group()
+        flag = torch.tensor([float(stop)], device=s.device)
+        dist.broadcast(flag, 0)
+        stop = bool(flag.item())
+    return stop
+
+
+def _close_after_interrupt(s: Session) -> None:
+    """Ctrl-C or SIGTERM: the report closed, and no half-written file left (the complete ones stay)."""
+    s.progress.close()
+    if s.lead:
+        runs.remove_partial_writes(s.out)
+
+
+def _finish(s: Session, pos: Position, stopped: bool) -> dict:
+    """curves.png and summary.json (rank 0, once an epoch finished), and the closing line."""
+    from ..cost import macs
+    ms, best = pos.metrics, pos.best
+    runs.plot(ms, s.out / "curves.png")
+    summary = {"name": s.ir.name, "dataset": s.cfg.train, "params": s.params, "macs": macs(s.ir).total,
+               "epochs": s.cfg.epochs, "epochs_done": ms[-1]["epoch"], "stopped_by_callback": stopped,
+               "final_test_acc": ms[-1]["test_acc"], "best_test_acc": best["acc"], "best_epoch": best["epoch"],
+               "train_seconds_sum_over_epochs": sum(m["train_seconds"] for m in ms),
+               "wall_seconds_this_session": time.time() - s.t_start, "wall_seconds_total": _wall_total(s, pos),
+               "device": str(s.device), "out": str(s.out)}
+    runs.write_json(summary, s.out / "summary.json")
+    s.progress.say(f"mgdsl: done: test accuracy {100 * summary['final_test_acc']:.2f}% (model.pt), best "
+                   f"{100 * best['acc']:.2f}% at epoch {best['epoch']} (best.pt); the run is in {s.out}/")
     return summary

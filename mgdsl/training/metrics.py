@@ -1,7 +1,8 @@
-"""Evaluation metrics (loss, top-1, top-5) summed per rank and all-reduced, so no sample counts twice."""
+"""Evaluation metrics (loss, top-1, top-5, the confusion matrix) summed per rank and all-reduced, so no sample
+counts twice."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable
 
 import torch
@@ -14,15 +15,27 @@ class Scores:
     top1: float
     top5: float | None  # None when there are 5 classes or fewer: every label is then in the top 5
     n: int
+    # confusion[i][j]: images of class i the model put in class j (asked for only; its diagonal sums to top1 * n)
+    confusion: list[list[int]] | None = None
 
 
-def score_sums(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """[summed loss, top-1 hits, top-5 hits, count] of one batch, in float64."""
+def guesses(logits: torch.Tensor) -> torch.Tensor:
+    """The top min(5, classes) classes of each row, best first: top-1, top-5 and the confusion matrix all read
+    these, so a tie between two logits is broken the same way for each."""
+    return logits.float().topk(min(5, logits.shape[1])).indices
+
+
+def score_sums(logits: torch.Tensor, y: torch.Tensor, top: torch.Tensor | None = None) -> torch.Tensor:
+    """[summed loss, top-1 hits, top-5 hits, count] of one batch, in float64 (top: guesses(logits) if known)."""
     logits = logits.float()
     loss = torch.nn.functional.cross_entropy(logits, y, reduction="sum")
-    k = min(5, logits.shape[1])
-    hits = logits.topk(k).indices == y[:, None]  # column j: the label is the (j+1)-th guess
+    hits = (guesses(logits) if top is None else top) == y[:, None]  # column j: the label is the (j+1)-th guess
     return torch.stack([loss, hits[:, 0].sum(), hits.any(1).sum(), loss.new_tensor(len(y))]).double()
+
+
+def confusion_counts(top1: torch.Tensor, y: torch.Tensor, classes: int) -> torch.Tensor:
+    """The batch's classes x classes counts (row: the label, column: the first guess), flat, in float64."""
+    return torch.bincount(y * classes + top1, minlength=classes * classes).double()
 
 
 def reduce_sums(sums: torch.Tensor, world: int) -> torch.Tensor:
@@ -48,16 +61,25 @@ def sync_buffers(model: torch.nn.Module, world: int) -> None:
 
 
 def evaluate(model: torch.nn.Module, batches: Iterable, device: torch.device, amp: bool, classes: int,
-             world: int = 1, tta: bool = False) -> Scores:
+             world: int = 1, tta: bool = False, confusion: bool = False) -> Scores:
     """Scores of rank 0's `model` (the plain module, not DDP: shards may differ in length) over all ranks, from
-    `batches` of (images, labels) already on `device` (the feeds put them there); with tta the logits are the mean over each image and its mirror (test-time augmentation)."""
+    `batches` of (images, labels) already on `device` (the feeds put them there); with tta the logits are the mean over each image and its mirror (test-time augmentation).
+    confusion: also count the confusion matrix (`mgdsl eval`; training's epochs do not need it)."""
     sync_buffers(model, world)
     model.eval()
     sums = torch.zeros(4, dtype=torch.float64, device=device)
+    cm = torch.zeros(classes * classes if confusion else 0, dtype=torch.float64, device=device)
     with torch.no_grad(), torch.autocast(device.type, torch.bfloat16, enabled=amp):
         for x, y in batches:
             out = model(x).float()
             if tta:
                 out = (out + model(x.flip(3)).float()) / 2
-            sums += score_sums(out, y)
-    return scores(reduce_sums(sums, world), classes)
+            top = guesses(out)
+            sums += score_sums(out, y, top)
+            if confusion:
+                cm += confusion_counts(top[:, 0], y, classes)
+    sc = scores(reduce_sums(sums, world), classes)
+    if not confusion:
+        return sc
+    counts = reduce_sums(cm, world).round().long().view(classes, classes)
+    return replace(sc, confusion=counts.tolist())

@@ -28,11 +28,12 @@ class Progress:
         if self.enabled:
             print(text, file=self.stream, flush=True)
 
-    def epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
-        self.epoch, self.epochs, self.steps, self.step = epoch, epochs, steps, 0
+    def epoch_start(self, epoch: int, epochs: int, steps: int, done: int = 0) -> None:
+        """done: the steps of this epoch already taken (a run resumed mid-epoch): the batch counter runs on."""
+        self.epoch, self.epochs, self.steps, self.step = epoch, epochs, steps, done
         if self.tty:
             from tqdm import tqdm
-            self.bar = tqdm(total=steps, desc=f"epoch {epoch}/{epochs}", leave=False, file=self.stream,
+            self.bar = tqdm(total=steps, initial=done, desc=f"epoch {epoch}/{epochs}", leave=False, file=self.stream,
                             dynamic_ncols=True)
 
     def batch(self, loss: float | None, lr: float) -> None:
@@ -59,12 +60,13 @@ class Progress:
             self.bar.close()
             self.bar = None
         top5 = "" if m.get("test_top5") is None else f" top-5 {100 * m['test_top5']:5.2f}%"  # > 5 classes only
-        self.say(f"epoch {m['epoch']:>{len(str(self.epochs))}}/{self.epochs}  lr {m['lr']:.4g}  "
+        lr = f"{m['lr_start']:.4g}" + (f"->{m['lr_end']:.4g}" if m["lr_end"] != m["lr_start"] else "")
+        self.say(f"epoch {m['epoch']:>{len(str(self.epochs))}}/{self.epochs}  lr {lr}  "
                  f"train loss {m['train_loss']:.4f} acc {100 * m['train_acc']:5.1f}%  "
                  f"test loss {m['test_loss']:.4f} acc {100 * m['test_acc']:5.2f}%{top5}{' (best)' if best else ''}  "
-                 f"{m['seconds']:.1f} s  {m['images_per_s']:.0f} img/s")
+                 f"{m['train_seconds']:.1f} s  {m['images_per_s']:.0f} img/s")
         if self.writer is not None:
-            for k in ("train_loss", "test_loss", "train_acc", "test_acc", "lr", "images_per_s"):
+            for k in ("train_loss", "test_loss", "train_acc", "test_acc", "lr_start", "lr_end", "images_per_s"):
                 group = "loss" if k.endswith("loss") else "accuracy" if k.endswith("acc") else k
                 self.writer.add_scalar(f"{group}/{k}" if group != k else k, m[k], m["epoch"])
             self.writer.flush()

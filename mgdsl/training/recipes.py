@@ -86,9 +86,12 @@ class Config:
 
 
 CONFIG_KEYS = tuple(f.name for f in fields(Config))
-# what may differ when a run is resumed: how it runs, not what it computes
+# what may differ when a run is resumed: how it runs, not what it computes; a value given replaces the run's,
+# except those of KEPT_ON_RESUME
 RESUMABLE_KEYS = frozenset({"epochs", "device", "threads", "log_interval", "tensorboard", "data_root", "out",
-                            "overwrite", "workers", "checkpoint_interval"})  # out: checked apart, the run's own
+                            "overwrite", "workers", "checkpoint_interval"})
+# out: a resumed run stays in its own folder (checked apart); overwrite: a resume overwrites nothing
+KEPT_ON_RESUME = frozenset({"out", "overwrite"})
 
 
 def resolve(cfg: Config, flip_default: bool) -> Config:

@@ -50,9 +50,17 @@ def write_json(obj, path: Path) -> None:
     atomic_write(path, json.dumps(obj, indent=2))
 
 
+# metrics.jsonl names of runs written before issue 20 -> the names that say what they measure (read_metrics renames
+# them, so a run folder of an older version resumes and reads like a new one)
+RENAMED_METRICS = {"seconds": "train_seconds", "lr": "lr_start"}
+
+
 def read_metrics(path: Path) -> list[dict]:
-    """The metrics.jsonl lines, one dict per epoch."""
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    """The metrics.jsonl lines, one dict per epoch (older runs' field names renamed)."""
+    if not path.exists():
+        return []
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [{RENAMED_METRICS.get(k, k): v for k, v in m.items()} for m in lines]
 
 
 def write_metrics(metrics: list[dict], path: Path) -> None:
