@@ -458,7 +458,7 @@ def cmd_render(args) -> int:
 def cmd_solve(args) -> int:
     """The spec is checked at its own n first, so that a spec solve cannot run gets its reasons, not an -D n error."""
     from . import compile_ir
-    from .solve import check_solvable, check_solve_options, plot_residuals, solve
+    from .solve import check_solvable, check_solve_options, divergence_hint, plot_residuals, solve
     check_solvable(compile_spec(args.spec, parse_overrides([d for d in args.defines if not d.startswith("n=")])))
     check_solve_options(args.n, args.tol, args.max_cycles)
     params = parse_overrides(args.defines)
@@ -477,6 +477,9 @@ def cmd_solve(args) -> int:
     print(f"{ir.name}: n = {args.n}, {out['grids']} grids, asymptotic factor {out['convergence_factor']:.3f}, "
           f"{out['cycles']} cycles, setup {out['setup_seconds']:.3f} s, solve {out['solve_seconds']:.3f} s, "
           f"{'converged' if out['converged'] else 'NOT converged'}", file=sys.stderr)
+    hint = divergence_hint(ir, out)
+    if hint:
+        print(f"hint: {hint}", file=sys.stderr)
     return 0 if out["converged"] else 1
 
 
