@@ -514,6 +514,29 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespa
     return parser.parse_args(argv)
 
 
+def _add_solve_and_rewrite(sub) -> None:
+    """`solve` and `rewrite`: the commands over the numerics (multigrid) and the theorems (Theorem 8.3)."""
+    s = sub.add_parser("solve", help="solve -Laplace u = f with a multigrid spec")
+    s.add_argument("spec", help="a multigrid spec (a .mg file or a bundled name, e.g. multigrid/poisson-v11)")
+    _add_defines(s)
+    s.add_argument("--n", type=int, default=65, help="points per side, 2^k + 1")
+    s.add_argument("--tol", type=float, default=1e-8, help="relative residual")
+    s.add_argument("--max-cycles", type=int, default=100, help="stop after this many cycles")
+    s.add_argument("--rhs", default="random", choices=["random", "ones", "sin"], help="the right-hand side f")
+    s.add_argument("--dtype", default="float64", choices=["float64", "float32"], help="arithmetic precision")
+    s.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to solve")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.add_argument("--plot", metavar="FILE", help="draw the residual history; default: no plot")
+    s.set_defaults(fn=cmd_solve)
+
+    w = sub.add_parser("rewrite", help="write the spec a theorem constructs (classic CNN -> Mg-ResNet)")
+    w.add_argument("spec", help="the classic network (a .mg file or a bundled name)")
+    w.add_argument("--to", required=True, choices=["mg-resnet"], help="the form to construct (Theorem 8.3)")
+    w.add_argument("-o", "--output", required=True, help="the spec file to write")
+    _add_defines(w)
+    w.set_defaults(fn=cmd_rewrite)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mgdsl", description="Compile, check, draw, train, solve and export MgNet specs.",
                                 epilog=_epilog(None), formatter_class=HelpFormatter)
@@ -587,26 +610,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "the run was scored, i.e. on when its recipe used it)")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.set_defaults(fn=cmd_eval)
-
-    s = sub.add_parser("solve", help="solve -Laplace u = f with a multigrid spec")
-    s.add_argument("spec", help="a multigrid spec (a .mg file or a bundled name, e.g. multigrid/poisson-v11)")
-    _add_defines(s)
-    s.add_argument("--n", type=int, default=65, help="points per side, 2^k + 1")
-    s.add_argument("--tol", type=float, default=1e-8, help="relative residual")
-    s.add_argument("--max-cycles", type=int, default=100, help="stop after this many cycles")
-    s.add_argument("--rhs", default="random", choices=["random", "ones", "sin"], help="the right-hand side f")
-    s.add_argument("--dtype", default="float64", choices=["float64", "float32"], help="arithmetic precision")
-    s.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to solve")
-    s.add_argument("--json", action="store_true", help="print one JSON object")
-    s.add_argument("--plot", metavar="FILE", help="draw the residual history; default: no plot")
-    s.set_defaults(fn=cmd_solve)
-
-    w = sub.add_parser("rewrite", help="write the spec a theorem constructs (classic CNN -> Mg-ResNet)")
-    w.add_argument("spec", help="the classic network (a .mg file or a bundled name)")
-    w.add_argument("--to", required=True, choices=["mg-resnet"], help="the form to construct (Theorem 8.3)")
-    w.add_argument("-o", "--output", required=True, help="the spec file to write")
-    _add_defines(w)
-    w.set_defaults(fn=cmd_rewrite)
+    _add_solve_and_rewrite(sub)
     for name, command in sub.choices.items():  # one look for every command's --help
         command.formatter_class = HelpFormatter
         command.epilog = _epilog(name)
