@@ -558,7 +558,7 @@ def cmd_lsp(args) -> int:
 def cmd_solve(args) -> int:
     """The spec is checked at its own n first, so that a spec solve cannot run gets its reasons, not an -D n error."""
     from . import compile_ir
-    from .solve import check_solvable, check_solve_options, plot_residuals, solve
+    from .solve import check_solvable, check_solve_options, divergence_hint, plot_residuals, solve
     check_solvable(compile_spec(args.spec, parse_overrides([d for d in args.defines if not d.startswith("n=")])))
     check_solve_options(args.n, args.tol, args.max_cycles)
     params = parse_overrides(args.defines)
@@ -577,6 +577,9 @@ def cmd_solve(args) -> int:
     print(f"{ir.name}: n = {args.n}, {out['grids']} grids, asymptotic factor {out['convergence_factor']:.3f}, "
           f"{out['cycles']} cycles, setup {out['setup_seconds']:.3f} s, solve {out['solve_seconds']:.3f} s, "
           f"{'converged' if out['converged'] else 'NOT converged'}", file=sys.stderr)
+    hint = divergence_hint(ir, out)
+    if hint:
+        print(f"hint: {hint}", file=sys.stderr)
     return 0 if out["converged"] else 1
 
 
@@ -632,6 +635,29 @@ def _add_sweep_parser(sub) -> None:
             action.help = "the sweep's folder: OUT/trials/NAME per trial, trials.json, table.md, pareto.png " \
                           "(default: sweeps/NAME-DATASET)"
     w.set_defaults(fn=cmd_sweep)
+
+
+def _add_solve_and_rewrite(sub) -> None:
+    """`solve` and `rewrite`: the commands over the numerics (multigrid) and the theorems (Theorem 8.3)."""
+    s = sub.add_parser("solve", help="solve -Laplace u = f with a multigrid spec")
+    s.add_argument("spec", help="a multigrid spec (a .mg file or a bundled name, e.g. multigrid/poisson-v11)")
+    _add_defines(s)
+    s.add_argument("--n", type=int, default=65, help="points per side, 2^k + 1")
+    s.add_argument("--tol", type=float, default=1e-8, help="relative residual")
+    s.add_argument("--max-cycles", type=int, default=100, help="stop after this many cycles")
+    s.add_argument("--rhs", default="random", choices=["random", "ones", "sin"], help="the right-hand side f")
+    s.add_argument("--dtype", default="float64", choices=["float64", "float32"], help="arithmetic precision")
+    s.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to solve")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.add_argument("--plot", metavar="FILE", help="draw the residual history; default: no plot")
+    s.set_defaults(fn=cmd_solve)
+
+    w = sub.add_parser("rewrite", help="write the spec a theorem constructs (classic CNN -> Mg-ResNet)")
+    w.add_argument("spec", help="the classic network (a .mg file or a bundled name)")
+    w.add_argument("--to", required=True, choices=["mg-resnet"], help="the form to construct (Theorem 8.3)")
+    w.add_argument("-o", "--output", required=True, help="the spec file to write")
+    _add_defines(w)
+    w.set_defaults(fn=cmd_rewrite)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -716,26 +742,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_defines(lsp)
     lsp.set_defaults(fn=cmd_lsp)
 
-    s = sub.add_parser("solve", help="solve -Laplace u = f with a multigrid spec")
-    s.add_argument("spec", help="a multigrid spec (a .mg file or a bundled name, e.g. multigrid/poisson-v11)")
-    _add_defines(s)
-    s.add_argument("--n", type=int, default=65, help="points per side, 2^k + 1")
-    s.add_argument("--tol", type=float, default=1e-8, help="relative residual")
-    s.add_argument("--max-cycles", type=int, default=100, help="stop after this many cycles")
-    s.add_argument("--rhs", default="random", choices=["random", "ones", "sin"], help="the right-hand side f")
-    s.add_argument("--dtype", default="float64", choices=["float64", "float32"], help="arithmetic precision")
-    s.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to solve")
-    s.add_argument("--json", action="store_true", help="print one JSON object")
-    s.add_argument("--plot", metavar="FILE", help="draw the residual history; default: no plot")
-    s.set_defaults(fn=cmd_solve)
-
-    w = sub.add_parser("rewrite", help="write the spec a theorem constructs (classic CNN -> Mg-ResNet)")
-    w.add_argument("spec", help="the classic network (a .mg file or a bundled name)")
-    w.add_argument("--to", required=True, choices=["mg-resnet"], help="the form to construct (Theorem 8.3)")
-    w.add_argument("-o", "--output", required=True, help="the spec file to write")
-    _add_defines(w)
-    w.set_defaults(fn=cmd_rewrite)
-
+    _add_solve_and_rewrite(sub)
     _add_sweep_parser(sub)
     for name, command in sub.choices.items():  # one look for every command's --help
         command.formatter_class = HelpFormatter

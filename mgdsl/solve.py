@@ -104,6 +104,22 @@ def solve(ir, n: int, tol: float = 1e-8, max_cycles: int = 100, rhs_kind: str = 
             "converged": res[-1] <= tol * r0, "operator": a_label, "u": u}
 
 
+def rediscretised(ir) -> list[str]:
+    """The coarse-grid operators written as a fresh laplace (re-discretised) instead of the Galerkin R A P."""
+    return [i.label for i in ir.instances.values() if i.in_ty and (i.in_ty.level or 0) > 1
+            and any(lay.stencil == "laplace" for lay in i.layers)]
+
+
+def divergence_hint(ir, out: dict) -> str | None:
+    """Why a cycle that does not converge may not: a re-discretised laplace on a coarse grid (docs/language.md)."""
+    coarse = rediscretised(ir)
+    if out["converged"] or not coarse or not out["convergence_factor"] >= 0.9:
+        return None
+    return (f"{', '.join(coarse[:3])}{' ...' if len(coarse) > 3 else ''} re-discretise laplace on coarser grids, whose "
+            "zero boundary lies beyond the fine grid's: the coarse correction overshoots. Use the Galerkin operator "
+            "A[l] = R[l-1] . A[l-1] . P[l-1] (5.11), as specs/multigrid/poisson-v11.mg does (docs/language.md)")
+
+
 def plot_residuals(residuals: list[float], title: str, path: str) -> None:
     """The residual history on a log scale, written atomically to `path` (format from its suffix)."""
     import io

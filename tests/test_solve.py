@@ -112,6 +112,23 @@ def test_solve_without_a_fine_grid_residual_says_so(tmp_path, capsys):
     assert "it has no fine-grid residual f - A(u)" in err and "Traceback" not in err
 
 
+def test_a_re_discretised_v_cycle_diverges_and_solve_says_why(tmp_path, capsys):
+    """laplace has no grid spacing, and on this grid hierarchy (grid l+1 keeps the points 0, 2, ..., n-1) the
+    coarse problems of a re-discretised laplace live on larger domains: the V(1,1) cycle diverges (3.3 per cycle
+    at n = 33), and solve points to the Galerkin line, which converges at 0.35 with everything else the same."""
+    text = open("specs/multigrid/poisson-v11.mg").read()
+    galerkin = "  A[l] = R[l-1] . A[l-1] . P[l-1]\n"
+    assert galerkin in text
+    spec = tmp_path / "redisc.mg"
+    spec.write_text(text.replace(galerkin, "  A[l] = laplace(u -> f)\n"))
+    assert main(["solve", str(spec), "--n", "33", "--max-cycles", "10"]) == 1
+    err = capsys.readouterr().err
+    assert float(err.split("asymptotic factor ")[1].split(",")[0]) > 1
+    assert "hint: A[2], A[3], A[4] ... re-discretise laplace" in err and "A[l] = R[l-1] . A[l-1] . P[l-1]" in err
+    assert main(["solve", "specs/multigrid/poisson-v11.mg", "--n", "33", "--max-cycles", "10"]) == 1
+    assert "hint:" not in capsys.readouterr().err  # not converged in 10 cycles, but no re-discretised laplace
+
+
 def test_solve_rejects_bad_n(capsys):
     assert main(["solve", "specs/multigrid/poisson-v11.mg", "--n", "64"]) == 2
     assert "2^k + 1" in capsys.readouterr().err
