@@ -52,6 +52,9 @@ EXAMPLES = {
     "export": ["mgdsl export mgnet -D width=32 -o mgnet32",
                "mgdsl export mgnet -D width=32 --weights runs/mgnet-digits -o mgnet_digits",
                "mgdsl export table2/resnet18 --format py -o resnet18"],
+    "predict": ["mgdsl predict runs/mgnet-digits digit.png",
+                "mgdsl predict runs/mgnet-cifar10 photos/ --top-k 3 --csv predictions.csv",
+                "mgdsl predict runs/mgnet-cifar10 test.npz --weights best --json predictions.json"],
 }
 
 
@@ -354,6 +357,47 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_predict(args) -> int:
+    from .training.predict import load_run, open_inputs, predict_inputs
+    from .training.runs import atomic_write
+    if args.top_k < 1 or args.batch_size < 1:
+        from .training.data import DataError
+        raise DataError(f"--top-k {args.top_k} --batch-size {args.batch_size}: both must be at least 1")
+    to_file = args.json or args.csv
+    if to_file and not os.path.isdir(os.path.dirname(to_file) or "."):
+        from .training.data import DataError
+        raise DataError(f"{to_file}: the folder {os.path.dirname(to_file)} does not exist")
+    p = load_run(args.run, args.weights)
+    inputs = open_inputs(args.inputs, p.preprocess.input_shape[0])  # every input checked before any is predicted
+    rows, resized = [], [0]
+    for r in predict_inputs(p, inputs, args.top_k, args.batch_size, resized):
+        if to_file:
+            rows.append(r)
+        else:
+            print(r["input"] + "  " + "  ".join(f"{t['class']} {t['prob']:.4f}" for t in r["top"]))
+    c, h, w = p.preprocess.input_shape
+    if resized[0]:
+        n = resized[0]
+        print(f"mgdsl: {n} image{' was' if n == 1 else 's were'} not {h}x{w}: resized (shorter side to {p.preprocess.resize}) and "
+              f"centre-cropped to {h}x{w}", file=sys.stderr)
+    if args.json:
+        atomic_write(args.json, json.dumps({"run": str(p.run), "weights": str(p.weights), "tta": p.tta,
+                                            "classes": p.classes, "predictions": rows}, indent=1))
+    elif args.csv:
+        import csv
+        import io
+        buf = io.StringIO()
+        out = csv.writer(buf)
+        out.writerow(["input"] + [f"{k}{i + 1}" for i in range(min(args.top_k, len(p.classes)))
+                                  for k in ("class", "prob")])
+        for r in rows:
+            out.writerow([r["input"]] + [v for t in r["top"] for v in (t["class"], f"{t['prob']:.6g}")])
+        atomic_write(args.csv, buf.getvalue())
+    if to_file:
+        print(f"{len(rows)} predictions written to {to_file}")
+    return 0
+
+
 def cmd_check(args) -> int:
     ir = _ir(args)
     if args.equiv:
@@ -563,6 +607,22 @@ def build_parser() -> argparse.ArgumentParser:
                    "the run was scored, i.e. on when its recipe used it)")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.set_defaults(fn=cmd_eval)
+
+    pr = sub.add_parser("predict", help="classify images with a run's model (top-k classes and probabilities)")
+    pr.add_argument("run", metavar="RUN_DIR", help="a run folder (`mgdsl compile --train` wrote it)")
+    pr.add_argument("inputs", nargs="+", metavar="INPUT",
+                    help="image files (PNG, JPEG, ...), folders of them (read in batches) or an .npz (key x: uint8 "
+                         "N x H x W x C); images of another size are resized (shorter side) and centre-cropped")
+    pr.add_argument("--top-k", type=int, default=1, metavar="K", help="classes shown per image")
+    pr.add_argument("--weights", default="last", metavar="best|last|FILE",
+                    help="last: model.pt (the final epoch, what `mgdsl eval` scores), best: best.pt, or a .pt file")
+    pr.add_argument("--batch-size", type=int, default=256, help="images decoded and classified at a time")
+    out = pr.add_mutually_exclusive_group()
+    out.add_argument("--json", metavar="FILE", help="write the predictions as JSON, only once all succeeded "
+                     "(default: print them)")
+    out.add_argument("--csv", metavar="FILE", help="write the predictions as CSV, only once all succeeded "
+                     "(default: print them)")
+    pr.set_defaults(fn=cmd_predict)
     from .solve import add_solve_parser
     add_solve_parser(sub, _add_defines)
     solve = sub.choices["solve"]
