@@ -51,7 +51,8 @@ EXAMPLES = {
              "mgdsl list --names | grep table2"],
     "export": ["mgdsl export mgnet -D width=32 -o mgnet32",
                "mgdsl export mgnet -D width=32 --weights runs/mgnet-digits -o mgnet_digits",
-               "mgdsl export table2/resnet18 --format py -o resnet18"],
+               "mgdsl export table2/resnet18 --format py -o resnet18",
+               "mgdsl export runs/mgnet-cifar10 -o mgnet_cifar10"],
     "predict": ["mgdsl predict runs/mgnet-digits digit.png",
                 "mgdsl predict runs/mgnet-cifar10 photos/ --top-k 3 --csv predictions.csv",
                 "mgdsl predict runs/mgnet-cifar10 test.npz --weights best --json predictions.json"],
@@ -476,15 +477,35 @@ def cmd_list(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .export import export, run_config, training_note
-    cfg = run_config(args.weights)  # a training run: its -D values, data shape and classes unless overridden
-    args.defines = [f"{k}={v}" for k, v in (cfg.get("params_override") or {}).items()] + args.defines
-    ir = _ir(args)
-    if cfg.get("input_shape") and cfg.get("classes") and (
-            list(ir.input_ty.shape) != cfg["input_shape"] or ir.classes != cfg["classes"]):
-        from .training import adapt
-        ir = adapt(ir, tuple(cfg["input_shape"]), cfg["classes"])
-    for path in export(ir, args.output, weights=args.weights, formats=args.format, note=training_note(cfg)):
+    from .export import export, preprocessing, run_config, training_note
+    if os.path.isfile(os.path.join(args.spec, "config.json")):  # `mgdsl export RUN_DIR`: the run's own spec
+        from .training import load_run, run_ir
+        if args.defines:
+            from .training.data import DataError
+            raise DataError(f"export {args.spec}: -D with a run folder (the run's own -D values are used)",
+                            "export the spec instead: mgdsl export SPEC -D ... --weights RUN_DIR")
+        cfg = load_run(args.spec)
+        args.weights = args.weights or args.spec
+        ir = run_ir(cfg)
+    else:
+        cfg = run_config(args.weights)  # a training run: its -D values, data shape and classes unless overridden
+        args.defines = [f"{k}={v}" for k, v in (cfg.get("params_override") or {}).items()] + args.defines
+        ir = _ir(args)
+        if cfg.get("input_shape") and cfg.get("classes") and (
+                list(ir.input_ty.shape) != cfg["input_shape"] or ir.classes != cfg["classes"]):
+            from .training import adapt
+            ir = adapt(ir, tuple(cfg["input_shape"]), cfg["classes"])
+    pre = preprocessing(cfg)
+    note = training_note(cfg)
+    if pre and not args.raw:
+        note += ("\nload() below builds it with that preprocessing: it takes uint8 images N x H x W x C (0..255) "
+                 "and returns\nlogits" + (" (the mean over each image and its mirror, as the run scored)"
+                                           if pre["tta"] else "") + "; CLASSES names the outputs.")
+    elif args.weights and not pre and not args.raw:
+        print(f"mgdsl: note: no run config beside {args.weights}: exported without preprocessing (the model takes "
+              "normalised float images)", file=sys.stderr)
+    for path in export(ir, args.output, weights=args.weights, formats=args.format, note=note, preprocess=pre,
+                       raw=args.raw):
         print(path)
     return 0
 
@@ -583,8 +604,9 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--names", action="store_true", help="print only the names (for scripts)")
     ls.set_defaults(fn=cmd_list)
 
-    x = sub.add_parser("export", help="standalone PyTorch source (OUT.py) and ONNX (OUT.onnx) of a spec")
-    x.add_argument("spec", help=SPEC_HELP)
+    x = sub.add_parser("export", help="standalone PyTorch source (OUT.py) and ONNX (OUT.onnx) of a spec or a run")
+    x.add_argument("spec", metavar="SPEC|RUN_DIR", help=SPEC_HELP + "; or a run folder (its own spec, -D and "
+                   "weights)")
     _add_defines(x)
     x.add_argument("-o", "--output", required=True, metavar="OUT",
                    help="write OUT.py, OUT.onnx (and OUT.pt with --weights)")
@@ -592,6 +614,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a state_dict (model.pt) or a training run folder; default: fresh random weights")
     x.add_argument("--format", choices=["all", "py", "onnx"], default="all",
                    help="which forms to write (onnx needs `pip install mgdsl[export]`)")
+    x.add_argument("--raw", action="store_true", help="leave the run's preprocessing out: the model takes normalised "
+                   "float N x C x H x W (default: with trained weights of a run, OUT.onnx and OUT.py's load() take "
+                   "uint8 images N x H x W x C and normalise them as the run did)")
     x.set_defaults(fn=cmd_export)
 
     e = sub.add_parser("eval", help="top-1 accuracy of a run's model (or of saved weights) on a test set")
