@@ -378,7 +378,8 @@ def cmd_predict(args) -> int:
     c, h, w = p.preprocess.input_shape
     if resized[0]:
         n = resized[0]
-        print(f"mgdsl: {n} image{' was' if n == 1 else 's were'} not {h}x{w}: resized (shorter side to {p.preprocess.resize}) and "
+        print(f"mgdsl: {n} image{' was' if n == 1 else 's were'} not {h}x{w}: resized (shorter side to "
+              f"{p.preprocess.resize}) and "
               f"centre-cropped to {h}x{w}", file=sys.stderr)
     if args.json:
         atomic_write(args.json, json.dumps({"run": str(p.run), "weights": str(p.weights), "tta": p.tta,

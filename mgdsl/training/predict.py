@@ -236,7 +236,8 @@ def npz_images(p: Path, channels: int, header_only: bool = False):
     try:
         z = np.load(p, allow_pickle=False)
         if "x" not in z.files:
-            raise DataError(f"{p}: no key x (the images, uint8 N x H x W x C); it has {', '.join(z.files) or 'nothing'}")
+            raise DataError(f"{p}: no key x (the images, uint8 N x H x W x C); it has "
+                            f"{', '.join(z.files) or 'nothing'}")
         x = z["x"]
     except DataError:
         raise
