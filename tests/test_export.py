@@ -275,3 +275,13 @@ def test_an_exported_run_takes_raw_uint8_images_and_scores_the_runs_own_accuracy
                  "py"]) == 0
     text = (tmp_path / "raw.py").read_text()
     assert "CLASSES = [" in text and "def load(" not in text and "MEAN" not in text
+
+
+def test_export_of_a_run_folder_refuses_other_d_values_and_writes_nothing(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    assert main(["export", str(run), "-D", "width=8", "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "-D with a run folder" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
