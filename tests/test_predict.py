@@ -1,5 +1,6 @@
 """mgdsl.load_run and `mgdsl predict` (mgdsl.training.predict): a run's model with its own preprocessing."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -148,3 +149,27 @@ def test_a_missing_run_folder_is_one_line_exit_2(tmp_path, capsys):
     assert main(["predict", str(tmp_path / "no-run"), str(tmp_path / "a.png"), "--json", str(tmp_path / "p.json")]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"mgdsl: error: {tmp_path / 'no-run'}: no such run folder" and not (tmp_path / "p.json").exists()
+
+
+def test_a_streamed_folder_run_predicts_through_its_own_resize_and_crop(tmp_path, capsys):
+    """An image-folder run streams: its evaluation resized and centre-cropped every image to the spec's 32x32,
+    and load_run and predict do the same, so they score what `mgdsl eval` scores."""
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 8), ("test", 3)):
+        for k, c in enumerate(COLOURS):
+            (tmp_path / "data" / split / c).mkdir(parents=True)
+            for i in range(n):
+                a = (rng.random((12, 14, 3)) * 100).astype(np.uint8)
+                a[..., k] += 100
+                Image.fromarray(a).save(tmp_path / "data" / split / c / f"{i}.png")
+    run = tmp_path / "run"
+    assert main(["compile", str(ROOT / "specs/mgnet.mg"), *TINY, "--train", str(tmp_path / "data"), "--batch-size",
+                 "8", "--workers", "0", "--out", str(run)]) == 0
+    p = mgdsl.load_run(run)
+    assert p.preprocess.resize_all and p.classes == sorted(COLOURS)
+    r = evaluate_run(str(run))
+    assert main(["predict", str(run), str(tmp_path / "data" / "test"), "--csv", str(tmp_path / "p.csv")]) == 0
+    rows = [line.split(",") for line in (tmp_path / "p.csv").read_text().splitlines()[1:]]
+    assert len(rows) == r["n"] == 9
+    assert sum(Path(f).parent.name == c for f, c, _ in rows) == round(r["top1"] * r["n"])
+    assert "were not" not in capsys.readouterr().err  # resizing is the run's own step here, not news

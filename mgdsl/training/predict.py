@@ -268,7 +268,7 @@ def batches(inputs: list[Input], channels: int, batch_size: int) -> Iterator[tup
 def predict_inputs(p: Predictor, inputs: list[Input], top_k: int, batch_size: int,
                    resized: list[int] | None = None) -> Iterator[dict]:
     """One record per image: its name and its top-k classes with their label and probability; resized[0]
-    counts the images that were not of the run's size."""
+    counts the images that were not of the run's size (and so were resized, unlike the run's own)."""
     c, h, w = p.preprocess.input_shape
     for names, images in batches(inputs, c, batch_size):
         if isinstance(images, np.ndarray):
@@ -277,7 +277,7 @@ def predict_inputs(p: Predictor, inputs: list[Input], top_k: int, batch_size: in
         else:
             n_other = sum(im.size != (w, h) for im in images)
             x = torch.stack([p.preprocess.one(im, n) for im, n in zip(images, names)])
-        if resized is not None:
+        if resized is not None and not p.preprocess.resize_all:  # a streamed run resizes every image, as it did
             resized[0] += n_other
         top, idx = torch.softmax(p.scores(x), 1).topk(min(top_k, len(p.classes)), 1)
         for name, pi, ii in zip(names, top.tolist(), idx.tolist()):
