@@ -358,14 +358,12 @@ def cmd_eval(args) -> int:
 
 
 def cmd_predict(args) -> int:
+    from .training.data import DataError
     from .training.predict import load_run, open_inputs, predict_inputs
-    from .training.runs import atomic_write
     if args.top_k < 1 or args.batch_size < 1:
-        from .training.data import DataError
         raise DataError(f"--top-k {args.top_k} --batch-size {args.batch_size}: both must be at least 1")
     to_file = args.json or args.csv
     if to_file and not os.path.isdir(os.path.dirname(to_file) or "."):
-        from .training.data import DataError
         raise DataError(f"{to_file}: the folder {os.path.dirname(to_file)} does not exist")
     p = load_run(args.run, args.weights)
     inputs = open_inputs(args.inputs, p.preprocess.input_shape[0])  # every input checked before any is predicted
@@ -379,24 +377,28 @@ def cmd_predict(args) -> int:
     if resized[0]:
         n = resized[0]
         print(f"mgdsl: {n} image{' was' if n == 1 else 's were'} not {h}x{w}: resized (shorter side to "
-              f"{p.preprocess.resize}) and "
-              f"centre-cropped to {h}x{w}", file=sys.stderr)
+              f"{p.preprocess.resize}) and centre-cropped to {h}x{w}", file=sys.stderr)
+    if to_file:
+        _write_predictions(args, p, rows)
+        print(f"{len(rows)} predictions written to {to_file}")
+    return 0
+
+
+def _write_predictions(args, p, rows: list[dict]) -> None:
+    """--json or --csv, written atomically once every image was classified."""
+    from .training.runs import atomic_write
     if args.json:
         atomic_write(args.json, json.dumps({"run": str(p.run), "weights": str(p.weights), "tta": p.tta,
                                             "classes": p.classes, "predictions": rows}, indent=1))
-    elif args.csv:
-        import csv
-        import io
-        buf = io.StringIO()
-        out = csv.writer(buf)
-        out.writerow(["input"] + [f"{k}{i + 1}" for i in range(min(args.top_k, len(p.classes)))
-                                  for k in ("class", "prob")])
-        for r in rows:
-            out.writerow([r["input"]] + [v for t in r["top"] for v in (t["class"], f"{t['prob']:.6g}")])
-        atomic_write(args.csv, buf.getvalue())
-    if to_file:
-        print(f"{len(rows)} predictions written to {to_file}")
-    return 0
+        return
+    import csv
+    import io
+    buf = io.StringIO()
+    out = csv.writer(buf)
+    out.writerow(["input"] + [f"{k}{i + 1}" for i in range(min(args.top_k, len(p.classes))) for k in ("class", "prob")])
+    for r in rows:
+        out.writerow([r["input"]] + [v for t in r["top"] for v in (t["class"], f"{t['prob']:.6g}")])
+    atomic_write(args.csv, buf.getvalue())
 
 
 def cmd_check(args) -> int:
