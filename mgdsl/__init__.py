@@ -96,3 +96,12 @@ def lower(ir_or_path, **params):
 def load(path: str, **params):
     """mgdsl.load("specs/mgnet.mg", width=32) or mgdsl.load("mgnet", width=32) (a bundled spec) -> nn.Module."""
     return lower(compile_ir(path, **params))
+
+
+def load_run(run_dir, weights: str = "last"):
+    """mgdsl.load_run("runs/mgnet-digits") -> the trained model with its preprocessing (a Predictor):
+    predictor(uint8 images) gives class probabilities, .predict(images) class names, .model the nn.Module.
+
+    weights: "last" (model.pt, the final epoch's weights, what `mgdsl eval` scores), "best" (best.pt) or a file."""
+    from .training.predict import load_run as load_trained
+    return load_trained(run_dir, weights)

@@ -57,6 +57,9 @@ EXAMPLES = {
     "export": ["mgdsl export mgnet -D width=32 -o mgnet32",
                "mgdsl export mgnet -D width=32 --weights runs/mgnet-digits -o mgnet_digits",
                "mgdsl export table2/resnet18 --format py -o resnet18"],
+    "predict": ["mgdsl predict runs/mgnet-digits digit.png",
+                "mgdsl predict runs/mgnet-cifar10 photos/ --top-k 3 --csv predictions.csv",
+                "mgdsl predict runs/mgnet-cifar10 test.npz --weights best --json predictions.json"],
 }
 
 
@@ -400,6 +403,50 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_predict(args) -> int:
+    from .training.data import DataError
+    from .training.predict import load_run, open_inputs, predict_inputs
+    if args.top_k < 1 or args.batch_size < 1:
+        raise DataError(f"--top-k {args.top_k} --batch-size {args.batch_size}: both must be at least 1")
+    to_file = args.json or args.csv
+    if to_file and not os.path.isdir(os.path.dirname(to_file) or "."):
+        raise DataError(f"{to_file}: the folder {os.path.dirname(to_file)} does not exist")
+    p = load_run(args.run, args.weights)
+    inputs = open_inputs(args.inputs, p.preprocess.input_shape[0])  # every input checked before any is predicted
+    rows, resized = [], [0]
+    for r in predict_inputs(p, inputs, args.top_k, args.batch_size, resized):
+        if to_file:
+            rows.append(r)
+        else:
+            print(r["input"] + "  " + "  ".join(f"{t['class']} {t['prob']:.4f}" for t in r["top"]))
+    c, h, w = p.preprocess.input_shape
+    if resized[0]:
+        n = resized[0]
+        print(f"mgdsl: {n} image{' was' if n == 1 else 's were'} not {h}x{w}: resized (shorter side to "
+              f"{p.preprocess.resize}) and centre-cropped to {h}x{w}", file=sys.stderr)
+    if to_file:
+        _write_predictions(args, p, rows)
+        print(f"{len(rows)} predictions written to {to_file}")
+    return 0
+
+
+def _write_predictions(args, p, rows: list[dict]) -> None:
+    """--json or --csv, written atomically once every image was classified."""
+    from .training.runs import atomic_write
+    if args.json:
+        atomic_write(args.json, json.dumps({"run": str(p.run), "weights": str(p.weights), "tta": p.tta,
+                                            "classes": p.classes, "predictions": rows}, indent=1))
+        return
+    import csv
+    import io
+    buf = io.StringIO()
+    out = csv.writer(buf)
+    out.writerow(["input"] + [f"{k}{i + 1}" for i in range(min(args.top_k, len(p.classes))) for k in ("class", "prob")])
+    for r in rows:
+        out.writerow([r["input"]] + [v for t in r["top"] for v in (t["class"], f"{t['prob']:.6g}")])
+    atomic_write(args.csv, buf.getvalue())
+
+
 def cmd_check(args) -> int:
     ir = _ir(args)
     if args.equiv:
@@ -476,15 +523,35 @@ def cmd_list(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .export import export, run_config, training_note
-    cfg = run_config(args.weights)  # a training run: its -D values, data shape and classes unless overridden
-    args.defines = [f"{k}={v}" for k, v in (cfg.get("params_override") or {}).items()] + args.defines
-    ir = _ir(args)
-    if cfg.get("input_shape") and cfg.get("classes") and (
-            list(ir.input_ty.shape) != cfg["input_shape"] or ir.classes != cfg["classes"]):
-        from .training import adapt
-        ir = adapt(ir, tuple(cfg["input_shape"]), cfg["classes"])
-    for path in export(ir, args.output, weights=args.weights, formats=args.format, note=training_note(cfg)):
+    from .export import export, preprocessing, run_config, training_note
+    if os.path.isfile(os.path.join(args.spec, "config.json")):  # `mgdsl export RUN_DIR`: the run's own spec
+        from .training import load_run, run_ir
+        if args.defines:
+            from .training.data import DataError
+            raise DataError(f"export {args.spec}: -D with a run folder (the run's own -D values are used)",
+                            "export the spec instead: mgdsl export SPEC -D ... --weights RUN_DIR")
+        cfg = load_run(args.spec)
+        args.weights = args.weights or args.spec
+        ir = run_ir(cfg)
+    else:
+        cfg = run_config(args.weights)  # a training run: its -D values, data shape and classes unless overridden
+        args.defines = [f"{k}={v}" for k, v in (cfg.get("params_override") or {}).items()] + args.defines
+        ir = _ir(args)
+        if cfg.get("input_shape") and cfg.get("classes") and (
+                list(ir.input_ty.shape) != cfg["input_shape"] or ir.classes != cfg["classes"]):
+            from .training import adapt
+            ir = adapt(ir, tuple(cfg["input_shape"]), cfg["classes"])
+    pre = preprocessing(cfg)
+    note = training_note(cfg)
+    if pre and not args.raw:
+        note += ("\nload() below builds it with that preprocessing: it takes uint8 images N x H x W x C (0..255) "
+                 "and returns\nlogits" + (" (the mean over each image and its mirror, as the run scored)"
+                                           if pre["tta"] else "") + "; CLASSES names the outputs.")
+    elif args.weights and not pre and not args.raw:
+        print(f"mgdsl: note: no run config beside {args.weights}: exported without preprocessing (the model takes "
+              "normalised float images)", file=sys.stderr)
+    for path in export(ir, args.output, weights=args.weights, formats=args.format, note=note, preprocess=pre,
+                       raw=args.raw):
         print(path)
     return 0
 
@@ -711,8 +778,9 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--names", action="store_true", help="print only the names (for scripts)")
     ls.set_defaults(fn=cmd_list)
 
-    x = sub.add_parser("export", help="standalone PyTorch source (OUT.py) and ONNX (OUT.onnx) of a spec")
-    x.add_argument("spec", help=SPEC_HELP)
+    x = sub.add_parser("export", help="standalone PyTorch source (OUT.py) and ONNX (OUT.onnx) of a spec or a run")
+    x.add_argument("spec", metavar="SPEC|RUN_DIR", help=SPEC_HELP + "; or a run folder (its own spec, -D and "
+                   "weights)")
     _add_defines(x)
     x.add_argument("-o", "--output", required=True, metavar="OUT",
                    help="write OUT.py, OUT.onnx (and OUT.pt with --weights)")
@@ -720,6 +788,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a state_dict (model.pt) or a training run folder; default: fresh random weights")
     x.add_argument("--format", choices=["all", "py", "onnx"], default="all",
                    help="which forms to write (onnx needs `pip install 'mgdsl[export]'` or 'mgdsl[all]')")
+    x.add_argument("--raw", action="store_true", help="leave the run's preprocessing out: the model takes normalised "
+                   "float N x C x H x W (default: with trained weights of a run, OUT.onnx and OUT.py's load() take "
+                   "uint8 images N x H x W x C and normalise them as the run did)")
     x.set_defaults(fn=cmd_export)
 
     e = sub.add_parser("eval", help="top-1 accuracy of a run's model (or of saved weights) on a test set")
@@ -744,6 +815,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_solve_and_rewrite(sub)
     _add_sweep_parser(sub)
+
+    pr = sub.add_parser("predict", help="classify images with a run's model (top-k classes and probabilities)")
+    pr.add_argument("run", metavar="RUN_DIR", help="a run folder (`mgdsl compile --train` wrote it)")
+    pr.add_argument("inputs", nargs="+", metavar="INPUT",
+                    help="image files (PNG, JPEG, ...), folders of them (read in batches) or an .npz (key x: uint8 "
+                         "N x H x W x C); images of another size are resized (shorter side) and centre-cropped")
+    pr.add_argument("--top-k", type=int, default=1, metavar="K", help="classes shown per image")
+    pr.add_argument("--weights", default="last", metavar="best|last|FILE",
+                    help="last: model.pt (the final epoch, what `mgdsl eval` scores), best: best.pt, or a .pt file")
+    pr.add_argument("--batch-size", type=int, default=256, help="images decoded and classified at a time")
+    out = pr.add_mutually_exclusive_group()
+    out.add_argument("--json", metavar="FILE", help="write the predictions as JSON, only once all succeeded "
+                     "(default: print them)")
+    out.add_argument("--csv", metavar="FILE", help="write the predictions as CSV, only once all succeeded "
+                     "(default: print them)")
+    pr.set_defaults(fn=cmd_predict)
     for name, command in sub.choices.items():  # one look for every command's --help
         command.formatter_class = HelpFormatter
         command.epilog = _epilog(name)

@@ -290,8 +290,55 @@ def source(ir: IR, model: nn.Module, note: str = "") -> str:
 
 # ------------------------------------------------------------------ writing the files
 
-def to_onnx(model: nn.Module, path: Path) -> None:
-    """OUT.onnx through torch.onnx (eval mode, batch size free)."""
+class WithPreprocessing(nn.Module):
+    """A trained network with its run's preprocessing: uint8 images N x H x W x C (as numpy and PIL hold them)
+    in, logits out; float [0, 1], (x - mean) / std per channel, and the mean over the mirror image if tta."""
+
+    def __init__(self, net: nn.Module, mean, std, tta: bool = False):
+        super().__init__()
+        self.net, self.tta = net, tta
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+
+    def forward(self, images):
+        x = images.permute(0, 3, 1, 2).float().div(255)
+        x = (x - self.mean) / self.std
+        y = self.net(x)
+        if self.tta:
+            y = (y + self.net(x.flip(3))) / 2
+        return y
+
+
+def preprocessing(cfg: dict) -> dict | None:
+    """mean, std, tta and class names of a run's config.json (None without a run's normalisation)."""
+    from .training.predict import class_names
+    norm = cfg.get("normalize")
+    if not norm or not cfg.get("classes"):
+        return None
+    return {"mean": [float(v) for v in norm["mean"]], "std": [float(v) for v in norm["std"]],
+            "tta": bool((cfg.get("config") or {}).get("tta")), "classes": class_names(cfg)}
+
+
+def _preprocessing_source(cls: str, pre: dict, stem: str, raw: bool) -> str:
+    """The .py's class names, statistics and load(): the run's preprocessing unless raw."""
+    text = f"\n\nCLASSES = {json.dumps(pre['classes'])}  # the class of output k is CLASSES[k]\n"
+    if raw:
+        return text
+    return (text + f"MEAN = {tuple(pre['mean'])!r}\nSTD = {tuple(pre['std'])!r}\nTTA = {pre['tta']!r}"
+            "  # True: the logits are the mean over each image and its mirror\n\n\n"
+            + inspect.getsource(WithPreprocessing).rstrip() + "\n\n\n"
+            f"WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), {stem + '.pt'!r})\n\n\n"
+            "def load(weights: str | None = WEIGHTS):\n"
+            f'    """{cls} with the run\'s preprocessing, in eval mode: uint8 images N x H x W x C in, logits out.\n\n'
+            f'    weights: the state_dict of {cls} (the .pt written beside this file; None: untrained)."""\n'
+            f"    net = {cls}()\n"
+            f"    if weights is not None:\n"
+            f"        net.load_state_dict(torch.load(weights, map_location=\"cpu\", weights_only=True))\n"
+            f"    return WithPreprocessing(net, MEAN, STD, TTA).eval()\n")
+
+
+def to_onnx(model: nn.Module, path: Path, example: torch.Tensor | None = None) -> None:
+    """OUT.onnx through torch.onnx (eval mode, batch size free); example: an input (default float images)."""
     try:
         import onnx  # noqa: F401
         import onnxscript  # noqa: F401
@@ -299,11 +346,12 @@ def to_onnx(model: nn.Module, path: Path) -> None:
         raise _error("writing ONNX needs the onnx and onnxscript packages",
                      install_hint("export") + "; or pass --format py") from None
     model.eval()
-    x = torch.randn(2, *model.input_shape)
+    x = torch.randn(2, *model.input_shape) if example is None else example
+    name = next(iter(inspect.signature(model.forward).parameters))
     batch = torch.export.Dim("batch", min=1)
 
     def write(tmp: Path) -> None:
-        prog = torch.onnx.export(model, (x,), dynamic_shapes={"x": {0: batch}}, dynamo=True,
+        prog = torch.onnx.export(model, (x,), dynamic_shapes={name: {0: batch}}, dynamo=True,
                                  opset_version=ONNX_OPSET, verbose=False)
         prog.save(str(tmp))
     atomic_write(path, write)
@@ -320,8 +368,12 @@ def training_note(cfg: dict) -> str:
             f"normalised per channel,\n(x - mean) / std with mean = ({mean}) and std = ({std}).")
 
 
-def export(ir: IR, out: str, weights: str | None = None, formats: str = "all", note: str = "") -> list[Path]:
-    """Write OUT.py (and OUT.pt with weights) and OUT.onnx; returns the paths written."""
+def export(ir: IR, out: str, weights: str | None = None, formats: str = "all", note: str = "",
+           preprocess: dict | None = None, raw: bool = False) -> list[Path]:
+    """Write OUT.py (and OUT.pt with weights) and OUT.onnx; returns the paths written.
+
+    preprocess (a run's mean, std, tta and class names): OUT.onnx takes uint8 N x H x W x C images and OUT.py
+    gains load() for the same, unless raw; the class names go into OUT.py and OUT.classes.json either way."""
     model = L.lower_ir(ir)
     if weights:
         load_weights(model, weights)
@@ -334,6 +386,9 @@ def export(ir: IR, out: str, weights: str | None = None, formats: str = "all", n
     written = []
     if "py" in FORMATS[formats]:
         text = source(ir, model, note)
+        if preprocess:
+            text = text.replace("\nimport torch\n", "\nimport os\n\nimport torch\n", 1) if not raw else text
+            text += _preprocessing_source(class_name(ir.name), preprocess, base.name, raw)
         py = base.with_name(base.name + ".py")
         atomic_write(py, text)
         written.append(py)
@@ -343,6 +398,15 @@ def export(ir: IR, out: str, weights: str | None = None, formats: str = "all", n
             written.append(pt)
     if "onnx" in FORMATS[formats]:
         onnx_path = base.with_name(base.name + ".onnx")
-        to_onnx(model, onnx_path)
+        if preprocess and not raw:
+            c, h, w = ir.input_ty.shape
+            to_onnx(WithPreprocessing(model, preprocess["mean"], preprocess["std"], preprocess["tta"]), onnx_path,
+                    torch.randint(0, 256, (2, h, w, c), dtype=torch.uint8))
+        else:
+            to_onnx(model, onnx_path)
         written.append(onnx_path)
+    if preprocess:
+        names = base.with_name(base.name + ".classes.json")
+        atomic_write(names, json.dumps(preprocess["classes"], indent=1) + "\n")
+        written.append(names)
     return written

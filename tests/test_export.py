@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 import torch
 
@@ -198,7 +199,7 @@ def test_export_cli_round_trips_a_training_run(tmp_path, capsys):
     capsys.readouterr()
     out = tmp_path / "digits_mgnet"
     assert main(["export", "mgnet", "--weights", str(run), "-o", str(out), "--format", "py"]) == 0
-    assert capsys.readouterr().out.split() == [f"{out}.py", f"{out}.pt"]
+    assert capsys.readouterr().out.split() == [f"{out}.py", f"{out}.pt", f"{out}.classes.json"]
     ir = compile_spec("mgnet", {"width": 4, "nu": 1})
     from mgdsl.training import adapt
     ir = adapt(ir, (1, 8, 8), 10)
@@ -241,3 +242,80 @@ def test_without_onnx_the_error_names_the_export_extra_and_all(tmp_path, monkeyp
         export(small_ir("specs/mgnet.mg"), str(tmp_path / "m"), formats="onnx")
     (d,) = e.value.diagnostics
     assert "onnx" in d.message and "'mgdsl[export]'" in d.hint and "'mgdsl[all]'" in d.hint
+
+
+# The exported model with its run's preprocessing, fed raw uint8 test images in a process without mgdsl.
+RAW_RUNNER = textwrap.dedent("""
+    import importlib.util, json, sys
+    sys.modules["mgdsl"] = None  # mgdsl is not importable here
+    import numpy as np
+    import torch
+    torch.set_num_threads(1)
+    spec = importlib.util.spec_from_file_location("exported", sys.argv[1])
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    model = mod.load()  # the .pt beside the .py
+    z = np.load(sys.argv[2])
+    with torch.no_grad():
+        logits = model(torch.from_numpy(z["x"]))
+    print(json.dumps({"hits": int((logits.argmax(1).numpy() == z["y"]).sum()), "classes": mod.CLASSES,
+                      "logits": logits.tolist()}))
+""")
+
+
+def test_an_exported_run_takes_raw_uint8_images_and_scores_the_runs_own_accuracy(tmp_path, capsys):
+    """ONNX (onnxruntime) and the .py (python -I, mgdsl blocked, another cwd) on uint8 N x H x W x C test images."""
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    for name, n in (("train", 64), ("test", 30)):  # label = the bright colour channel; named classes
+        y = rng.integers(0, 3, n)
+        x = (rng.random((n, 12, 12, 3)) * 100).astype(np.uint8)
+        x[np.arange(n), :, :, y] += 100
+        np.savez(tmp_path / f"{name}.npz", x=x, y=y, classes=np.array(["red", "green", "blue"]))
+    run = tmp_path / "run"
+    assert main(["compile", "mgnet", "-D", "width=4", "-D", "nu=1", "--train", str(tmp_path / "train.npz"), "--test",
+                 str(tmp_path / "test.npz"), "--flip", "--epochs", "1", "--batch-size", "16", "--threads", "1",
+                 "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(run), "--json"]) == 0
+    ev = json.loads(capsys.readouterr().out)
+    assert ev["tta"] and ev["n"] == 30  # --flip: the run is scored with flip TTA, and so is the export
+    z = np.load(tmp_path / "test.npz")
+    want = round(ev["top1"] * ev["n"])
+    ref = mgdsl.load_run(run).logits(z["x"])
+    out = tmp_path / "exp" / "colours"
+    out.parent.mkdir()
+    assert main(["export", str(run), "-o", str(out)]) == 0
+    assert capsys.readouterr().out.split() == [f"{out}{s}" for s in (".py", ".pt", ".onnx", ".classes.json")]
+    assert json.loads(out.with_suffix(".classes.json").read_text()) == ["red", "green", "blue"]
+    sess = ort.InferenceSession(f"{out}.onnx", providers=["CPUExecutionProvider"])
+    (inp,) = sess.get_inputs()
+    assert inp.type == "tensor(uint8)" and inp.shape[1:] == [12, 12, 3]
+    (got,) = sess.run(None, {inp.name: z["x"]})
+    assert int((got.argmax(1) == z["y"]).sum()) == want and abs(got - ref.numpy()).max() < 1e-4
+    (tmp_path / "runner.py").write_text(RAW_RUNNER)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    r = subprocess.run([sys.executable, "-I", str(tmp_path / "runner.py"), f"{out}.py", str(tmp_path / "test.npz")],
+                       capture_output=True, text=True, cwd=elsewhere)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(r.stdout)
+    assert res["hits"] == want and res["classes"] == ["red", "green", "blue"]
+    assert abs(np.array(res["logits"]) - ref.numpy()).max() < 1e-5
+    # --raw: today's export, the network alone on normalised float N x C x H x W (the class names still ship)
+    assert main(["export", "mgnet", "--weights", str(run), "--raw", "-o", str(tmp_path / "raw"), "--format",
+                 "py"]) == 0
+    text = (tmp_path / "raw.py").read_text()
+    assert "CLASSES = [" in text and "def load(" not in text and "MEAN" not in text
+
+
+def test_export_of_a_run_folder_refuses_other_d_values_and_writes_nothing(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    assert main(["export", str(run), "-D", "width=8", "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "-D with a run folder" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]

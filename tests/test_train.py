@@ -72,6 +72,17 @@ def test_a_run_learns_labels_that_are_a_function_of_the_image_and_writes_every_o
     assert _metrics(out)[s["best_epoch"] - 1]["test_acc"] == s["best_test_acc"]
 
 
+def test_train_returns_the_summary_whose_load_gives_the_trained_model(tiny_npz, tmp_path):
+    out = tmp_path / "run"
+    s = train("specs/mgnet.mg", str(tiny_npz / "train.npz"), test=str(tiny_npz / "test.npz"), epochs=1,
+              batch_size=16, out=str(out), defines={"width": 4, "nu": 1})
+    assert s == _summary(out) and json.loads(json.dumps(s)) == s  # still the summary dict, JSON as before
+    model = s.load()
+    z = np.load(tiny_npz / "test.npz")
+    hits = int((model.logits(z["x"]).argmax(1).numpy() == z["y"]).sum())
+    assert hits == round(s["final_test_acc"] * len(z["y"])) and model.weights == out / "model.pt"
+
+
 def test_digits_learned_well_above_chance_in_a_few_epochs(tmp_path):
     out = tmp_path / "digits"
     assert main(["compile", "specs/mgnet.mg", "-D", "width=8", "--train", "digits", "--epochs", "4",

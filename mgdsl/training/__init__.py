@@ -71,6 +71,39 @@ def spec_of_run(rec: dict):
                         max_params=rec.get("max_params") or DEFAULT_MAX_PARAMS)
 
 
+def run_ir(rec: dict):
+    """The IR a run trained: its saved spec text and -D values adapted to its data's channels, size and classes."""
+    from .data import DataError
+    if not rec.get("input_shape") or not rec.get("classes"):
+        raise DataError("the run's config.json has no input_shape or classes (made by an older mgdsl?)")
+    return adapt(spec_of_run(rec), tuple(rec["input_shape"]), rec["classes"])
+
+
+def load_state(model, wpath: Path, name: str) -> None:
+    """Saved weights (model.pt, best.pt, or last.pt's model) into a lowered model; a mismatch is one error."""
+    import torch
+
+    from .data import DataError
+    try:
+        state = torch.load(wpath, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"] if isinstance(state, dict) and "model" in state else state)
+    except Exception as e:
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        why = "; ".join(lines[1:3]) if len(lines) > 1 else (lines[0] if lines else type(e).__name__)
+        why = why if len(why) <= 240 else why[:237] + "..."
+        raise DataError(f"{wpath} does not fit {name}: {why}",
+                        "pass the same spec and -D values as in training") from None
+
+
+class RunSummary(dict):
+    """What train returns: the summary dict, and .load() for the trained model (mgdsl.load_run of the run)."""
+
+    def load(self, weights: str = "last"):
+        """The trained model with its preprocessing (a Predictor); weights "last" (model.pt) or "best"."""
+        from .predict import load_run as load_trained
+        return load_trained(self["out"], weights)
+
+
 def _contradictions(saved: Config, given: dict) -> list[str]:
     from .recipes import RESUMABLE_KEYS
     bad = []
@@ -84,8 +117,9 @@ def _contradictions(saved: Config, given: dict) -> list[str]:
     return bad
 
 
-def train(spec, data: str | None = None, *, callback=None, **options) -> dict | None:
-    """Train a spec (a path or a compiled IR) on a data set; return the summary (None on ranks other than 0).
+def train(spec, data: str | None = None, *, callback=None, **options) -> RunSummary | None:
+    """Train a spec (a path or a compiled IR) on a data set; return the summary (None on ranks other than 0), a
+    dict whose .load() gives the trained model (mgdsl.load_run of the run folder).
 
     options are recipes.Config's fields (plus `defines`, a dict of -D values, when spec is a path, and `resume`,
     a run folder to continue). callback(metrics of an epoch) -> True stops the run after that epoch. Raises
@@ -113,7 +147,7 @@ def train(spec, data: str | None = None, *, callback=None, **options) -> dict | 
         elif prev is not None:
             options.update(out=str(prev), overwrite=True)
     if resume:
-        return _resume(spec, Path(resume), defines, options, callback)
+        return _summary(_resume(spec, Path(resume), defines, options, callback))
     if options.get("recipe", Config.recipe) not in RECIPES:
         raise DataError(f"unknown recipe '{options['recipe']}'", f"one of {', '.join(sorted(RECIPES))}")
     if isinstance(spec, (str, os.PathLike)):
@@ -121,7 +155,11 @@ def train(spec, data: str | None = None, *, callback=None, **options) -> dict | 
     cfg = Config(**options)
     if cfg.train is None:
         raise DataError("no data set to train on", "pass --train DATASET")
-    return _new_run(spec, cfg, callback)
+    return _summary(_new_run(spec, cfg, callback))
+
+
+def _summary(summary: dict | None) -> RunSummary | None:
+    return RunSummary(summary) if summary is not None else None
 
 
 def default_out(name: str, data: str) -> str:
@@ -155,7 +193,7 @@ def _new_run(ir, cfg: Config, callback) -> dict | None:
 
 def _adapt_to(ir, data, record: dict):
     shape = data.shape  # the images' (in memory) or the spec's (streamed: images are resized to it)
-    record.update(input_shape=list(shape), classes=data.classes)
+    record.update(input_shape=list(shape), classes=data.classes, class_names=data.names)
     return adapt(ir, shape, data.classes)
 
 

@@ -34,6 +34,7 @@ class DataSet:
     flip_default: bool  # random horizontal flips unless asked otherwise: natural images only
     classes: int
     note: str | None = None
+    names: list[str] | None = None  # the class names in label order, where the data has them
 
 
 def load_dataset(name: str, test: str | None, root: str) -> DataSet:
@@ -46,11 +47,12 @@ def load_dataset(name: str, test: str | None, root: str) -> DataSet:
         x = np.clip(np.round(d.images * (255.0 / 16.0)), 0, 255).astype(np.uint8)[..., None]
         xtr, xte, ytr, yte = train_test_split(x, d.target.astype(np.int64), test_size=0.2, random_state=0,
                                               stratify=d.target)
-        return DataSet(xtr, ytr, xte, yte, flip_default=False, classes=10, note=DIGITS_NOTE)
+        return DataSet(xtr, ytr, xte, yte, flip_default=False, classes=10, note=DIGITS_NOTE,
+                       names=[str(k) for k in range(10)])
     if name in NATURAL:
         tr, te = _torchvision(name, root)
         return DataSet(tr.data, np.asarray(tr.targets), te.data, np.asarray(te.targets), flip_default=flip_default(name),
-                       classes=len(tr.classes))
+                       classes=len(tr.classes), names=list(tr.classes))
     p = Path(name)
     if p.suffix == ".npz" or (p.is_file() and not p.is_dir()):
         xtr, ytr, ktr = read_npz(p)
@@ -61,7 +63,8 @@ def load_dataset(name: str, test: str | None, root: str) -> DataSet:
             raise DataError(f"{test}: test images are {xte.shape[1:]} but training images ({name}) are "
                             f"{xtr.shape[1:]} (H x W x C)")
         k = ktr if ktr is not None else kte
-        return DataSet(xtr, ytr, xte, yte, flip_default=flip_default(name), classes=_classes(name, ytr, test, yte, k))
+        k = _classes(name, ytr, test, yte, k)
+        return DataSet(xtr, ytr, xte, yte, flip_default=flip_default(name), classes=k, names=npz_names(p, k))
     if p.is_dir():
         from .stream import folder_split, holdout_split  # one rule for the split, memory and stream alike
         split = folder_split(p, Path(test) if test else None)
@@ -70,13 +73,14 @@ def load_dataset(name: str, test: str | None, root: str) -> DataSet:
         if test is None:  # no test folder: a fixed 80 / 20 split
             a, b = holdout_split(len(x))
             return DataSet(x[a], y[a], x[b], y[b], flip_default=True,
-                           classes=len(names), note=f"{p}: a fixed 80 / 20 split (numpy default_rng(0))")
+                           classes=len(names), note=f"{p}: a fixed 80 / 20 split (numpy default_rng(0))",
+                           names=names)
         xt, yt, tnames = read_image_folder(Path(test))
         if tnames != names:
             raise DataError(f"{test}: its class folders {tnames} differ from the training folder's {names}")
         if xt.shape[1:] != x.shape[1:]:
             raise DataError(f"{test}: test images are {xt.shape[1:]} but training images are {x.shape[1:]}")
-        return DataSet(x, y, xt, yt, flip_default=True, classes=len(names))
+        return DataSet(x, y, xt, yt, flip_default=True, classes=len(names), names=names)
     raise DataError(f"unknown data set '{name}'",
                     "use digits, cifar10, cifar100, a .npz file (keys x: uint8 NxHxWxC, y) or an image folder")
 
@@ -157,6 +161,18 @@ def read_npz(p: Path):
     if declared is not None and int(y.max()) >= declared:
         raise DataError(f"{p}: label {int(y.max())} is out of range for its {declared} classes")
     return x, y.astype(np.int64), declared
+
+
+def npz_names(p: Path, classes: int) -> list[str] | None:
+    """The class names an .npz holds (key classes: K names in label order), or None when it holds none."""
+    import numpy as np
+    try:
+        c = np.load(p, allow_pickle=False)["classes"]
+    except Exception:  # no key classes (read_npz has validated the file itself)
+        return None
+    if c.ndim != 1 or len(c) != classes or not (np.issubdtype(c.dtype, np.str_) or np.issubdtype(c.dtype, np.bytes_)):
+        return None
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in c.tolist()]
 
 
 def validate(x, y, where: str) -> None:

@@ -6,7 +6,7 @@ import io
 import json
 from pathlib import Path
 
-from . import adapt, load_run, spec_of_run
+from . import adapt, load_run, load_state, spec_of_run
 from .recipes import Config
 
 
@@ -126,20 +126,9 @@ def _memory_test_set(rec: dict, cfg: Config, name: str, test: str | None, root: 
 
 def _load_weights(ir, wpath: Path):
     """The lowered spec with the weights in wpath (a state_dict or a last.pt checkpoint), or one clear line."""
-    import torch
-
     from ..lowering import lower_ir
-    from .data import DataError
     model = lower_ir(ir)
-    try:
-        state = torch.load(wpath, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"] if isinstance(state, dict) and "model" in state else state)
-    except Exception as e:
-        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-        why = "; ".join(lines[1:3]) if len(lines) > 1 else (lines[0] if lines else type(e).__name__)
-        why = why if len(why) <= 240 else why[:237] + "..."
-        raise DataError(f"{wpath} does not fit {ir.name}: {why}",
-                        "pass the same spec and -D values as in training") from None
+    load_state(model, wpath, ir.name)
     return model
 
 

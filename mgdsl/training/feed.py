@@ -19,6 +19,7 @@ class Source:
     note: str | None
     arrays: object = None  # data.DataSet (memory, or arrays that stream)
     sets: tuple | None = None  # (train, test) torchvision-style data sets of a streamed folder
+    names: list[str] | None = None  # the class names in label order, where the data has them
 
 
 def open_source(name: str, test: str | None, root: str, data_mode: str, spec_shape) -> Source:
@@ -32,13 +33,13 @@ def open_source(name: str, test: str | None, root: str, data_mode: str, spec_sha
         if plan.mode == "stream":
             tr, te, names = S.open_folders(Path(name), Path(test) if test else None, spec_shape[0])
             note = None if not hasattr(tr, "indices") else f"{name}: a fixed 80 / 20 split (numpy default_rng(0))"
-            return Source(plan, spec_shape, len(names), flip_default(name), note, sets=(tr, te))
+            return Source(plan, spec_shape, len(names), flip_default(name), note, sets=(tr, te), names=list(names))
     data = load_dataset(name, test, root)
     if not Path(name).is_dir():
         plan = S.choose_mode(data_mode, False, data.x_train.nbytes + data.x_test.nbytes, S.default_budget())
     x = data.x_train
     shape = (int(x.shape[3]), int(x.shape[1]), int(x.shape[2])) if plan.mode == "memory" else spec_shape
-    return Source(plan, shape, data.classes, data.flip_default, data.note, arrays=data)
+    return Source(plan, shape, data.classes, data.flip_default, data.note, arrays=data, names=data.names)
 
 
 def make_feed(src: Source, cfg, *, device, rank: int, world: int, normalize: dict | None):
