@@ -10,7 +10,7 @@ from PIL import Image
 from conftest import ROOT
 import mgdsl
 from mgdsl.cli import main
-from mgdsl.training import evaluate_run
+from mgdsl.training.evaluate import evaluate_run
 from mgdsl.training.data import load_dataset
 
 TINY = ["-D", "width=4", "-D", "nu=1", "--epochs", "1", "--threads", "1"]
