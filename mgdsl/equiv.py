@@ -335,27 +335,7 @@ def _check(ir, tfam, tir, trd, res: Result, trials: int, seed: int, stack: conte
             continue
         res.derivation.append(Step("stopped", "", f"the premise “{p.text}” {'fails' if p.status == 'failed' else 'is not proved'}"
                                    f"{': ' + p.detail if p.detail else ''}; the rule is not applied"))
-        err, where, skipped = 0.0, {}, ""
-        # first the relation itself under the reading (a counterexample to what the rule would claim),
-        # then the premise's own witness (a linearity counterexample, a state that moves, two operators)
-        if (p.witness and p.witness[0] == "model") or (path and path[0].run in USES_LINEARITY):
-            try:
-                err, where = _numerics(spec, srd, path[:1] if path else [], swap, trials, tfam, small, None, None)
-            except X.Uncarried as e:
-                err, skipped = 0.0, f"; the relation's numerics could not run: {e}"
-        if err <= TOL and p.witness and p.witness[0] != "model":
-            sp = _same_premise(srd, p)
-            err = max(X.witness(spec, srd, sp, t) for t in range(trials)) if sp is not None else 0.0
-            where = {"premise": p.text, "trials": trials}
-        res.max_error = err
-        if err > TOL:
-            res.verdict = "not-equivalent"
-            res.counterexample = where
-            res.reason = f"{p.text}: {p.detail}" if p.detail else p.text
-        else:
-            res.verdict = "undecided"
-            res.reason = (f"the premise “{p.text}” could not be proved ({p.detail or 'see above'}) and the numerics "
-                          f"found no counterexample (max error {err:.3g}){skipped}")
+        _refute(spec, srd, p, path, swap, trials, tfam, small, res)
         return
     if swap is not None:
         err, where = _numerics(spec, srd, [], swap, trials, tfam, small, None, None)
@@ -400,6 +380,34 @@ def _check(ir, tfam, tir, trd, res: Result, trials: int, seed: int, stack: conte
         _against_file(ir, tir, tfam, combine(path), res)
         return
     res.verdict = combine(path)
+
+
+def _refute(spec, srd: Reading, p: Premise, path, swap, trials: int, tfam: str, small, res: Result) -> None:
+    """A premise failed or is not proved: run the relation it guards on the networks' own states (both
+    networks from the same inputs through every grid, step and transition). A difference there, in what the
+    relation equates, is `not-equivalent`; none is `undecided`, naming the premise (a premise that fails
+    only off the states the network reaches is no counterexample). The premise's own witness, which may
+    leave those states (a linearity test on other inputs), is reported, never a verdict."""
+    from . import numerics as X
+    err, where, skipped = 0.0, {}, ""
+    try:
+        err, where = _numerics(spec, srd, path[:1] if path else [], swap, trials, tfam, small, None, None)
+    except X.Uncarried as e:
+        skipped = f"; the relation's numerics could not run: {e}"
+    res.max_error = err
+    if err > TOL:
+        res.verdict, res.counterexample = "not-equivalent", where
+        res.reason = f"{p.text}: {p.detail}" if p.detail else p.text
+        return
+    aside = ""
+    if p.witness and p.witness[0] != "model":
+        sp = _same_premise(srd, p)
+        w = max(X.witness(spec, srd, sp, t) for t in range(trials)) if sp is not None else 0.0
+        if w > TOL:
+            aside = f"; off the network's states the premise's witness differs by {w:.3g}"
+    res.verdict = "undecided"
+    res.reason = (f"the premise “{p.text}” could not be proved ({p.detail or 'see above'}) and running both "
+                  f"networks through every grid found no difference (max error {err:.3g}){skipped}{aside}")
 
 
 def _shapes_differ(ir, tir, res: Result) -> bool:
@@ -483,6 +491,7 @@ def _numerics(spec, rd: Reading, path: list[Edge], swap, trials: int, tfam: str,
     run = X.Run(spec, small.grids, max(small.nu))
     names = (rd.state, rd.data) if rd.family in X.FEATURE else (rd.state,)
     roles0 = _carried(spec, rd)
+    run.trans = _carried_transitions(spec, rd)
     out = X.Outcome()
     tying: dict = {}
     with X.default_dtype(torch.float64), torch.no_grad():
@@ -517,6 +526,8 @@ def _numerics(spec, rd: Reading, path: list[Edge], swap, trials: int, tfam: str,
                     tying.update({k: v for k, v in run.tying.items() if k.split("[")[0] in keep})
     if res is not None:
         res.tying = {k: v for k, v in sorted(tying.items(), key=lambda kv: _label_key(kv[0]))}
+    if out.first and out.first != out.where:
+        return out.error, dict(out.where, first_difference=out.first)
     return out.error, out.where
 
 
@@ -540,6 +551,12 @@ def _carried(spec, rd: Reading) -> dict:
             except X.Uncarried:
                 out[key][role] = None
     for key, r in out.items():
+        if "b" in r:  # A = W + b: the target's ξ is the linear part W, r = f − A(u) takes the whole A
+            b = rd.roles[key]["b"]
+            r["W"] = r["A"]
+            r["A"] = spec.carry(rd.roles[key]["A"] + b) if b and r["A"] is not None else r["A"]
+            del r["b"]
+    for key, r in out.items():
         for role, m in list(r.items()):
             if m is None:
                 other = next((out[k][role] for k in sorted(out) if k[0] == key[0] and out[k].get(role) is not None),
@@ -547,6 +564,18 @@ def _carried(spec, rd: Reading) -> dict:
                 if other is None:
                     raise X.Uncarried(f"{role} on grid {key[0]} is never applied to a non-zero value")
                 r[role] = other
+    return out
+
+
+def _carried_transitions(spec, rd: Reading) -> dict:
+    """level -> {slot: module} of the spec's transition operators that could be carried."""
+    from . import numerics as X
+    out: dict = {}
+    for level, ops in rd.trans.items():
+        out[level] = {}
+        for name, op in ops.items():
+            with contextlib.suppress(X.Uncarried):
+                out[level][name] = spec.carry(op)
     return out
 
 

@@ -35,6 +35,9 @@ class Reading:
     premises: list = field(default_factory=list)
     note: str = ""                  # why the form is unknown
     shape: str = ""                 # the form in words, for the derivation log
+    # level -> {slot: Op}: the transition's operators (MgNet's R and Π, a data form's D) that the numerics
+    # carry to the target's coarsening, so that both networks run from the same input through every grid
+    trans: dict = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -69,8 +72,9 @@ def _same(a, b) -> bool:
 # ------------------------------------------------------------------ MgNet (6.4)
 
 def _mgnet_step(m: dict, states) -> tuple | None:
-    """u + c·B(g − ξ(u)) with g another state: (u, g, B, xi_terms, form_ok) or None. Reads of earlier
-    iterates (u[i-2]) or of other grids are not states here: those schemes have another form."""
+    """u + c·B(g − A(u)) with g another state: (u, g, B, xi_terms, form_ok, offsets) or None, A(u) = ξ(u) + b
+    with ξ the terms that read u and b the offsets of affine layers. Reads of earlier iterates (u[i-2]) or
+    of other grids are not states here: those schemes have another form."""
     for u, lc in sorted(m.items()):
         me = (N.Atom((), N.Var(u)), 1.0)
         if me not in lc:
@@ -89,10 +93,12 @@ def _mgnet_step(m: dict, states) -> tuple | None:
                     B = N.Op(op.coef * gc, op.fs)
                 else:  # B(−r) of a non-linear B: the sign stays inside, B' = B∘(gc·id)
                     B = N.Op(op.coef, op.fs + (N.Factor(("const", gc), "const", "linear", f"{gc:g}"),))
-                xi = tuple(N.chain(((a, -c / gc),))[0] for a, c in others)
-                reads_u = all(N.chain(((a, 1.0),))[1] == N.Var(u) for a, _ in others)
-                if reads_u:
-                    return u, ga.base.name, B, xi, True
+                lin = [(a, c) for a, c in others if N.chain(((a, 1.0),))[1] == N.Var(u)]
+                offs = [(a, c) for a, c in others if isinstance(N.chain(((a, 1.0),))[1], N.Offset)]
+                if lin and len(lin) + len(offs) == len(others):
+                    xi = tuple(N.chain(((a, -c / gc),))[0] for a, c in lin)
+                    b = tuple(N.chain(((a, -c / gc),))[0] for a, c in offs)
+                    return u, ga.base.name, B, xi, True, b
         # B applied to the parts of the residual separately: u + B(g) − B(A(u))
         if len(rest) >= 2:
             cs = [(N.chain((t,)), t[1]) for t in rest]
@@ -108,7 +114,7 @@ def _mgnet_step(m: dict, states) -> tuple | None:
                     gop = gs[0][0]
                     B = N.Op(gop.coef, fss[0][:k])
                     xi = tuple(N.Op(-op.coef / gop.coef, op.fs[k:]) for op, _ in us)
-                    return u, gs[0][1].name, B, xi, False
+                    return u, gs[0][1].name, B, xi, False, ()
     return None
 
 
@@ -129,8 +135,8 @@ def read_mgnet(ir, maps: dict) -> Reading | None:
         return None
     u, f = us.pop(), gs.pop()
     rd = Reading("mgnet", u, f, shape=f"{u} + B({f} − A({u})) (6.4)")
-    for key, (_, _, B, xi, _) in per.items():
-        rd.roles[key] = {"A": xi, "B": B}
+    for key, (_, _, B, xi, _, b) in per.items():
+        rd.roles[key] = {"A": xi, "B": B, "b": b}
     # premises, in the order the derivation uses them
     moved = sorted({s for key, m in maps.items() for s in N.changed(m)} - {u})
     rd.premises.append(Premise(
@@ -152,9 +158,16 @@ def read_mgnet(ir, maps: dict) -> Reading | None:
             f"{f_.kind} in {_def(ir, f_.owner)} is {why}", ("linear-op", key, u, x)))
     else:
         k0 = next(iter(per))
-        rd.premises.append(Premise("A is linear: a convolution with no bias, no BN, no activation (3.17)", "ok",
-                                   where(ir, (per[k0][3][0].owners() or [""])[0])))
-    untied = _untied(rd.roles, "A")
+        off = next(((key, r[5]) for key, r in per.items() if r[5]), None)
+        if off is None:
+            rd.premises.append(Premise("A is linear: a convolution with no bias, no BN, no activation (3.17)", "ok",
+                                       where(ir, (per[k0][3][0].owners() or [""])[0])))
+        else:
+            rd.premises.append(Premise(
+                "A is affine, A(u) = W u + b with W linear: ξ := W; b cancels in r − W B(r) (3.17)", "ok",
+                where(ir, (per[k0][3][0].owners() or [""])[0]),
+                f"grid {off[0][0]}: b = {_show_xi(off[1])}"))
+    untied = _untied(rd.roles, "A") or _untied(rd.roles, "b")
     rd.premises.append(Premise(
         "A is one operator per grid, shared by all its steps (6.4)", "failed" if untied else "ok",
         where(ir, (rd.roles[untied[0]]["A"][0].owners() or [""])[0]) if untied else "",
@@ -189,6 +202,10 @@ def linear_mgnet_premises(ir, rd: Reading) -> list[Premise]:
     """What Theorem 6.1 adds to an MgNet: B linear and one per grid (B^{l,i} = S^l), the transition (6.5)/(6.6)
     with a linear R and the smoothing A on both grids."""
     out = []
+    off = next(((key, r["b"]) for key, r in sorted(rd.roles.items()) if r.get("b")), None)
+    if off is not None:
+        return [Premise("A is linear, no offset (Theorem 6.1)", "failed", ir.path,
+                        f"grid {off[0][0]}: A has the offset {_show_xi(off[1])}", ("model",))]
     nonlin = [(key, f_) for key, r in rd.roles.items() for f_ in r["B"].fs if not f_.linear]
     if nonlin:
         key, f_ = nonlin[0]
@@ -220,35 +237,88 @@ def transition(ir, rd: Reading, linear_R: bool = True) -> Premise:
         except N.Unsupported as e:
             return Premise(text, "unproved", ir.path, f"grid {level}: {e}")
         lc = m.get(f)
-        A_l = _grid_role(rd, level, "A")
-        A_n = _grid_role(rd, level + 1, "A")
+        A_l, A_n = _full_A(rd, level), _full_A(rd, level + 1)
         if lc is None or A_l is None:
             return Premise(text, "unproved", ir.path, f"grid {level}: no smoothing A or no {f}[l+1]")
-        nxt = f"{u}[l+1]"
-        up = [(a, c) for a, c in lc if N.chain(((a, c),))[1] == N.Var(nxt)]
-        down = tuple(t for t in lc if t not in up)
-        moved = _starts_nonzero(ir, u, level + 1)
-        if A_n is not None and not up and moved:
-            return Premise(text, "failed", ir.path, f"grid {level + 1}: {u}[l+1] does not start at 0, but "
-                           f"{f}[l+1] has no term A^{{l+1}}({u}[l+1])", ("model",))
-        if A_n is not None:
-            want_up = tuple(N.Op(x.coef, x.fs) for x in A_n)
-            got_up = tuple(N.chain((t,))[0] for t in up)
-            if sorted(map(repr, got_up)) != sorted(map(repr, want_up)) and up:
-                return Premise(text, "failed", ir.path,
-                               f"grid {level + 1}: the added term uses {_show_xi(got_up)}, the smoothing A is "
-                               f"{_show_xi(A_n)}", ("model",))
+        nxt = N.Var(f"{u}[l+1]")
+        # r^{l+1,0} = f^{l+1} − A^{l+1}(u^{l+1,0}): subtract A^{l+1}(u[l+1]) (its offset too) and what is left
+        # must be R(f − A^l(u)); a u[l+1] that starts at 0 makes the terms that read it vanish
+        down = N.add(lc, _applied(A_n, nxt), scale=(1.0, -1.0)) if A_n is not None else lc
+        if A_n is None or not _starts_nonzero(ir, u, level + 1):  # no A^{l+1} to compare (a grid without steps)
+            down = tuple(t for t in down if N.chain((t,))[1] != nxt)
+        left = [t for t in down if N.chain((t,))[1] == nxt]
+        if left:
+            got = [N.chain((t,))[0] for t in lc if N.chain((t,))[1] == nxt]
+            why = (f"{f}[l+1] has no term A^{{l+1}}({u}[l+1]) though {u}[l+1] does not start at 0" if not got else
+                   f"the added term uses {_show_xi(tuple(got))}, the smoothing A is {_show_xi(A_n[0])}")
+            return Premise(text, "failed", ir.path, f"grid {level + 1}: {why}", ("model",))
         R, base = N.chain(down)
         bad = [x for x in R.fs if not x.linear] if linear_R else []
         if bad:
             return Premise(text, "failed", where(ir, bad[0].owner),
                            f"{bad[0].kind} in {_def(ir, bad[0].owner)} is {bad[0].klass}", ("model",))
-        want = N.add(N.var(f), *[((N.Atom(x.fs, N.Var(u)), -x.coef),) for x in A_l])
+        want = N.add(N.var(f), _applied(A_l, N.Var(u)), scale=(1.0, -1.0))
         if not isinstance(base, tuple) or N.add(base, scale=(R.coef,)) != N.add(want, scale=(R.coef,)):
+            shown = N.show(base) if isinstance(base, tuple) else getattr(base, "name", "?")
             return Premise(text, "failed", ir.path,
-                           f"grid {level}: R is applied to {N.show(base) if isinstance(base, tuple) else base.name}, "
-                           f"not to the residual {f} − A^l({u}) of the smoothing", ("model",))
+                           f"grid {level}: R is applied to {shown}, not to the residual {f} − A^l({u}) of the "
+                           f"smoothing" + (f" (grid {level + 1} starts from R(r) − A^{{{level + 1}}}(0): the offset "
+                                           "of A^{l+1} does not cancel)" if N.chain(down)[0] == N.IDENTITY else ""),
+                           ("model",))
     return Premise(text, "ok")
+
+
+def _full_A(rd: Reading, level: int):
+    """(ξ terms, offsets) of grid `level`'s smoothing A, or None."""
+    key = next((k for k in sorted(rd.roles) if k[0] == level), None)
+    return (rd.roles[key]["A"], rd.roles[key].get("b", ())) if key else None
+
+
+def _applied(A: tuple, x: N.Var) -> tuple:
+    """The normal form of A(x) = Σ ξ_k(x) + Σ b_k with A read as (ξ terms, offsets)."""
+    xi, offs = A
+    terms = [((N.Atom(op.fs, x), op.coef),) for op in xi]
+    terms += [((N.Atom(op.fs[:-1], N.Offset(_whole(op.fs[-1]))), op.coef),) for op in offs]
+    return N.add(*terms)
+
+
+def _whole(off: N.Factor) -> N.Factor:
+    """The affine layer an offset factor was taken from."""
+    from dataclasses import replace
+    return replace(off, key=off.key[:-1], klass="affine", part="")
+
+
+def transition_ops(ir, rd: Reading) -> dict:
+    """level -> {R, Pi} (MgNet: r^{l+1,0} = R(...) once A^{l+1}(u[l+1]) is taken off) or {D} (a data form:
+    f[l+1] = D(f)), each an Op or missing where the coarsening is not one operator applied to one state."""
+    out: dict = {}
+    feature = rd.family in FEATURE_FAMILIES
+    for level in range(1, ir.grids):
+        try:
+            m = {s: N.normalise(ir, t, "coarsen", level, 0) for s, _, t in N.equation(ir, "coarsen", level)}
+        except N.Unsupported:
+            continue
+        ops: dict = {}
+        lc = m.get(rd.data if feature else rd.state)
+        if feature and lc is not None:
+            nxt = N.Var(f"{rd.state}[l+1]")
+            A_n = _full_A(rd, level + 1)
+            down = N.add(lc, _applied(A_n, nxt), scale=(1.0, -1.0)) if A_n is not None else lc
+            down = tuple(t for t in down if N.chain((t,))[1] != nxt)
+            R, base = N.chain(down)
+            if not R.fs:  # an offset left over (grid l+1 starts from R(r) − b): R is the operator term
+                R, base = N.chain(tuple(t for t in down if not isinstance(N.chain((t,))[1], N.Offset)))
+            if R.fs and (isinstance(base, tuple) or base == N.Var(rd.data)):
+                ops["R"] = R
+            P, pb = N.chain(m.get(rd.state, ()))
+            if P.fs and pb == N.Var(rd.state):
+                ops["Pi"] = P
+        elif lc is not None:
+            D, base = N.chain(lc)
+            if D.fs and base == N.Var(rd.state):
+                ops["D"] = D
+        out[level] = ops
+    return out
 
 
 def _starts_nonzero(ir, u: str, level: int) -> bool:
@@ -290,12 +360,11 @@ def _data_step(m: dict, s: str):
     lc = m[s]
     me = (N.Atom((), N.Var(s)), 1.0)
     relu_s = N.apply(N.prim_factor("relu"), N.var(s))[0]
-    if len(lc) == 1:
-        op, base = N.chain(lc)
+    op, base = N.chain(lc)  # one composite operator (an affine layer's two parts put back together)
+    if op.fs:
         if isinstance(base, tuple) and op.coef == 1 and len(op.fs) == 1 and op.fs[0].kind == "relu" \
-                and me in base and len(base) == 2:
-            X = next(t for t in base if t != me)
-            xop, xb = N.chain((X,))
+                and me in base:
+            xop, xb = N.chain(tuple(t for t in base if t != me))
             if xb == N.Var(s):
                 cut = _split_at_relu(xop.fs)
                 probs = []
@@ -303,21 +372,21 @@ def _data_step(m: dict, s: str):
                     probs.append("F = ξ∘σ∘η with ξ, η affine (7.8)")
                 xi, rest = cut if cut else ((), xop.fs)
                 return "resnet", {"xi": N.Op(-xop.coef, xi), "T": N.Op(1.0, rest)}, probs
-        if isinstance(base, N.Var) and base.name == s and op.fs and op.fs[-1].kind == "relu" and len(op.fs) > 1:
+        if isinstance(base, N.Var) and base.name == s and op.fs[-1].kind == "relu" and len(op.fs) > 1:
             chi = op.fs[:-1]  # (8.8): chi a convolution with BN; Theorem 8.3's eta = [id, -id](chi - id) needs it
             probs = [] if _affine(chi) else ["χ is affine: a convolution (with BN), no activation (8.8)"]
             return "classic-cnn", {"chi": N.Op(op.coef, chi)}, probs
-        return None
-    if len(lc) != 2:
-        return None
+        if len(lc) == 1:
+            return None
     if me in lc:
         lead, fam = me, "iresnet"
     elif relu_s in lc:
         lead, fam = relu_s, "sigma-resnet"
     else:
         return None
-    X = next(t for t in lc if t != lead)
-    xop, xb = N.chain((X,))
+    if len(lc) < 2:
+        return None
+    xop, xb = N.chain(tuple(t for t in lc if t != lead))
     if xb != N.Var(s):
         return None
     cut = _split_at_relu(xop.fs)
@@ -420,7 +489,7 @@ def _vars(lc):
     for a, _ in lc:
         if isinstance(a.base, N.Var):
             yield a
-        else:
+        elif isinstance(a.base, N.Wrap):
             yield from _vars(a.base.arg)
 
 
@@ -449,9 +518,11 @@ def read(ir) -> Reading:
             if all(p.status == "ok" for p in extra):
                 rd.family = "mg0" if pi_is_zero(ir, rd) else "linear-mgnet"
                 rd.premises += extra
+        rd.trans = transition_ops(ir, rd)
         return rd
     rd = read_data(ir, maps)
     if rd is not None:
+        rd.trans = transition_ops(ir, rd)
         return rd
     states = set(ir.spaces)
     k = next((k for k in keys if _mgnet_step(maps[k], states) is None), keys[0])

@@ -22,13 +22,14 @@ def failed(out):
 
 # ------------------------------------------------------------------ the four classes of issue 9
 
-def test_nonlinear_xi_is_not_an_iresnet_and_names_xi_and_7_9():
+def test_nonlinear_xi_is_undecided_naming_xi_and_7_9():
+    # the linearity counterexample of xi leaves the network's states: no verdict, the premise named
     out = equiv("tests/equiv_corpus/iresnet-xi-nonlinear.mg", "iresnet")
-    assert out["verdict"] == "not-equivalent"
+    assert out["verdict"] == "undecided"
     (p,) = failed(out)
     assert "ξ = xi is linear" in p["premise"] and "(7.9)" in p["premise"]
     assert p["where"] == "tests/equiv_corpus/iresnet-xi-nonlinear.mg:13"
-    assert out["max_error"] > 1e-6  # the linearity counterexample of xi, evaluated
+    assert "off the network's states the premise's witness differs" in out["reason"]
 
 
 def test_every_assignment_of_the_step_is_read():
@@ -104,7 +105,7 @@ def test_a_changed_mg0_spec_is_still_an_mg0(defines):
 
 
 def test_a_derivation_stops_at_the_first_failing_premise():
-    out = equiv("specs/equiv/mgnet-A-bias.mg", "iresnet")
+    out = equiv("specs/equiv/mgnet-A-relu.mg", "iresnet")
     assert out["verdict"] == "not-equivalent"
     assert out["derivation"][-1]["rule"] == "stopped"
     assert not any("(8.1)" in s["equation"] for s in out["derivation"])
@@ -122,16 +123,17 @@ def test_mgnet_vs_iresnet_is_a_special_case_by_theorem_8_1():
 
 
 @pytest.mark.parametrize("target", ["mgnet", "mg-iresnet", "iresnet"])
-def test_the_table2_mgnet_with_its_untied_restriction_residual_is_undecided(target):
-    # specs/mgnet.mg restricts f - Ar[1](u) with Ar[1] untied from the smoothing A[1] (to match Table 2's count):
-    # the next grid then starts from something that is not R of the residual, so Theorem 8.1 does not apply
-    out = equiv("specs/mgnet.mg", target, params={"width": 8})
-    assert out["verdict"] == "undecided"
+def test_the_table2_mgnet_with_its_untied_restriction_residual_differs_at_grid_2(target):
+    # table2/mgnet-256-256-pi1 restricts f - Ar[1](u) with Ar[1] untied from the smoothing A[1] (to match
+    # Table 2's count): running both networks through every grid shows grid 2 starting elsewhere
+    out = equiv("specs/table2/mgnet-256-256-pi1.mg", target, params={"width": 8})
+    assert out["verdict"] == "not-equivalent"
     assert "R is applied to f − Ar[1](u), not to the residual" in out["reason"]
+    first = out["counterexample"].get("first_difference", out["counterexample"])
+    assert (first["grid"], first["step"]) == (2, 0)
 
 
 @pytest.mark.parametrize("spec,words", [
-    ("specs/equiv/mgnet-A-bias.mg", "linear"), ("specs/equiv/mgnet-A-bn.mg", "linear"),
     ("specs/equiv/mgnet-A-relu.mg", "linear"), ("specs/equiv/mgnet-A-untied.mg", "one operator per grid"),
     ("specs/equiv/mgnet-B-first.mg", "residual")])
 def test_broken_premises_are_not_equivalent_with_reason_and_counterexample(spec, words):
@@ -140,6 +142,27 @@ def test_broken_premises_are_not_equivalent_with_reason_and_counterexample(spec,
     p = failed(out)[0]
     assert words in p["premise"] and p["where"].startswith(spec)
     assert out["max_error"] > 1e-6
+
+
+@pytest.mark.parametrize("spec", ["specs/equiv/mgnet-A-bias.mg", "specs/equiv/mgnet-A-bn.mg",
+                                  "tests/equiv_corpus/mgnet-A-hidden-bias.mg"])
+def test_an_affine_A_is_theorem_8_1_with_its_linear_part(spec):
+    # A(u) = W u + b: r' = r − W B(r), and Algorithm 3's transition cancels b (the same A in both terms)
+    out = equiv(spec, "iresnet")
+    assert out["verdict"] == "special-case" and out["max_error"] <= 1e-9
+    assert any("A is affine" in p["premise"] and "ξ := W" in p["premise"] for p in out["premises"])
+    assert all("lin(" in v for v in out["tying"].values()), out["tying"]
+    assert equiv(spec, "mg-iresnet")["verdict"] == "equivalent"
+
+
+def test_an_affine_A_whose_offset_does_not_cancel_in_the_transition_is_not_equivalent():
+    # u[l+1] = 0 and no A^{l+1}(u[l+1]) term: grid 2 starts from R(r) − b, not R(r)
+    text = open("specs/equiv/mgnet-A-bias.mg").read().replace(
+        "u[l+1] = Pi(u); f[l+1] = R(f - A(u)) + A[l+1](u[l+1])", "u[l+1] = 0; f[l+1] = R(f - A(u))")
+    out = check_equiv(mgdsl.compile_ir("x.mg", text=text), "mg-iresnet")
+    assert out["verdict"] == "not-equivalent" and "offset" in out["reason"]
+    first = out["counterexample"].get("first_difference", out["counterexample"])
+    assert (first["grid"], first["step"]) == (2, 0)
 
 
 def test_resnet_vs_sigma_resnet_by_lemma_8_2_and_its_premise():
@@ -184,7 +207,7 @@ def test_cli_json_and_exit_codes(capsys):
     assert main(["check", "specs/mgnet-official.mg", "--equiv", "iresnet", "--json", "-D", "width=8"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert {"verdict", "reason", "relation", "tying", "derivation", "premises", "max_error"} <= set(out)
-    assert main(["check", "specs/equiv/mgnet-A-bias.mg", "--equiv", "mg-iresnet"]) == 1
+    assert main(["check", "specs/equiv/mgnet-A-relu.mg", "--equiv", "mg-iresnet"]) == 1
     assert "FAILED" in capsys.readouterr().out
     assert main(["check", "specs/mgnet.mg", "--equiv", "resnet", "-D", "width=8"]) == 3
     assert "undecided" in capsys.readouterr().out
