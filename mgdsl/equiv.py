@@ -262,6 +262,7 @@ class Result:
 
     def __post_init__(self):
         self.tying: dict = {}
+        self.ties: dict = {}  # target slots the spec ties together (found on the target model)
         self.derivation: list[Step] = []
         self.premises: list[Premise] = []
 
@@ -380,6 +381,19 @@ def _check(ir, tfam, tir, trd, res: Result, trials: int, seed: int, stack: conte
         _against_file(ir, tir, tfam, combine(path), res)
         return
     res.verdict = combine(path)
+    _tied(path, res)
+
+
+def _tied(path: list[Edge], res: Result) -> None:
+    """The spec ties what the target leaves free (one operator for several of the target's slots: per grid
+    against per step, one for the model against one per grid): a special case, with the tying map.
+    Theorems 8.3 and 6.1 fix operators by construction (δ̂, the stencils) and are left as they are."""
+    if not res.ties or any(e.run in ("thm83", "thm61") for e in path):
+        return
+    res.verdict = "special-case"
+    res.tying = {k: v for k, v in sorted({**res.tying, **res.ties}.items(), key=lambda kv: _label_key(kv[0]))}
+    res.derivation.append(Step("tie", "(8.7)", "the spec uses one operator where the target has one per "
+                               + "grid or step: " + ", ".join(sorted(res.ties, key=_label_key))))
 
 
 def _refute(spec, srd: Reading, p: Premise, path, swap, trials: int, tfam: str, small, res: Result) -> None:
@@ -526,6 +540,7 @@ def _numerics(spec, rd: Reading, path: list[Edge], swap, trials: int, tfam: str,
                     tying.update({k: v for k, v in run.tying.items() if k.split("[")[0] in keep})
     if res is not None:
         res.tying = {k: v for k, v in sorted(tying.items(), key=lambda kv: _label_key(kv[0]))}
+        res.ties = X.ties(run.last) if getattr(run, "last", None) is not None else {}
     if out.first and out.first != out.where:
         return out.error, dict(out.where, first_difference=out.first)
     return out.error, out.where

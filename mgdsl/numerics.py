@@ -8,6 +8,7 @@ copies compute the same), or, for a target file with fixed operators, the target
 choice (weights, BN statistics, inputs) comes from the seed."""
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import torch
@@ -234,6 +235,17 @@ class Target:
         return new
 
 
+def ties(t: Target) -> dict:
+    """label -> what it holds, for the target's slots that share a trained parameter with another of its
+    slots: there the spec ties what the target family leaves free (8.7), so the spec is a special case."""
+    owners: dict = {}
+    for label, m in t.slots.items():
+        for p in m.parameters():
+            owners.setdefault(id(p), set()).add(label)
+    tied = {label for labels in owners.values() if len(labels) > 1 for label in labels}
+    return {label: getattr(t.slots[label], "text", label) for label in sorted(tied)}
+
+
 def slot_label(ir, name: str, level: int, i: int) -> str:
     """The instance a canonical family spec uses for `name` at (level, step), from its index scope; for one the
     elaborator dropped because it was only ever applied to zero, a slot of its own, name[level, step]."""
@@ -332,6 +344,7 @@ class Run:
     def target(self, family: str, roles: dict, trans: dict | None = None) -> Target:
         t = Target(canonical(family, self.grids, self.nu))
         self.tying = fill(t, roles, SLOTS[family])
+        self.last = t
         for level, ops in (self.trans if trans is None else trans).items():
             for slot, name in TRANS.get(family, {}).items():
                 if name in ops:
@@ -380,7 +393,8 @@ class Run:
         The MgNet's R and Π are the iResNet's D: r^{l+1,0} = R(r^{l,ν}) whatever Π is."""
         (s,) = names
         t = self.target("mgnet", {k: {"A": r["xi"], "B": r["B"]} for k, r in roles.items()},
-                        {lv: {"R": ops["D"], "Pi": ops["D"]} for lv, ops in self.trans.items() if "D" in ops})
+                        {lv: {"R": ops["D"], "Pi": copy.deepcopy(ops["D"])}  # any Π: a copy, not a tying
+                         for lv, ops in self.trans.items() if "D" in ops})
         env = None
         for level, its in sorted(traj.items()):
             key = min((k for k in roles if k[0] == level), default=None)

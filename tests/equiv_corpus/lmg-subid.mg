@@ -1,5 +1,5 @@
 # S = jacobi(A) . sub_id(relu . conv3) is not linear: not a linear MgNet (Theorem 6.1), but an MgNet (found by an adversarial review)
-# expect: linear-mgnet=undecided mg0=undecided mgnet=equivalent
+# expect: linear-mgnet=undecided mg0=undecided mgnet=special-case
 model linear_mgnet_base {
   param n = 17
   param omega = 0.8
