@@ -122,6 +122,14 @@ def test_mgnet_vs_iresnet_is_a_special_case_by_theorem_8_1():
     assert out["max_error"] <= 1e-9 and not failed(out)
 
 
+def test_the_flagship_mgnet_is_a_special_case_of_iresnet_with_its_tying_map():
+    # specs/mgnet.mg is Algorithm 3 (one A per grid in the steps and both terms of the transition)
+    out = equiv("specs/mgnet.mg", "iresnet")
+    assert out["verdict"] == "special-case" and out["max_error"] <= 1e-9 and not failed(out)
+    assert out["tying"]["xi[1, 1]"] == out["tying"]["xi[1, 2]"] == "A[1]"
+    assert "eta[3]" in out["tying"]["B[3, 2]"]  # eta[l] one per grid against the family's per-step B
+
+
 @pytest.mark.parametrize("target", ["mgnet", "mg-iresnet", "iresnet"])
 def test_the_table2_mgnet_with_its_untied_restriction_residual_differs_at_grid_2(target):
     # table2/mgnet-256-256-pi1 restricts f - Ar[1](u) with Ar[1] untied from the smoothing A[1] (to match
