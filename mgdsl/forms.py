@@ -38,6 +38,8 @@ class Reading:
     # level -> {slot: Op}: the transition's operators (MgNet's R and Π, a data form's D) that the numerics
     # carry to the target's coarsening, so that both networks run from the same input through every grid
     trans: dict = field(default_factory=dict)
+    # states proved ≥ 0 on every state the network reaches, whose relu(s) the reading took as s
+    nonneg: tuple = ()
 
     @property
     def ok(self) -> bool:
@@ -122,7 +124,63 @@ def _show_xi(xi: tuple) -> str:
     return " + ".join(x.show() for x in xi)
 
 
-def read_mgnet(ir, maps: dict) -> Reading | None:
+def _coarsen_map(ir, rd: Reading, level: int) -> dict:
+    """The normal forms of the transition from grid `level`, with relu(s) = s for the states proved ≥ 0."""
+    m = {s: N.normalise(ir, t, "coarsen", level, 0) for s, _, t in N.equation(ir, "coarsen", level)}
+    pos = rd.nonneg + tuple(f"{s}[l+1]" for s in rd.nonneg)  # u[l+1] = u^{l+1,0}, ≥ 0 as well
+    return {s: relu_is_id(lc, pos) for s, lc in m.items()}
+
+
+def starts_relu(ir, s: str, level: int) -> bool:
+    """Grid `level` starts s at 0 or at a ReLU output (read from the IR graph)."""
+    nid = ir.states.get((s, level, "down", 0))
+    if nid is None:
+        return False
+    n = ir.nodes[nid]
+    if n.op == "zero" or (n.op == "prim" and n.prim == "relu"):
+        return True
+    if n.op == "apply":
+        fs = N.factors(ir, n.inst)
+        return bool(fs) and fs[-1].kind == "relu"
+    return False
+
+
+def nonneg(ir, maps: dict, s: str) -> bool:
+    """s ≥ 0 on every state the network reaches: each grid starts it at 0 or at a ReLU output, and each step
+    adds to it only non-negative multiples of ReLU outputs (u + B(r) with B ending in ReLU)."""
+    if not all(starts_relu(ir, s, level) for level in range(1, ir.grids + 1)):
+        return False
+    me = (N.Atom((), N.Var(s)), 1.0)
+    for m in maps.values():
+        lc = m.get(s)
+        if lc is None or lc == N.var(s):
+            continue
+        if me not in lc or not all(c > 0 and not a.ops and isinstance(a.base, N.Wrap) and a.base.factor.kind == "relu"
+                                   for a, c in lc if (a, c) != me):
+            return False
+    return True
+
+
+def relu_is_id(lc: tuple, states: tuple) -> tuple:
+    """lc with relu(s) replaced by s for the given states (each proved ≥ 0 where the network goes)."""
+    if not states:
+        return lc
+    out: dict = {}
+    for a, c in lc:
+        base = a.base
+        if isinstance(base, N.Wrap):
+            arg = relu_is_id(base.arg, states)
+            if base.factor.kind == "relu" and len(arg) == 1 and arg[0][1] == 1.0 and not arg[0][0].ops \
+                    and isinstance(arg[0][0].base, N.Var) and arg[0][0].base.name in states:
+                base = arg[0][0].base
+            else:
+                base = N.Wrap(base.factor, arg)
+        key = N.Atom(a.ops, base)
+        out[key] = out.get(key, 0.0) + c
+    return N.lincomb(out)
+
+
+def read_mgnet(ir, maps: dict, pos: tuple = ()) -> Reading | None:
     per = {}
     for key, m in maps.items():
         r = _mgnet_step(m, set(ir.spaces))
@@ -134,10 +192,14 @@ def read_mgnet(ir, maps: dict) -> Reading | None:
     if len(us) != 1 or len(gs) != 1:
         return None
     u, f = us.pop(), gs.pop()
-    rd = Reading("mgnet", u, f, shape=f"{u} + B({f} − A({u})) (6.4)")
+    rd = Reading("mgnet", u, f, shape=f"{u} + B({f} − A({u})) (6.4)", nonneg=pos)
     for key, (_, _, B, xi, _, b) in per.items():
         rd.roles[key] = {"A": xi, "B": B, "b": b}
     # premises, in the order the derivation uses them
+    if pos:
+        rd.premises.append(Premise(
+            f"{u} ≥ 0 on every state the network reaches (each grid starts it at 0 or at a ReLU output, each "
+            f"step adds B(r) ending in ReLU), so relu({u}) = {u} there and A reads {u}", "ok", ir.path))
     moved = sorted({s for key, m in maps.items() for s in N.changed(m)} - {u})
     rd.premises.append(Premise(
         f"the step changes only {u}: {f} stays fixed within a grid (6.4)", "failed" if moved else "ok",
@@ -233,7 +295,7 @@ def transition(ir, rd: Reading, linear_R: bool = True) -> Premise:
                  f"from R of the residual (Algorithm 3)")
     for level in range(1, ir.grids):
         try:
-            m = {s: N.normalise(ir, t, "coarsen", level, 0) for s, idx, t in N.equation(ir, "coarsen", level)}
+            m = _coarsen_map(ir, rd, level)
         except N.Unsupported as e:
             return Premise(text, "unproved", ir.path, f"grid {level}: {e}")
         lc = m.get(f)
@@ -295,7 +357,7 @@ def transition_ops(ir, rd: Reading) -> dict:
     feature = rd.family in FEATURE_FAMILIES
     for level in range(1, ir.grids):
         try:
-            m = {s: N.normalise(ir, t, "coarsen", level, 0) for s, _, t in N.equation(ir, "coarsen", level)}
+            m = _coarsen_map(ir, rd, level)
         except N.Unsupported:
             continue
         ops: dict = {}
@@ -512,6 +574,12 @@ def read(ir) -> Reading:
     except (KeyError, IndexError) as e:
         return Reading("unknown", note=f"the step could not be read ({type(e).__name__}: {e})")
     rd = read_mgnet(ir, maps)
+    if rd is not None and not rd.ok and nonneg(ir, maps, rd.state):
+        # an operator applied to relu(u), every reachable u ≥ 0: on the network's states it reads u
+        kept = {k: {s: relu_is_id(lc, (rd.state,)) for s, lc in m.items()} for k, m in maps.items()}
+        again = read_mgnet(ir, kept, (rd.state,))
+        if again is not None and again.ok and kept != maps:
+            rd = again
     if rd is not None:
         if rd.ok:
             extra = linear_mgnet_premises(ir, rd)

@@ -175,6 +175,19 @@ def test_an_affine_A_whose_offset_does_not_cancel_in_the_transition_is_not_equiv
     assert (first["grid"], first["step"]) == (2, 0)
 
 
+def test_a_premise_that_fails_only_off_the_networks_states_is_no_counterexample():
+    # A = conv . relu reads relu(u); every reachable u is >= 0, so on the network's states A is linear
+    spec = "tests/equiv_corpus/mgnet-A-relu-of-u.mg"
+    out = equiv(spec, "iresnet")
+    assert out["verdict"] == "special-case" and out["max_error"] <= 1e-9
+    assert any("≥ 0 on every state the network reaches" in p["premise"] for p in out["premises"])
+    # Π without a ReLU lets u go negative: no such premise, and A(relu(u)) ≠ A(u) there
+    text = open(spec).read().replace("Pi[l]   = relu . bn . conv3(u -> u, stride 2)", "Pi[l]   = bn . conv3(u -> u, stride 2)")
+    bad = check_equiv(mgdsl.compile_ir(spec, text=text), "mg-iresnet")
+    assert bad["verdict"] in ("not-equivalent", "undecided")
+    assert not any("≥ 0" in p["premise"] for p in bad["premises"])
+
+
 TIED_XI = [("tests/equiv_corpus/resnet-base.mg", "xi[l, i]  = bn . conv3(f -> f)", "xi[l]  = bn . conv3(f -> f)",
             "resnet"),
            ("tests/equiv_corpus/iresnet-base.mg", "xi[l, i]  = conv3(f -> f)", "xi[l]  = conv3(f -> f)", "iresnet"),
