@@ -27,62 +27,7 @@ FAMILIES = ["mg0", "linear-mgnet", "mgnet", "mg-iresnet", "iresnet", "mg-resnet"
 TOL = 1e-9
 MAX_PARAMS = 20_000_000  # numerics beyond this size would take minutes: undecided, with how to make it small
 MAX_PIXELS = 128 * 128
-# relations whose change of variables needs A / ξ linear and one per grid: their numerics refute those premises
-USES_LINEARITY = ("thm81", "thm81_back", "thm61")
 EXIT = {"equivalent": 0, "special-case": 0, "not-equivalent": 1, "undecided": 3}
-
-
-@dataclass(frozen=True)
-class Edge:
-    """One relation of the paper between two forms; `run` names the numerics that confirm it."""
-    src: str
-    dst: str
-    kind: str  # equivalent | special-case
-    rule: str
-    relation: str
-    run: str
-
-
-EDGES = [
-    Edge("mgnet", "mg-iresnet", "equivalent", "Theorem 8.1", "r^{l,i} = f^l − ξ^l u^{l,i} (8.2) with ξ^l = A^l",
-         "thm81"),
-    Edge("mg-iresnet", "mgnet", "equivalent", "Theorem 8.1, read backwards",
-         "f^l = r^{l,0}, u^{l,0} = 0, u^{l,i} = u^{l,i−1} + B^{l,i}(r^{l,i−1}), A^l = ξ^l", "thm81_back"),
-    Edge("mg-iresnet", "iresnet", "special-case", "(8.7)", "tying ξ^{l,i} = ξ^l for every step i", "tie"),
-    Edge("mg-resnet", "sigma-resnet", "special-case", "(8.7)", "tying ξ^{l,i} = ξ^l for every step i", "tie"),
-    Edge("resnet", "sigma-resnet", "equivalent", "Lemma 8.2",
-         "f̃^{l,i} = f^{l,i−1} − ξ^{l,i}ση^{l,i}(f^{l,i−1}) (8.4), f^{l,i} = σ(f̃^{l,i})", "lemma82"),
-    Edge("sigma-resnet", "resnet", "equivalent", "Lemma 8.2, read backwards", "f^{l,i} = σ(f̃^{l,i}) (8.4)",
-         "lemma82_back"),
-    Edge("classic-cnn", "mg-resnet", "equivalent", "Theorem 8.3",
-         "ξ^l = δ̂ (8.12), η^{l,i} = [id, −id]∘(χ^{l,i} − id) (8.13)", "thm83"),
-    Edge("linear-mgnet", "mg0", "equivalent", "Theorem 6.1",
-         "ũ^{l,i} = u^{l,i} + ũ^{l,0}, f̃^l = f^l + A^l ũ^{l,0} (6.10), for any Π", "thm61"),
-    Edge("mg0", "linear-mgnet", "equivalent", "definition", "MG0 is a linear MgNet with Π = 0", "same"),
-    Edge("linear-mgnet", "mgnet", "equivalent", "definition", "a linear MgNet is an MgNet", "same"),
-]
-
-
-def relate(src: str, tgt: str) -> list[Edge] | None:
-    """The shortest chain of relations src -> tgt ([] when they are the same form); None when there is none."""
-    if src == tgt:
-        return []
-    frontier, seen = [(src, [])], {src}
-    while frontier:
-        nxt = []
-        for node, path in frontier:
-            for e in EDGES:
-                if e.src == node and e.dst not in seen:
-                    seen.add(e.dst)
-                    if e.dst == tgt:
-                        return path + [e]
-                    nxt.append((e.dst, path + [e]))
-        frontier = nxt
-    return None
-
-
-def combine(path: list[Edge]) -> str:
-    return "special-case" if any(e.kind == "special-case" for e in path) else "equivalent"
 
 
 @dataclass
@@ -135,50 +80,120 @@ def relu_input_premise(ir, rd: Reading) -> Premise:
     return Premise(text, "ok")
 
 
-def edge_premises(ir, rd: Reading, path: list[Edge]) -> list[Premise]:
-    out = []
-    if any(e.run == "thm81" for e in path or []):  # definitions before it keep the roles: the spec's B
-        out.append(extractor_premise(ir, rd))
-    if path and path[0].run == "lemma82":
-        out.append(relu_input_premise(ir, rd))
-    return out
+# ------------------------------------------------------------------ the relations of the paper, one record each
+
+@dataclass(frozen=True)
+class Relation:
+    """One relation of the paper between two forms: everything the check does with it, in one record (like
+    prims.PRIMS for primitives): the rule, the premises it adds (functions of the spec's IR and reading,
+    each returning a Premise with its own witness), the derivation it writes, the numerics that run it
+    (a Run method, or `same`: the identity correspondence to `dst`), and whether it ties weights."""
+    src: str
+    dst: str
+    kind: str  # equivalent | special-case (a tying of (8.7))
+    rule: str
+    relation: str
+    numerics: str
+    derivation: tuple = ()
+    premises: tuple = ()
+    terminal: bool = False  # compares only and hands no trajectory to a next relation: ends every chain
+    tying: tuple = ()       # the target roles whose slots the tying map lists
+    fixes: bool = False     # its construction fixes operators (δ̂, stencils): shared slots are no tying
+
+    @property
+    def ties(self) -> bool:
+        return self.kind == "special-case"
+
+    def runner(self, run):
+        """The numerics of this relation on a numerics.Run."""
+        return run.same(self.dst) if self.numerics == "same" else getattr(run, self.numerics)
 
 
-def derive(rd: Reading, path: list[Edge]) -> list[Step]:
+def _tie(src: str, dst: str) -> Relation:
+    return Relation(src, dst, "special-case", "(8.7)", "tying ξ^{l,i} = ξ^l for every step i", "same",
+                    (Step("tie ξ^{l,i} = ξ^l", "(8.7)", f"{src} is {dst} with one ξ per grid"),), tying=("xi",))
+
+
+RELATIONS = [
+    Relation("mgnet", "mg-iresnet", "equivalent", "Theorem 8.1",
+             "r^{l,i} = f^l − ξ^l u^{l,i} (8.2) with ξ^l = A^l", "thm81",
+             (Step("change of variables r = f − ξu, ξ^l := A^l", "(8.2)", "r^{l,i} = f^l − A^l(u^{l,i})"),
+              Step("linearity of ξ^l, one ξ^l per grid", "(3.17)",
+                   "A(u + B(r)) = A(u) + A(B(r)), so r^{l,i} = r^{l,i−1} − ξ^l B^{l,i}(r^{l,i−1})"),
+              Step("Mg-iResNet form", "(8.1), Table 1", "f^{l,i} = f^{l,i−1} − ξ^l∘σ∘η^{l,i}∘σ(f^{l,i−1})")),
+             (extractor_premise,), tying=("xi",)),
+    Relation("mg-iresnet", "mgnet", "equivalent", "Theorem 8.1, read backwards",
+             "f^l = r^{l,0}, u^{l,0} = 0, u^{l,i} = u^{l,i−1} + B^{l,i}(r^{l,i−1}), A^l = ξ^l", "thm81_back",
+             (Step("definition of the features", "(8.2)",
+                   "u^{l,0} = 0, f^l = r^{l,0}, u^{l,i} = u^{l,i−1} + B^{l,i}(r^{l,i−1})"),
+              Step("linearity of ξ", "(3.17)", "f^l − ξu^{l,i} = r^{l,i−1} − ξB(r^{l,i−1}) = r^{l,i}: (6.4)")),
+             terminal=True),
+    _tie("mg-iresnet", "iresnet"),
+    _tie("mg-resnet", "sigma-resnet"),
+    Relation("resnet", "sigma-resnet", "equivalent", "Lemma 8.2",
+             "f̃^{l,i} = f^{l,i−1} − ξ^{l,i}ση^{l,i}(f^{l,i−1}) (8.4), f^{l,i} = σ(f̃^{l,i})", "lemma82",
+             (Step("pre-activation state", "(8.4)", "f̃^{l,i} = f^{l,i−1} − ξση(f^{l,i−1}), f^{l,i} = σ(f̃^{l,i})"),
+              Step("substitute f^{l,i−1} = σ(f̃^{l,i−1})", "(8.5)", "f̃^{l,i} = σ(f̃^{l,i−1}) − ξσησ(f̃^{l,i−1})"),
+              Step("σ-ResNet form", "(8.3)", "with f̃^{l,0} := f^{l,0}, a ReLU output")),
+             (relu_input_premise,), terminal=True),
+    Relation("sigma-resnet", "resnet", "equivalent", "Lemma 8.2, read backwards", "f^{l,i} = σ(f̃^{l,i}) (8.4)",
+             "lemma82_back",
+             (Step("f^{l,i} := σ(f̃^{l,i})", "(8.4)",
+                   "σ(f̃^{l,i}) = σ(f^{l,i−1} − ξση(f^{l,i−1})): the ResNet step (7.8)"),), terminal=True),
+    Relation("classic-cnn", "mg-resnet", "equivalent", "Theorem 8.3",
+             "ξ^l = δ̂ (8.12), η^{l,i} = [id, −id]∘(χ^{l,i} − id) (8.13)", "thm83",
+             (Step("choose ξ^l = δ̂ with δ̂([X, Y]) = Y − X", "(8.12)", "δ̂ maps 2c channels to c"),
+              Step("choose η^{l,i} = [id, −id]∘(χ^{l,i} − id)", "(8.13)", "η = split∘sub_id(χ)"),
+              Step("relu(x) − relu(−x) = x", "(8.17), (8.21)", "δ̂∘σ∘[id, −id] = −id (the paper prints "
+                   "relu(x) + relu(−x), which is |x|)"),
+              Step("substitute", "(8.22)", "σ(f) − δ̂ση(σf) = σ(f) + (χ − id)(σf) = χ(σ(f))")),
+             tying=("xi", "T"), fixes=True),
+    Relation("linear-mgnet", "mg0", "equivalent", "Theorem 6.1",
+             "ũ^{l,i} = u^{l,i} + ũ^{l,0}, f̃^l = f^l + A^l ũ^{l,0} (6.10), for any Π", "thm61",
+             (Step("induction hypothesis", "(6.10)", "f̃^l = f^l + A^l ũ^{l,0},  u^{l,i} = ũ^{l,i} − ũ^{l,0}"),
+              Step("linearity of A, R", "(6.11)", "f̃^{l+1} = R(f̃^l − Aũ^{l,ν}) + Aũ^{l+1,0} = f^{l+1} + Aũ^{l+1,0}"),
+              Step("linearity of A, B = S", "(6.14)", "ũ^{l,i} − ũ^{l,0} = u^{l,i−1} + S(f^l − Au^{l,i−1}): (5.12)")),
+             fixes=True),
+    Relation("mg0", "linear-mgnet", "equivalent", "definition", "MG0 is a linear MgNet with Π = 0", "same",
+             (Step("definition", "", "MG0 is a linear MgNet with Π = 0"),)),
+    Relation("linear-mgnet", "mgnet", "equivalent", "definition", "a linear MgNet is an MgNet", "same",
+             (Step("definition", "", "a linear MgNet is an MgNet"),)),
+]
+EDGES = RELATIONS  # the name before issue 19
+Edge = Relation
+
+
+def relate(src: str, tgt: str) -> list[Relation] | None:
+    """The shortest chain of relations src -> tgt ([] when they are the same form); None when there is none."""
+    if src == tgt:
+        return []
+    frontier, seen = [(src, [])], {src}
+    while frontier:
+        nxt = []
+        for node, path in frontier:
+            for e in RELATIONS:
+                if e.src == node and e.dst not in seen:
+                    seen.add(e.dst)
+                    if e.dst == tgt:
+                        return path + [e]
+                    nxt.append((e.dst, path + [e]))
+        frontier = nxt
+    return None
+
+
+def combine(path: list[Relation]) -> str:
+    return "special-case" if any(e.ties for e in path) else "equivalent"
+
+
+def edge_premises(ir, rd: Reading, path: list[Relation]) -> list[Premise]:
+    """The premises the relations on the chain add, in order, each once."""
+    fns = list(dict.fromkeys(fn for e in path or [] for fn in e.premises))
+    return [fn(ir, rd) for fn in fns]
+
+
+def derive(rd: Reading, path: list[Relation]) -> list[Step]:
     """The rules a derivation applies, in order, in the paper's notation."""
-    log = []
-    for e in path:
-        if e.run == "thm81":
-            log += [Step("change of variables r = f − ξu, ξ^l := A^l", "(8.2)", "r^{l,i} = f^l − A^l(u^{l,i})"),
-                    Step("linearity of ξ^l, one ξ^l per grid", "(3.17)",
-                         "A(u + B(r)) = A(u) + A(B(r)), so r^{l,i} = r^{l,i−1} − ξ^l B^{l,i}(r^{l,i−1})"),
-                    Step("Mg-iResNet form", "(8.1), Table 1", "f^{l,i} = f^{l,i−1} − ξ^l∘σ∘η^{l,i}∘σ(f^{l,i−1})")]
-        elif e.run == "thm81_back":
-            log += [Step("definition of the features", "(8.2)",
-                         "u^{l,0} = 0, f^l = r^{l,0}, u^{l,i} = u^{l,i−1} + B^{l,i}(r^{l,i−1})"),
-                    Step("linearity of ξ", "(3.17)", "f^l − ξu^{l,i} = r^{l,i−1} − ξB(r^{l,i−1}) = r^{l,i}: (6.4)")]
-        elif e.run == "tie":
-            log.append(Step("tie ξ^{l,i} = ξ^l", "(8.7)", f"{e.src} is {e.dst} with one ξ per grid"))
-        elif e.run == "lemma82":
-            log += [Step("pre-activation state", "(8.4)", "f̃^{l,i} = f^{l,i−1} − ξση(f^{l,i−1}), f^{l,i} = σ(f̃^{l,i})"),
-                    Step("substitute f^{l,i−1} = σ(f̃^{l,i−1})", "(8.5)", "f̃^{l,i} = σ(f̃^{l,i−1}) − ξσησ(f̃^{l,i−1})"),
-                    Step("σ-ResNet form", "(8.3)", "with f̃^{l,0} := f^{l,0}, a ReLU output")]
-        elif e.run == "lemma82_back":
-            log.append(Step("f^{l,i} := σ(f̃^{l,i})", "(8.4)",
-                            "σ(f̃^{l,i}) = σ(f^{l,i−1} − ξση(f^{l,i−1})): the ResNet step (7.8)"))
-        elif e.run == "thm83":
-            log += [Step("choose ξ^l = δ̂ with δ̂([X, Y]) = Y − X", "(8.12)", "δ̂ maps 2c channels to c"),
-                    Step("choose η^{l,i} = [id, −id]∘(χ^{l,i} − id)", "(8.13)", "η = split∘sub_id(χ)"),
-                    Step("relu(x) − relu(−x) = x", "(8.17), (8.21)", "δ̂∘σ∘[id, −id] = −id (the paper prints "
-                         "relu(x) + relu(−x), which is |x|)"),
-                    Step("substitute", "(8.22)", "σ(f) − δ̂ση(σf) = σ(f) + (χ − id)(σf) = χ(σ(f))")]
-        elif e.run == "thm61":
-            log += [Step("induction hypothesis", "(6.10)", "f̃^l = f^l + A^l ũ^{l,0},  u^{l,i} = ũ^{l,i} − ũ^{l,0}"),
-                    Step("linearity of A, R", "(6.11)", "f̃^{l+1} = R(f̃^l − Aũ^{l,ν}) + Aũ^{l+1,0} = f^{l+1} + Aũ^{l+1,0}"),
-                    Step("linearity of A, B = S", "(6.14)", "ũ^{l,i} − ũ^{l,0} = u^{l,i−1} + S(f^l − Au^{l,i−1}): (5.12)")]
-        else:
-            log.append(Step(e.rule, "", e.relation))
-    return log
+    return [step for e in path for step in e.derivation]
 
 
 # ------------------------------------------------------------------ the check
@@ -350,7 +365,7 @@ def _check(ir, tfam, tir, trd, res: Result, trials: int, seed: int, stack: conte
             res.reason = "σ(f) ↔ f (8.7) changed nothing on these inputs (all states ≥ 0?); no relation proves it"
         return
     res.derivation += derive(rd, path)
-    file_target = tir if (trd is not None and path and path[-1].run == "thm61") or \
+    file_target = tir if (trd is not None and path and path[-1].numerics == "thm61") or \
         (trd is not None and not path and tfam == "mg0") else None
     if file_target is not None:  # Theorem 6.1 relates the iterates of every grid; the rest must be the same
         if ir.grids != tir.grids:
@@ -388,7 +403,7 @@ def _tied(path: list[Edge], res: Result) -> None:
     """The spec ties what the target leaves free (one operator for several of the target's slots: per grid
     against per step, one for the model against one per grid): a special case, with the tying map.
     Theorems 8.3 and 6.1 fix operators by construction (δ̂, the stencils) and are left as they are."""
-    if not res.ties or any(e.run in ("thm83", "thm61") for e in path):
+    if not res.ties or any(e.fixes for e in path):
         return
     res.verdict = "special-case"
     res.tying = {k: v for k, v in sorted({**res.tying, **res.ties}.items(), key=lambda kv: _label_key(kv[0]))}
@@ -523,21 +538,15 @@ def _numerics(spec, rd: Reading, path: list[Edge], swap, trials: int, tfam: str,
                     run.same(tfam)(traj, roles, out, t, nm)
                 continue
             for e in path:
-                if e.run == "thm61":
+                if e.numerics == "thm61":
                     _thm61(run, spec, rd, traj, roles, out, t, nm, small, file_target)
                     break
-                if e.run == "tie":
-                    traj, roles, nm = run.same(e.dst)(traj, roles, out, t, nm)
-                elif e.run == "same":
-                    traj, roles, nm = run.same(e.dst)(traj, roles, out, t, nm)
-                else:
-                    assert e.run not in X.TERMINAL or e is path[-1], f"{e.run} must end its chain"
-                    traj, roles, nm = getattr(run, e.run)(traj, roles, out, t, nm)
-                if e.run in ("tie", "thm81", "thm83") and t == 0:
-                    keep = ("xi", "T") if e.run == "thm83" else ("xi",)
-                    if e.run == "tie":
+                assert not e.terminal or e is path[-1], f"{e.rule} must end its chain"
+                traj, roles, nm = e.runner(run)(traj, roles, out, t, nm)
+                if e.tying and t == 0:
+                    if e.ties:
                         tying.clear()
-                    tying.update({k: v for k, v in run.tying.items() if k.split("[")[0] in keep})
+                    tying.update({k: v for k, v in run.tying.items() if k.split("[")[0] in e.tying})
     if res is not None:
         res.tying = {k: v for k, v in sorted(tying.items(), key=lambda kv: _label_key(kv[0]))}
         res.ties = X.ties(run.last) if getattr(run, "last", None) is not None else {}

@@ -19,8 +19,6 @@ from .lowering import Delta, Split, SubId, default_dtype, lower_ir
 from .prims import PRIMS
 
 TOL = 1e-9
-# relations that end every chain of equiv.EDGES they are in: they compare, and hand nothing to a next relation
-TERMINAL = ("thm81_back", "lemma82", "lemma82_back")
 
 
 class Uncarried(Exception):
@@ -389,7 +387,7 @@ class Run:
         return new_traj, new_roles, ("f",)
 
     def thm81_back(self, traj, roles, out: Outcome, trial: int, names):
-        """Ends every chain it is in (TERMINAL): compares only, returns no trajectory for a next relation.
+        """Ends every chain it is in (equiv.RELATIONS: terminal): compares only, returns no trajectory for a next relation.
         The MgNet's R and Π are the iResNet's D: r^{l+1,0} = R(r^{l,ν}) whatever Π is."""
         (s,) = names
         t = self.target("mgnet", {k: {"A": r["xi"], "B": r["B"]} for k, r in roles.items()},
@@ -438,7 +436,7 @@ class Run:
 
     # ---- Lemma 8.2: f^{l,i} = σ(f̃^{l,i}); forwards from a ResNet, backwards from a σ-ResNet
     def lemma82(self, traj, roles, out: Outcome, trial: int, names):
-        """Ends every chain it is in (TERMINAL): compares only. The σ-ResNet's D is the ResNet's D∘σ, so
+        """Ends every chain it is in (equiv.RELATIONS: terminal): compares only. The σ-ResNet's D is the ResNet's D∘σ, so
         that f̃^{l+1,0} = D(f^{l,ν}) = f^{l+1,0}."""
         (s,) = names
         t = self.target("sigma-resnet", roles,
@@ -455,7 +453,7 @@ class Run:
         return None, None, None
 
     def lemma82_back(self, traj, roles, out: Outcome, trial: int, names):
-        """Ends every chain it is in (TERMINAL): compares only. Each grid starts from σ of the spec's state
+        """Ends every chain it is in (equiv.RELATIONS: terminal): compares only. Each grid starts from σ of the spec's state
         (the ResNet's transition would have to read σ(f̃), which a σ-ResNet's D need not)."""
         (s,) = names
         t = self.target("resnet", roles, {})

@@ -8,7 +8,7 @@ import pytest
 
 import mgdsl
 from mgdsl.cli import main
-from mgdsl.equiv import EDGES, FAMILIES, check_equiv, relate
+from mgdsl.equiv import FAMILIES, RELATIONS, check_equiv, relate
 
 
 def equiv(spec, target, **kw):
@@ -248,8 +248,8 @@ def test_no_relation_is_undecided_not_a_guess():
 
 def test_every_edge_names_a_numeric_path_and_every_pair_a_verdict():
     from mgdsl import numerics
-    for e in EDGES:
-        assert e.run in ("tie", "same") or hasattr(numerics.Run, e.run) or e.run == "thm61"
+    for e in RELATIONS:
+        assert e.numerics == "same" or hasattr(numerics.Run, e.numerics) or e.numerics == "thm61"
     for a in FAMILIES:
         for b in FAMILIES:
             path = relate(a, b)
@@ -320,12 +320,42 @@ def test_a_bundled_spec_name_is_a_target_file():
 
 
 def test_relations_that_return_no_trajectory_end_every_chain():
-    # numerics.TERMINAL relations only compare (they hand nothing on): no chain of relate() may continue past one
-    from mgdsl import numerics
+    # terminal relations only compare (they hand nothing on): no chain of relate() may continue past one
     for a in FAMILIES:
         for b in FAMILIES:
             for k, e in enumerate(relate(a, b) or []):
-                assert e.run not in numerics.TERMINAL or k == len(relate(a, b)) - 1, (a, b, e.run)
+                assert not e.terminal or k == len(relate(a, b)) - 1, (a, b, e.rule)
+
+
+# (src, dst) -> a spec the relation holds for, and (spec, target) a spec it must reject with a counterexample
+WALK = {
+    ("mgnet", "mg-iresnet"): ("mgnet-base.mg", ("mgnet-A-untied.mg", "mg-iresnet")),
+    ("mg-iresnet", "mgnet"): ("mg-iresnet-base.mg", ("mg-iresnet-xi-hidden-bias.mg", "mgnet")),
+    ("mg-iresnet", "iresnet"): ("mg-iresnet-base.mg", ("iresnet-base.mg", "mg-iresnet")),
+    ("mg-resnet", "sigma-resnet"): ("mg-resnet-base.mg", ("sigma-resnet-base.mg", "mg-resnet")),
+    ("resnet", "sigma-resnet"): ("resnet-base.mg", ("resnet-linear-stem.mg", "sigma-resnet")),
+    ("sigma-resnet", "resnet"): ("sigma-resnet-base.mg", ("sigma-resnet-missing-sigma.mg", "resnet")),
+    ("classic-cnn", "mg-resnet"): ("classic-cnn-base.mg", None),  # rejected with forced roles: test_equiv_paths
+    ("linear-mgnet", "mg0"): ("linear-mgnet-base.mg", ("linear-mgnet-R-no-residual.mg", "mg0")),
+    ("mg0", "linear-mgnet"): ("mg0-base.mg", ("lmg-noAup.mg", "linear-mgnet")),
+    ("linear-mgnet", "mgnet"): ("linear-mgnet-base.mg", ("mgnet-f-halved.mg", "mgnet")),
+}
+
+
+@pytest.mark.parametrize("rel", RELATIONS, ids=lambda r: f"{r.src}->{r.dst}")
+def test_every_relation_record_is_complete_holds_and_rejects(rel):
+    """Walks the table of relations as test_prims walks PRIMS: a new relation is one record plus one row here."""
+    assert rel.derivation and rel.rule and rel.kind in ("equivalent", "special-case")
+    assert rel.ties == (rel.kind == "special-case") and (not rel.ties or rel.tying)
+    good, bad = WALK[(rel.src, rel.dst)]
+    out = equiv(f"tests/equiv_corpus/{good}", rel.dst, trials=1)
+    assert out["source_family"] == rel.src and out["verdict"] in ("equivalent", "special-case"), out["reason"]
+    assert out["verdict"] == "special-case" or not rel.ties
+    assert [s["rule"] for s in out["derivation"][1:1 + len(rel.derivation)]] == [s.rule for s in rel.derivation]
+    if bad is not None:
+        spec, target = bad
+        out = equiv(f"tests/equiv_corpus/{spec}", target, trials=1)
+        assert out["verdict"] == "not-equivalent" and out["max_error"] > 1e-6, out["reason"]
 
 
 def test_a_spec_file_is_equivalent_to_itself_but_not_with_other_values(tmp_path):
