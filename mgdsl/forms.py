@@ -8,6 +8,7 @@ two steps whose operators differ)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from . import normal as N
 
@@ -73,7 +74,24 @@ def _same(a, b) -> bool:
 
 # ------------------------------------------------------------------ MgNet (6.4)
 
-def _mgnet_step(m: dict, states) -> tuple | None:
+class MgStep(NamedTuple):
+    """One step read as u + c·B(f − A(u)), A(u) = Σ xi(u) + Σ b."""
+    u: str            # the iterated state
+    f: str            # the state B's residual reads
+    B: N.Op
+    xi: tuple         # the linear terms of A (Ops applied to u)
+    residual: bool    # B acts on the residual (False: B(f) − B(A(u)), applied to the parts)
+    b: tuple = ()     # the offsets of A's affine layers (Ops ending in an offset factor)
+
+
+class DataStep(NamedTuple):
+    """One step read in a data-space form of Table 1."""
+    family: str
+    roles: dict
+    problems: list
+
+
+def _mgnet_step(m: dict, states) -> MgStep | None:
     """u + c·B(g − A(u)) with g another state: (u, g, B, xi_terms, form_ok, offsets) or None, A(u) = ξ(u) + b
     with ξ the terms that read u and b the offsets of affine layers. Reads of earlier iterates (u[i-2]) or
     of other grids are not states here: those schemes have another form."""
@@ -100,7 +118,7 @@ def _mgnet_step(m: dict, states) -> tuple | None:
                 if lin and len(lin) + len(offs) == len(others):
                     xi = tuple(N.chain(((a, -c / gc),))[0] for a, c in lin)
                     b = tuple(N.chain(((a, -c / gc),))[0] for a, c in offs)
-                    return u, ga.base.name, B, xi, True, b
+                    return MgStep(u, ga.base.name, B, xi, True, b)
         # B applied to the parts of the residual separately: u + B(g) − B(A(u))
         if len(rest) >= 2:
             cs = [(N.chain((t,)), t[1]) for t in rest]
@@ -116,7 +134,7 @@ def _mgnet_step(m: dict, states) -> tuple | None:
                     gop = gs[0][0]
                     B = N.Op(gop.coef, fss[0][:k])
                     xi = tuple(N.Op(-op.coef / gop.coef, op.fs[k:]) for op, _ in us)
-                    return u, gs[0][1].name, B, xi, False, ()
+                    return MgStep(u, gs[0][1].name, B, xi, False)
     return None
 
 
@@ -187,14 +205,14 @@ def read_mgnet(ir, maps: dict, pos: tuple = ()) -> Reading | None:
         if r is None:
             return None
         per[key] = r
-    us = {r[0] for r in per.values()}
-    gs = {r[1] for r in per.values()}
+    us = {r.u for r in per.values()}
+    gs = {r.f for r in per.values()}
     if len(us) != 1 or len(gs) != 1:
         return None
     u, f = us.pop(), gs.pop()
     rd = Reading("mgnet", u, f, shape=f"{u} + B({f} − A({u})) (6.4)", nonneg=pos)
-    for key, (_, _, B, xi, _, b) in per.items():
-        rd.roles[key] = {"A": xi, "B": B, "b": b}
+    for key, r in per.items():
+        rd.roles[key] = {"A": r.xi, "B": r.B, "b": r.b}
     # premises, in the order the derivation uses them
     if pos:
         rd.premises.append(Premise(
@@ -205,12 +223,12 @@ def read_mgnet(ir, maps: dict, pos: tuple = ()) -> Reading | None:
         f"the step changes only {u}: {f} stays fixed within a grid (6.4)", "failed" if moved else "ok",
         ir.path, f"the step also assigns {', '.join(moved)}" if moved else "",
         ("fixed", moved[0]) if moved else ()))
-    bad_form = [key for key, r in per.items() if not r[4]]
+    bad_form = [key for key, r in per.items() if not r.residual]
     rd.premises.append(Premise(
         f"the extractor B acts on the residual {f} − A({u}) (6.4)", "failed" if bad_form else "ok", ir.path,
         (f"grid {bad_form[0][0]}, step {bad_form[0][1]}: B is applied to {f} and to A({u}) separately "
          f"(B({f}) − B(A({u}))); equal only for a linear B") if bad_form else "", ("model",) if bad_form else ()))
-    nonlin = [(key, x, f_) for key, r in per.items() for x in r[3] for f_ in x.fs
+    nonlin = [(key, x, f_) for key, r in per.items() for x in r.xi for f_ in x.fs
               if not f_.linear and f_.kind != "unbound"]
     if nonlin:
         key, x, f_ = nonlin[0]
@@ -220,14 +238,14 @@ def read_mgnet(ir, maps: dict, pos: tuple = ()) -> Reading | None:
             f"{f_.kind} in {_def(ir, f_.owner)} is {why}", ("linear-op", key, u, x)))
     else:
         k0 = next(iter(per))
-        off = next(((key, r[5]) for key, r in per.items() if r[5]), None)
+        off = next(((key, r.b) for key, r in per.items() if r.b), None)
         if off is None:
             rd.premises.append(Premise("A is linear: a convolution with no bias, no BN, no activation (3.17)", "ok",
-                                       where(ir, (per[k0][3][0].owners() or [""])[0])))
+                                       where(ir, (per[k0].xi[0].owners() or [""])[0])))
         else:
             rd.premises.append(Premise(
                 "A is affine, A(u) = W u + b with W linear: ξ := W; b cancels in r − W B(r) (3.17)", "ok",
-                where(ir, (per[k0][3][0].owners() or [""])[0]),
+                where(ir, (per[k0].xi[0].owners() or [""])[0]),
                 f"grid {off[0][0]}: b = {_show_xi(off[1])}"))
     untied = _untied(rd.roles, "A") or _untied(rd.roles, "b")
     rd.premises.append(Premise(
@@ -417,7 +435,7 @@ def _affine(fs) -> bool:
     return bool(fs) and all(f_.klass in ("linear", "affine") and f_.kind != "relu" for f_ in fs)
 
 
-def _data_step(m: dict, s: str):
+def _data_step(m: dict, s: str) -> DataStep | None:
     """The data-space reading of one step's normal form: (family, roles, structural problems)."""
     lc = m[s]
     me = (N.Atom((), N.Var(s)), 1.0)
@@ -433,11 +451,11 @@ def _data_step(m: dict, s: str):
                 if cut is None or not cut[0] or not _affine(cut[1][1:]) or not _affine(cut[0]):
                     probs.append("F = ξ∘σ∘η with ξ, η affine (7.8)")
                 xi, rest = cut if cut else ((), xop.fs)
-                return "resnet", {"xi": N.Op(-xop.coef, xi), "T": N.Op(1.0, rest)}, probs
+                return DataStep("resnet", {"xi": N.Op(-xop.coef, xi), "T": N.Op(1.0, rest)}, probs)
         if isinstance(base, N.Var) and base.name == s and op.fs[-1].kind == "relu" and len(op.fs) > 1:
             chi = op.fs[:-1]  # (8.8): chi a convolution with BN; Theorem 8.3's eta = [id, -id](chi - id) needs it
             probs = [] if _affine(chi) else ["χ is affine: a convolution (with BN), no activation (8.8)"]
-            return "classic-cnn", {"chi": N.Op(op.coef, chi)}, probs
+            return DataStep("classic-cnn", {"chi": N.Op(op.coef, chi)}, probs)
         if len(lc) == 1:
             return None
     if me in lc:
@@ -464,7 +482,7 @@ def _data_step(m: dict, s: str):
         ok = ok and k > 1 and k < len(r) and _affine(r[1:k]) and (k + 1 == len(r) or _affine(r[k + 1:]))
         if not ok:
             probs.append("the extractor is σ∘η∘σ with η affine (7.9)")
-        return fam, {"xi": N.Op(-xop.coef, xi), "B": N.Op(1.0, rest)}, probs
+        return DataStep(fam, {"xi": N.Op(-xop.coef, xi), "B": N.Op(1.0, rest)}, probs)
     # sigma-ResNet: relu(f) − ξ σ η σ(f): the extractor reads σ(f); ξ affine as in the ResNet it comes from (7.8)
     if xi and not _affine(xi):  # an empty ξ is the identity: affine
         probs.append("ξ is affine: a convolution (with BN), no activation or max pool (7.8), (8.3)")
@@ -472,10 +490,10 @@ def _data_step(m: dict, s: str):
     if not (len(r) >= 2 and r[0].kind == "relu" and _affine(r[1:-1]) and r[-1].kind == "relu"):
         if len(r) >= 2 and r[0].kind == "relu" and _affine(r[1:]):
             probs.append("the extractor reads σ(f), i.e. ξ∘σ∘η∘σ(f) (8.3)")
-            return fam, {"xi": N.Op(-xop.coef, xi), "T": N.Op(1.0, rest), "reads": "f"}, probs
+            return DataStep(fam, {"xi": N.Op(-xop.coef, xi), "T": N.Op(1.0, rest), "reads": "f"}, probs)
         probs.append("the step is σ(f) − ξ∘σ∘η∘σ(f) with η affine (8.3)")
-        return fam, {"xi": N.Op(-xop.coef, xi), "T": N.Op(1.0, rest[:-1]), "reads": "relu"}, probs
-    return fam, {"xi": N.Op(-xop.coef, xi), "T": N.Op(1.0, rest[:-1]), "reads": "relu"}, probs
+        return DataStep(fam, {"xi": N.Op(-xop.coef, xi), "T": N.Op(1.0, rest[:-1]), "reads": "relu"}, probs)
+    return DataStep(fam, {"xi": N.Op(-xop.coef, xi), "T": N.Op(1.0, rest[:-1]), "reads": "relu"}, probs)
 
 
 def read_data(ir, maps: dict) -> Reading | None:
@@ -494,7 +512,7 @@ def read_data(ir, maps: dict) -> Reading | None:
         if reads - {s}:
             return None
         per[key] = r
-    fams = {r[0] for r in per.values()}
+    fams = {r.family for r in per.values()}
     if len(fams) != 1:
         return None
     fam = fams.pop()
@@ -502,15 +520,15 @@ def read_data(ir, maps: dict) -> Reading | None:
                                 "sigma-resnet": f"σ({s}) − ξ∘σ∘η∘σ({s}) (8.3)",
                                 "resnet": f"σ({s} − ξ∘σ∘η({s})) (7.8)",
                                 "classic-cnn": f"χ∘σ({s}) (8.8)"}[fam])
-    for key, (_, roles, _) in per.items():
-        rd.roles[key] = roles
-    probs = [(key, p) for key, r in per.items() for p in r[2]]
+    for key, r in per.items():
+        rd.roles[key] = r.roles
+    probs = [(key, p) for key, r in per.items() for p in r.problems]
     if fam == "iresnet":
-        bad = [(key, f_) for key, r in per.items() for f_ in r[1]["xi"].fs if not f_.linear]
-        empty = [key for key, r in per.items() if not r[1]["xi"].fs]
+        bad = [(key, f_) for key, r in per.items() for f_ in r.roles["xi"].fs if not f_.linear]
+        empty = [key for key, r in per.items() if not r.roles["xi"].fs]
         if bad or empty:
             key = (bad or [(empty[0], None)])[0][0]
-            X = per[key][1]
+            X = per[key].roles
             f_ = bad[0][1] if bad else X["B"].fs[0]
             owner = f_.owner or f_.name
             detail = (f"{f_.kind} in {_def(ir, owner)} is {f_.klass}" if bad else
