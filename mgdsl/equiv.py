@@ -98,7 +98,7 @@ class Relation:
     premises: tuple = ()
     terminal: bool = False  # compares only and hands no trajectory to a next relation: ends every chain
     tying: tuple = ()       # the target roles whose slots the tying map lists
-    fixes: bool = False     # its construction fixes operators (δ̂, stencils): shared slots are no tying
+    fixes: bool = False     # its construction fixes operators (the stencils): shared slots are no tying
 
     @property
     def ties(self) -> bool:
@@ -147,7 +147,7 @@ RELATIONS = [
               Step("relu(x) − relu(−x) = x", "(8.17), (8.21)", "δ̂∘σ∘[id, −id] = −id (the paper prints "
                    "relu(x) + relu(−x), which is |x|)"),
               Step("substitute", "(8.22)", "σ(f) − δ̂ση(σf) = σ(f) + (χ − id)(σf) = χ(σ(f))")),
-             tying=("xi", "T"), fixes=True),
+             tying=("xi", "T")),
     Relation("linear-mgnet", "mg0", "equivalent", "Theorem 6.1",
              "ũ^{l,i} = u^{l,i} + ũ^{l,0}, f̃^l = f^l + A^l ũ^{l,0} (6.10), for any Π", "thm61",
              (Step("induction hypothesis", "(6.10)", "f̃^l = f^l + A^l ũ^{l,0},  u^{l,i} = ũ^{l,i} − ũ^{l,0}"),
@@ -402,7 +402,7 @@ def _check(ir, tfam, tir, trd, res: Result, trials: int, seed: int, stack: conte
 def _tied(path: list[Edge], res: Result) -> None:
     """The spec ties what the target leaves free (one operator for several of the target's slots: per grid
     against per step, one for the model against one per grid): a special case, with the tying map.
-    Theorems 8.3 and 6.1 fix operators by construction (δ̂, the stencils) and are left as they are."""
+    Theorem 6.1 fixes operators by construction (the stencils, R in the Galerkin A) and is left as it is."""
     if not res.ties or any(e.fixes for e in path):
         return
     res.verdict = "special-case"

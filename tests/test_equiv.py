@@ -213,7 +213,9 @@ def test_a_premise_that_fails_only_off_the_networks_states_is_no_counterexample(
 TIED_XI = [("tests/equiv_corpus/resnet-base.mg", "xi[l, i]  = bn . conv3(f -> f)", "xi[l]  = bn . conv3(f -> f)",
             "resnet"),
            ("tests/equiv_corpus/iresnet-base.mg", "xi[l, i]  = conv3(f -> f)", "xi[l]  = conv3(f -> f)", "iresnet"),
-           ("tests/equiv_corpus/mgnet-base.mg", "A[l]    = conv3(u -> f)", "A    = conv3(u -> f)", "mgnet")]
+           ("tests/equiv_corpus/mgnet-base.mg", "A[l]    = conv3(u -> f)", "A    = conv3(u -> f)", "mgnet"),
+           ("tests/equiv_corpus/classic-cnn-base.mg", "chi[l, i] = bn . conv3(f -> f)", "chi[l] = bn . conv3(f -> f)",
+            "mg-resnet")]
 NO_INDEX = ("A[l+1](u[l+1])", "A(u[l+1])")
 
 
