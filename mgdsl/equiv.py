@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from . import forms
 from . import normal as N
-from .forms import Premise, Reading
+from .forms import Premise, Reading, Witness
 from .ir import shape_text
 
 FAMILIES = ["mg0", "linear-mgnet", "mgnet", "mg-iresnet", "iresnet", "mg-resnet", "sigma-resnet", "resnet",
@@ -74,9 +74,9 @@ def relu_input_premise(ir, rd: Reading) -> Premise:
                 continue
             return Premise(text, "failed", forms.where(ir, n.inst),
                            f"grid {level} starts from {n.inst}, whose last layer is {fs[-1].kind if fs else '?'}",
-                           ("relu-input", rd.state))
+                           Witness("relu-input", rd.state))
         return Premise(text, "failed", ir.path, f"grid {level} starts from a {n.op} node, not a ReLU output",
-                       ("relu-input", rd.state))
+                       Witness("relu-input", rd.state))
     return Premise(text, "ok")
 
 
@@ -429,7 +429,7 @@ def _refute(spec, srd: Reading, p: Premise, path, swap, trials: int, tfam: str, 
         res.reason = f"{p.text}: {p.detail}" if p.detail else p.text
         return
     aside = ""
-    if p.witness and p.witness[0] != "model":
+    if p.witness and p.witness.kind != "model":
         sp = _same_premise(srd, p)
         w = max(X.witness(spec, srd, sp, t) for t in range(trials)) if sp is not None else 0.0
         if w > TOL:
@@ -484,8 +484,8 @@ def _same_premise(srd: Reading, p: Premise) -> Premise | None:
     for q in srd.premises:
         if q.text == p.text and q.witness:
             return q
-    if p.witness and p.witness[0] in ("tied", "linear-op"):
-        keys = [k for k in p.witness[1:] if isinstance(k, tuple)]
+    if p.witness and p.witness.kind in ("tied", "linear-op"):
+        keys = p.witness.keys
         return p if all(k in srd.roles for k in keys) else None
     return p if p.witness else None
 
@@ -503,7 +503,7 @@ def _narrowing(ir, rd: Reading, tfam: str):
             return path, [Premise("ξ is one operator per grid, shared by its steps (8.6), (8.7)", "failed",
                                   forms.where(ir, (xi.owners() or [""])[0]),
                                   f"grid {pair[0][0]}: step {pair[0][1]} uses {xi.show()}, step {pair[1][1]} uses "
-                                  f"{rd.roles[pair[1]]['xi'].show()}", ("tied", pair[0], pair[1], "xi", rd.state))], None
+                                  f"{rd.roles[pair[1]]['xi'].show()}", Witness("tied", rd.state, pair, "xi"))], None
     if rd.family == "mgnet" and tfam in ("linear-mgnet", "mg0"):
         extra = forms.linear_mgnet_premises(ir, rd)
         return relate("linear-mgnet", tfam), extra, None

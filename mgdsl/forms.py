@@ -16,6 +16,21 @@ DATA_FAMILIES = ("iresnet", "mg-iresnet", "sigma-resnet", "mg-resnet", "resnet",
 FEATURE_FAMILIES = ("mgnet", "linear-mgnet", "mg0")
 
 
+@dataclass(frozen=True)
+class Witness:
+    """What the numerics evaluate when a premise fails: `model` (the relation's own numerics), `fixed` (a
+    state that should not move), `relu-input` (a grid input that should be a ReLU output), `linear-op`
+    (op at keys[0] on the state), `tied` (role at keys[0] against keys[1] on the state)."""
+    kind: str
+    state: str = ""
+    keys: tuple = ()
+    role: str = ""
+    op: object = None
+
+
+MODEL = Witness("model")
+
+
 @dataclass
 class Premise:
     """One hypothesis of a form or theorem: ok, failed (refuted from the IR), or unproved."""
@@ -23,7 +38,7 @@ class Premise:
     status: str = "ok"  # ok | failed | unproved
     where: str = ""
     detail: str = ""
-    witness: tuple = ()  # what the numerics evaluate when it fails: (kind, ...)
+    witness: Witness | None = None  # what the numerics evaluate when it fails
 
 
 @dataclass
@@ -222,12 +237,12 @@ def read_mgnet(ir, maps: dict, pos: tuple = ()) -> Reading | None:
     rd.premises.append(Premise(
         f"the step changes only {u}: {f} stays fixed within a grid (6.4)", "failed" if moved else "ok",
         ir.path, f"the step also assigns {', '.join(moved)}" if moved else "",
-        ("fixed", moved[0]) if moved else ()))
+        Witness("fixed", moved[0]) if moved else None))
     bad_form = [key for key, r in per.items() if not r.residual]
     rd.premises.append(Premise(
         f"the extractor B acts on the residual {f} − A({u}) (6.4)", "failed" if bad_form else "ok", ir.path,
         (f"grid {bad_form[0][0]}, step {bad_form[0][1]}: B is applied to {f} and to A({u}) separately "
-         f"(B({f}) − B(A({u}))); equal only for a linear B") if bad_form else "", ("model",) if bad_form else ()))
+         f"(B({f}) − B(A({u}))); equal only for a linear B") if bad_form else "", MODEL if bad_form else None))
     nonlin = [(key, x, f_) for key, r in per.items() for x in r.xi for f_ in x.fs
               if not f_.linear and f_.kind != "unbound"]
     if nonlin:
@@ -235,7 +250,7 @@ def read_mgnet(ir, maps: dict, pos: tuple = ()) -> Reading | None:
         why = {"affine": "affine (a bias or BN)", "nonlinear": "non-linear", "unknown": "not known here"}[f_.klass]
         rd.premises.append(Premise(
             "A is linear: a convolution with no bias, no BN, no activation (3.17)", "failed", where(ir, f_.owner),
-            f"{f_.kind} in {_def(ir, f_.owner)} is {why}", ("linear-op", key, u, x)))
+            f"{f_.kind} in {_def(ir, f_.owner)} is {why}", Witness("linear-op", u, (key,), op=x)))
     else:
         k0 = next(iter(per))
         off = next(((key, r.b) for key, r in per.items() if r.b), None)
@@ -253,7 +268,7 @@ def read_mgnet(ir, maps: dict, pos: tuple = ()) -> Reading | None:
         where(ir, (rd.roles[untied[0]]["A"][0].owners() or [""])[0]) if untied else "",
         (f"grid {untied[0][0]}: step {untied[0][1]} uses {_show_xi(rd.roles[untied[0]]['A'])}, "
          f"step {untied[1][1]} uses {_show_xi(rd.roles[untied[1]]['A'])}") if untied else "",
-        ("tied", untied[0], untied[1], "A", u) if untied else ()))
+        Witness("tied", u, untied, "A") if untied else None))
     if not untied and not nonlin and not bad_form and not moved:
         rd.premises.append(transition(ir, rd, linear_R=False))
     return rd
@@ -285,18 +300,18 @@ def linear_mgnet_premises(ir, rd: Reading) -> list[Premise]:
     off = next(((key, r["b"]) for key, r in sorted(rd.roles.items()) if r.get("b")), None)
     if off is not None:
         return [Premise("A is linear, no offset (Theorem 6.1)", "failed", ir.path,
-                        f"grid {off[0][0]}: A has the offset {_show_xi(off[1])}", ("model",))]
+                        f"grid {off[0][0]}: A has the offset {_show_xi(off[1])}", MODEL)]
     nonlin = [(key, f_) for key, r in rd.roles.items() for f_ in r["B"].fs if not f_.linear]
     if nonlin:
         key, f_ = nonlin[0]
         out.append(Premise("B = S is linear (Theorem 6.1)", "failed", where(ir, f_.owner),
-                           f"{f_.kind} in {_def(ir, f_.owner)} is {f_.klass}", ("linear-op", key, rd.data, rd.roles[key]["B"])))
+                           f"{f_.kind} in {_def(ir, f_.owner)} is {f_.klass}", Witness("linear-op", rd.data, (key,), op=rd.roles[key]["B"])))
         return out
     out.append(Premise("B = S is linear (Theorem 6.1)", "ok"))
     untied = _untied(rd.roles, "B")
     out.append(Premise("B = S^l is one operator per grid (Theorem 6.1)", "failed" if untied else "ok",
                        ir.path, f"grid {untied[0][0]} uses different B in steps {untied[0][1]} and {untied[1][1]}"
-                       if untied else "", ("tied", untied[0], untied[1], "B", rd.data) if untied else ()))
+                       if untied else "", Witness("tied", rd.data, untied, "B") if untied else None))
     if untied:
         return out
     co = transition(ir, rd)
@@ -331,12 +346,12 @@ def transition(ir, rd: Reading, linear_R: bool = True) -> Premise:
             got = [N.chain((t,))[0] for t in lc if N.chain((t,))[1] == nxt]
             why = (f"{f}[l+1] has no term A^{{l+1}}({u}[l+1]) though {u}[l+1] does not start at 0" if not got else
                    f"the added term uses {_show_xi(tuple(got))}, the smoothing A is {_show_xi(A_n[0])}")
-            return Premise(text, "failed", ir.path, f"grid {level + 1}: {why}", ("model",))
+            return Premise(text, "failed", ir.path, f"grid {level + 1}: {why}", MODEL)
         R, base = N.chain(down)
         bad = [x for x in R.fs if not x.linear] if linear_R else []
         if bad:
             return Premise(text, "failed", where(ir, bad[0].owner),
-                           f"{bad[0].kind} in {_def(ir, bad[0].owner)} is {bad[0].klass}", ("model",))
+                           f"{bad[0].kind} in {_def(ir, bad[0].owner)} is {bad[0].klass}", MODEL)
         want = N.add(N.var(f), _applied(A_l, N.Var(u)), scale=(1.0, -1.0))
         if not isinstance(base, tuple) or N.add(base, scale=(R.coef,)) != N.add(want, scale=(R.coef,)):
             shown = N.show(base) if isinstance(base, tuple) else getattr(base, "name", "?")
@@ -344,7 +359,7 @@ def transition(ir, rd: Reading, linear_R: bool = True) -> Premise:
                            f"grid {level}: R is applied to {shown}, not to the residual {f} − A^l({u}) of the "
                            f"smoothing" + (f" (grid {level + 1} starts from R(r) − A^{{{level + 1}}}(0): the offset "
                                            "of A^{l+1} does not cancel)" if N.chain(down)[0] == N.IDENTITY else ""),
-                           ("model",))
+                           MODEL)
     return Premise(text, "ok")
 
 
@@ -537,14 +552,14 @@ def read_data(ir, maps: dict) -> Reading | None:
             full = X["xi"].fs + X["B"].fs
             cand = N.Op(1.0, X["xi"].fs) if bad else N.Op(1.0, _prefix_owned(full))
             rd.premises.append(Premise(f"ξ = {f_.name} is linear: no bias, no BN, no activation (7.9)", "failed",
-                                       where(ir, owner), detail, ("linear-op", key, s, cand)))
+                                       where(ir, owner), detail, Witness("linear-op", s, (key,), op=cand)))
             return rd
         rd.premises.append(Premise("ξ is linear: no bias, no BN, no activation (7.9)", "ok",
                                    where(ir, (next(iter(rd.roles.values()))["xi"].owners() or [""])[0])))
     if probs:
         key, p = probs[0]
         rd.premises.append(Premise(p, "failed", ir.path, f"grid {key[0]}, step {key[1]}: the step is "
-                                   f"{s} = {N.show(maps[key][s])}", ("model",)))
+                                   f"{s} = {N.show(maps[key][s])}", MODEL))
         return rd
     if fam == "iresnet" and not _untied(rd.roles, "xi"):
         rd.family = "mg-iresnet"

@@ -523,17 +523,18 @@ def witness(spec: SpecRun, rd, premise, trial: int) -> float:
     """Evaluate what refutes a premise: a linearity counterexample, a state that moves, two operators that
     should be one. 0 when nothing refutes it."""
     st = spec.states(trial)
-    kind = premise.witness[0] if premise.witness else None
+    w = premise.witness
+    kind = w.kind if w else None
     g = torch.Generator().manual_seed(spec.seed * 31 + trial)
     with torch.no_grad():
         if kind == "fixed":  # every iterate of the state on its grid against the grid's first
-            s = premise.witness[1]
+            s = w.state
             return max((_err(v, st[(s, lv, "down", 0)]) for lv, i, v in _iterates(st, s) if i > 0), default=0.0)
         if kind == "relu-input":  # the grid's first iterate of the state is left as it is by σ
-            s = premise.witness[1]
+            s = w.state
             return max((_err(torch.relu(v), v) for _, i, v in _iterates(st, s) if i == 0), default=0.0)
         if kind == "linear-op":
-            (level, i), s, op = premise.witness[1:]
+            ((level, i),), s, op = w.keys, w.state, w.op
             try:
                 m = spec.carry(op)
             except Uncarried:
@@ -543,7 +544,7 @@ def witness(spec: SpecRun, rd, premise, trial: int) -> float:
             y = torch.randn(x.shape, generator=g, dtype=x.dtype)
             return _err(m(0.7 * x - 1.3 * y), 0.7 * m(x) - 1.3 * m(y))
         if kind == "tied":
-            k1, k2, role, s = premise.witness[1:]
+            (k1, k2), role, s = w.keys, w.role, w.state
             try:
                 a, b = spec.carry(rd.roles[k1][role]), spec.carry(rd.roles[k2][role])
             except Uncarried:
