@@ -481,8 +481,9 @@ def _normal_text(ir, rd: Reading) -> str:
 
 def _same_premise(srd: Reading, p: Premise) -> Premise | None:
     """The premise as read on the reduced-size IR (whose roles the numerics carry)."""
-    for q in srd.premises:
-        if q.text == p.text and q.witness:
+    same = (p.witness.kind, p.witness.role, p.witness.state) if p.witness else None
+    for q in srd.premises:  # matched by what its witness evaluates, not by its wording
+        if q.witness and (q.witness.kind, q.witness.role, q.witness.state) == same:
             return q
     if p.witness and p.witness.kind in ("tied", "linear-op"):
         keys = p.witness.keys
