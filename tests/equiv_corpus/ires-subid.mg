@@ -1,4 +1,4 @@
-# xi = conv3 . sub_id(relu . conv3): sub_id(C) = C - id is as non-linear as C, so xi is not linear (7.9) (found by an adversarial review)
+# xi = conv3 . sub_id(relu . conv3): sub_id(C) = C - id is as non-linear as C, so xi is not linear (7.9) (found by an adversarial review); against the MgNet family the spec runs as itself, so undecided (the linearity counterexample leaves the network's states)
 # expect: iresnet=undecided
 model ires_subid {
   param width = 4

@@ -1,4 +1,4 @@
-# S = jacobi(A) . sub_id(relu . conv3) is not linear: not a linear MgNet (Theorem 6.1), but an MgNet (found by an adversarial review)
+# S = jacobi(A) . sub_id(relu . conv3) is not linear: not a linear MgNet (Theorem 6.1), but an MgNet (found by an adversarial review); with the nonlinear S the MG0 numerics find no difference on the network's states (undecided), S one per grid against MgNet's per-step B is a tying
 # expect: linear-mgnet=undecided mg0=undecided mgnet=special-case
 model linear_mgnet_base {
   param n = 17

@@ -1,4 +1,4 @@
-# xi = conv1 . conv3(bias): a bias hidden in the composition
+# xi = conv1 . conv3(bias): a bias hidden in the composition: vs mgnet the offset is added every step and does not cancel (not-equivalent); in its own family undecided
 # expect: mg-iresnet=undecided iresnet=undecided mgnet=not-equivalent
 model mg_iresnet_xi_hidden_bias {
   param width = 4

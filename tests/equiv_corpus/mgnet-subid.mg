@@ -1,4 +1,4 @@
-# A = conv3 . sub_id(relu . bn . conv3) is not linear (3.17) though sub_id's own layer class says linear (found by an adversarial review)
+# A = conv3 . sub_id(relu . bn . conv3) is not linear (3.17) though sub_id's own layer class says linear (found by an adversarial review); against the MgNet family the spec runs as itself, so undecided (the linearity counterexample leaves the network's states)
 # expect: mgnet=undecided
 model mgnet_base {
   param width = 4
