@@ -334,11 +334,7 @@ def _check(ir, tfam, tir, trd, res: Result, trials: int, seed: int, stack: conte
     if trd is not None:
         premises.append(Premise(f"the target {tir.path} has the {tfam} form ({trd.shape})", "ok"))
     small, res.note = _small(ir)
-    h, w = (small.input_ty.shape + (1, 1))[1:3]
-    if small.total_params > MAX_PARAMS or h * w > MAX_PIXELS:
-        res.premises = premises
-        res.reason = (f"the numerics would run the model at full size ({small.total_params:,} parameters, "
-                      f"input {h}x{w}); give the spec a `param width` (and `n`) so that they can run small")
+    if _too_large(small, premises, res):
         return
     srd = forms.read(small) if small is not ir else rd
     from . import numerics as X
@@ -349,36 +345,16 @@ def _check(ir, tfam, tir, trd, res: Result, trials: int, seed: int, stack: conte
         res.premises.append(p)
         if p.status == "ok":
             continue
-        res.derivation.append(Step("stopped", "", f"the premise “{p.text}” {'fails' if p.status == 'failed' else 'is not proved'}"
-                                   f"{': ' + p.detail if p.detail else ''}; the rule is not applied"))
         _refute(spec, srd, p, path, swap, trials, tfam, small, res)
         return
     if swap is not None:
-        err, where = _numerics(spec, srd, [], swap, trials, tfam, small, None, None)
-        res.max_error = err
-        res.derivation.append(Step("replace σ(f) by f", "(8.7)", "the same weights in the other form"))
-        if err > TOL:
-            res.verdict, res.counterexample = "not-equivalent", where
-            res.reason = "Mg-ResNet and Mg-iResNet differ by σ(f) ↔ f (8.7): a counterexample with the same weights"
-        else:
-            res.verdict = "undecided"
-            res.reason = "σ(f) ↔ f (8.7) changed nothing on these inputs (all states ≥ 0?); no relation proves it"
+        _swap(spec, srd, swap, trials, tfam, small, res)
         return
     res.derivation += derive(rd, path)
     file_target = tir if (trd is not None and path and path[-1].numerics == "thm61") or \
         (trd is not None and not path and tfam == "mg0") else None
-    if file_target is not None:  # Theorem 6.1 relates the iterates of every grid; the rest must be the same
-        if ir.grids != tir.grids:
-            res.verdict = "not-equivalent"
-            res.counterexample = {"grids": {"spec": ir.grids, "target": tir.grids}}
-            res.reason = f"the spec has {ir.grids} grids, the target {tir.path} {tir.grids}"
-            return
-        mine, theirs = ir.equations.get("output"), tir.equations.get("output")
-        if repr(mine) != repr(theirs):
-            res.verdict = "undecided"
-            res.reason = (f"the output is computed differently ({_output_text(ir)} vs {_output_text(tir)} in "
-                          f"{tir.path}): Theorem 6.1 relates the iterates on every grid, not what is made of them")
-            return
+    if file_target is not None and _file_differs(ir, tir, res):
+        return
     err, where = _numerics(spec, srd, path, None, trials, tfam, small, file_target, res)
     res.max_error = err
     if err > TOL:
@@ -397,6 +373,45 @@ def _check(ir, tfam, tir, trd, res: Result, trials: int, seed: int, stack: conte
         return
     res.verdict = combine(path)
     _tied(path, res)
+
+
+def _too_large(small, premises: list, res: Result) -> bool:
+    """A model too large to run in seconds: undecided, saying how to make it small."""
+    h, w = (small.input_ty.shape + (1, 1))[1:3]
+    if small.total_params <= MAX_PARAMS and h * w <= MAX_PIXELS:
+        return False
+    res.premises = premises
+    res.reason = (f"the numerics would run the model at full size ({small.total_params:,} parameters, "
+                  f"input {h}x{w}); give the spec a `param width` (and `n`) so that they can run small")
+    return True
+
+
+def _swap(spec, srd: Reading, swap, trials: int, tfam: str, small, res: Result) -> None:
+    """Mg-ResNet ↔ Mg-iResNet: the same weights with σ(f) replaced by f (8.7), run on the same inputs."""
+    err, where = _numerics(spec, srd, [], swap, trials, tfam, small, None, None)
+    res.max_error = err
+    res.derivation.append(Step("replace σ(f) by f", "(8.7)", "the same weights in the other form"))
+    if err > TOL:
+        res.verdict, res.counterexample = "not-equivalent", where
+        res.reason = "Mg-ResNet and Mg-iResNet differ by σ(f) ↔ f (8.7): a counterexample with the same weights"
+    else:
+        res.verdict = "undecided"
+        res.reason = "σ(f) ↔ f (8.7) changed nothing on these inputs (all states ≥ 0?); no relation proves it"
+
+
+def _file_differs(ir, tir, res: Result) -> bool:
+    """Theorem 6.1 against a target file relates the iterates of every grid; the rest must be the same."""
+    if ir.grids != tir.grids:
+        res.verdict = "not-equivalent"
+        res.counterexample = {"grids": {"spec": ir.grids, "target": tir.grids}}
+        res.reason = f"the spec has {ir.grids} grids, the target {tir.path} {tir.grids}"
+        return True
+    if repr(ir.equations.get("output")) != repr(tir.equations.get("output")):
+        res.verdict = "undecided"
+        res.reason = (f"the output is computed differently ({_output_text(ir)} vs {_output_text(tir)} in "
+                      f"{tir.path}): Theorem 6.1 relates the iterates on every grid, not what is made of them")
+        return True
+    return False
 
 
 def _tied(path: list[Edge], res: Result) -> None:
@@ -418,6 +433,8 @@ def _refute(spec, srd: Reading, p: Premise, path, swap, trials: int, tfam: str, 
     only off the states the network reaches is no counterexample). The premise's own witness, which may
     leave those states (a linearity test on other inputs), is reported, never a verdict."""
     from . import numerics as X
+    res.derivation.append(Step("stopped", "", f"the premise “{p.text}” {'fails' if p.status == 'failed' else 'is not proved'}"
+                               f"{': ' + p.detail if p.detail else ''}; the rule is not applied"))
     err, where, skipped = 0.0, {}, ""
     try:
         err, where = _numerics(spec, srd, path[:1] if path else [], swap, trials, tfam, small, None, None)
