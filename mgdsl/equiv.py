@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from . import forms
 from . import normal as N
-from .forms import Premise, Reading
+from .forms import Premise, Reading, Witness
 from .ir import shape_text
 
 FAMILIES = ["mg0", "linear-mgnet", "mgnet", "mg-iresnet", "iresnet", "mg-resnet", "sigma-resnet", "resnet",
@@ -27,62 +27,7 @@ FAMILIES = ["mg0", "linear-mgnet", "mgnet", "mg-iresnet", "iresnet", "mg-resnet"
 TOL = 1e-9
 MAX_PARAMS = 20_000_000  # numerics beyond this size would take minutes: undecided, with how to make it small
 MAX_PIXELS = 128 * 128
-# relations whose change of variables needs A / ξ linear and one per grid: their numerics refute those premises
-USES_LINEARITY = ("thm81", "thm81_back", "thm61")
 EXIT = {"equivalent": 0, "special-case": 0, "not-equivalent": 1, "undecided": 3}
-
-
-@dataclass(frozen=True)
-class Edge:
-    """One relation of the paper between two forms; `run` names the numerics that confirm it."""
-    src: str
-    dst: str
-    kind: str  # equivalent | special-case
-    rule: str
-    relation: str
-    run: str
-
-
-EDGES = [
-    Edge("mgnet", "mg-iresnet", "equivalent", "Theorem 8.1", "r^{l,i} = f^l − ξ^l u^{l,i} (8.2) with ξ^l = A^l",
-         "thm81"),
-    Edge("mg-iresnet", "mgnet", "equivalent", "Theorem 8.1, read backwards",
-         "f^l = r^{l,0}, u^{l,0} = 0, u^{l,i} = u^{l,i−1} + B^{l,i}(r^{l,i−1}), A^l = ξ^l", "thm81_back"),
-    Edge("mg-iresnet", "iresnet", "special-case", "(8.7)", "tying ξ^{l,i} = ξ^l for every step i", "tie"),
-    Edge("mg-resnet", "sigma-resnet", "special-case", "(8.7)", "tying ξ^{l,i} = ξ^l for every step i", "tie"),
-    Edge("resnet", "sigma-resnet", "equivalent", "Lemma 8.2",
-         "f̃^{l,i} = f^{l,i−1} − ξ^{l,i}ση^{l,i}(f^{l,i−1}) (8.4), f^{l,i} = σ(f̃^{l,i})", "lemma82"),
-    Edge("sigma-resnet", "resnet", "equivalent", "Lemma 8.2, read backwards", "f^{l,i} = σ(f̃^{l,i}) (8.4)",
-         "lemma82_back"),
-    Edge("classic-cnn", "mg-resnet", "equivalent", "Theorem 8.3",
-         "ξ^l = δ̂ (8.12), η^{l,i} = [id, −id]∘(χ^{l,i} − id) (8.13)", "thm83"),
-    Edge("linear-mgnet", "mg0", "equivalent", "Theorem 6.1",
-         "ũ^{l,i} = u^{l,i} + ũ^{l,0}, f̃^l = f^l + A^l ũ^{l,0} (6.10), for any Π", "thm61"),
-    Edge("mg0", "linear-mgnet", "equivalent", "definition", "MG0 is a linear MgNet with Π = 0", "same"),
-    Edge("linear-mgnet", "mgnet", "equivalent", "definition", "a linear MgNet is an MgNet", "same"),
-]
-
-
-def relate(src: str, tgt: str) -> list[Edge] | None:
-    """The shortest chain of relations src -> tgt ([] when they are the same form); None when there is none."""
-    if src == tgt:
-        return []
-    frontier, seen = [(src, [])], {src}
-    while frontier:
-        nxt = []
-        for node, path in frontier:
-            for e in EDGES:
-                if e.src == node and e.dst not in seen:
-                    seen.add(e.dst)
-                    if e.dst == tgt:
-                        return path + [e]
-                    nxt.append((e.dst, path + [e]))
-        frontier = nxt
-    return None
-
-
-def combine(path: list[Edge]) -> str:
-    return "special-case" if any(e.kind == "special-case" for e in path) else "equivalent"
 
 
 @dataclass
@@ -129,56 +74,126 @@ def relu_input_premise(ir, rd: Reading) -> Premise:
                 continue
             return Premise(text, "failed", forms.where(ir, n.inst),
                            f"grid {level} starts from {n.inst}, whose last layer is {fs[-1].kind if fs else '?'}",
-                           ("relu-input", rd.state))
+                           Witness("relu-input", rd.state))
         return Premise(text, "failed", ir.path, f"grid {level} starts from a {n.op} node, not a ReLU output",
-                       ("relu-input", rd.state))
+                       Witness("relu-input", rd.state))
     return Premise(text, "ok")
 
 
-def edge_premises(ir, rd: Reading, path: list[Edge]) -> list[Premise]:
-    out = []
-    if any(e.run == "thm81" for e in path or []):  # definitions before it keep the roles: the spec's B
-        out.append(extractor_premise(ir, rd))
-    if path and path[0].run == "lemma82":
-        out.append(relu_input_premise(ir, rd))
-    return out
+# ------------------------------------------------------------------ the relations of the paper, one record each
+
+@dataclass(frozen=True)
+class Relation:
+    """One relation of the paper between two forms: everything the check does with it, in one record (like
+    prims.PRIMS for primitives): the rule, the premises it adds (functions of the spec's IR and reading,
+    each returning a Premise with its own witness), the derivation it writes, the numerics that run it
+    (a Run method, or `same`: the identity correspondence to `dst`), and whether it ties weights."""
+    src: str
+    dst: str
+    kind: str  # equivalent | special-case (a tying of (8.7))
+    rule: str
+    relation: str
+    numerics: str
+    derivation: tuple = ()
+    premises: tuple = ()
+    terminal: bool = False  # compares only and hands no trajectory to a next relation: ends every chain
+    tying: tuple = ()       # the target roles whose slots the tying map lists
+    fixes: bool = False     # its construction fixes operators (the stencils): shared slots are no tying
+
+    @property
+    def ties(self) -> bool:
+        return self.kind == "special-case"
+
+    def runner(self, run):
+        """The numerics of this relation on a numerics.Run."""
+        return run.same(self.dst) if self.numerics == "same" else getattr(run, self.numerics)
 
 
-def derive(rd: Reading, path: list[Edge]) -> list[Step]:
+def _tie(src: str, dst: str) -> Relation:
+    return Relation(src, dst, "special-case", "(8.7)", "tying ξ^{l,i} = ξ^l for every step i", "same",
+                    (Step("tie ξ^{l,i} = ξ^l", "(8.7)", f"{src} is {dst} with one ξ per grid"),), tying=("xi",))
+
+
+RELATIONS = [
+    Relation("mgnet", "mg-iresnet", "equivalent", "Theorem 8.1",
+             "r^{l,i} = f^l − ξ^l u^{l,i} (8.2) with ξ^l = A^l", "thm81",
+             (Step("change of variables r = f − ξu, ξ^l := A^l", "(8.2)", "r^{l,i} = f^l − A^l(u^{l,i})"),
+              Step("linearity of ξ^l, one ξ^l per grid", "(3.17)",
+                   "A(u + B(r)) = A(u) + A(B(r)), so r^{l,i} = r^{l,i−1} − ξ^l B^{l,i}(r^{l,i−1})"),
+              Step("Mg-iResNet form", "(8.1), Table 1", "f^{l,i} = f^{l,i−1} − ξ^l∘σ∘η^{l,i}∘σ(f^{l,i−1})")),
+             (extractor_premise,), tying=("xi",)),
+    Relation("mg-iresnet", "mgnet", "equivalent", "Theorem 8.1, read backwards",
+             "f^l = r^{l,0}, u^{l,0} = 0, u^{l,i} = u^{l,i−1} + B^{l,i}(r^{l,i−1}), A^l = ξ^l", "thm81_back",
+             (Step("definition of the features", "(8.2)",
+                   "u^{l,0} = 0, f^l = r^{l,0}, u^{l,i} = u^{l,i−1} + B^{l,i}(r^{l,i−1})"),
+              Step("linearity of ξ", "(3.17)", "f^l − ξu^{l,i} = r^{l,i−1} − ξB(r^{l,i−1}) = r^{l,i}: (6.4)")),
+             terminal=True),
+    _tie("mg-iresnet", "iresnet"),
+    _tie("mg-resnet", "sigma-resnet"),
+    Relation("resnet", "sigma-resnet", "equivalent", "Lemma 8.2",
+             "f̃^{l,i} = f^{l,i−1} − ξ^{l,i}ση^{l,i}(f^{l,i−1}) (8.4), f^{l,i} = σ(f̃^{l,i})", "lemma82",
+             (Step("pre-activation state", "(8.4)", "f̃^{l,i} = f^{l,i−1} − ξση(f^{l,i−1}), f^{l,i} = σ(f̃^{l,i})"),
+              Step("substitute f^{l,i−1} = σ(f̃^{l,i−1})", "(8.5)", "f̃^{l,i} = σ(f̃^{l,i−1}) − ξσησ(f̃^{l,i−1})"),
+              Step("σ-ResNet form", "(8.3)", "with f̃^{l,0} := f^{l,0}, a ReLU output")),
+             (relu_input_premise,), terminal=True),
+    Relation("sigma-resnet", "resnet", "equivalent", "Lemma 8.2, read backwards", "f^{l,i} = σ(f̃^{l,i}) (8.4)",
+             "lemma82_back",
+             (Step("f^{l,i} := σ(f̃^{l,i})", "(8.4)",
+                   "σ(f̃^{l,i}) = σ(f^{l,i−1} − ξση(f^{l,i−1})): the ResNet step (7.8)"),), terminal=True),
+    Relation("classic-cnn", "mg-resnet", "equivalent", "Theorem 8.3",
+             "ξ^l = δ̂ (8.12), η^{l,i} = [id, −id]∘(χ^{l,i} − id) (8.13)", "thm83",
+             (Step("choose ξ^l = δ̂ with δ̂([X, Y]) = Y − X", "(8.12)", "δ̂ maps 2c channels to c"),
+              Step("choose η^{l,i} = [id, −id]∘(χ^{l,i} − id)", "(8.13)", "η = split∘sub_id(χ)"),
+              Step("relu(x) − relu(−x) = x", "(8.17), (8.21)", "δ̂∘σ∘[id, −id] = −id (the paper prints "
+                   "relu(x) + relu(−x), which is |x|)"),
+              Step("substitute", "(8.22)", "σ(f) − δ̂ση(σf) = σ(f) + (χ − id)(σf) = χ(σ(f))")),
+             tying=("xi", "T")),
+    Relation("linear-mgnet", "mg0", "equivalent", "Theorem 6.1",
+             "ũ^{l,i} = u^{l,i} + ũ^{l,0}, f̃^l = f^l + A^l ũ^{l,0} (6.10), for any Π", "thm61",
+             (Step("induction hypothesis", "(6.10)", "f̃^l = f^l + A^l ũ^{l,0},  u^{l,i} = ũ^{l,i} − ũ^{l,0}"),
+              Step("linearity of A, R", "(6.11)", "f̃^{l+1} = R(f̃^l − Aũ^{l,ν}) + Aũ^{l+1,0} = f^{l+1} + Aũ^{l+1,0}"),
+              Step("linearity of A, B = S", "(6.14)", "ũ^{l,i} − ũ^{l,0} = u^{l,i−1} + S(f^l − Au^{l,i−1}): (5.12)")),
+             fixes=True),
+    Relation("mg0", "linear-mgnet", "equivalent", "definition", "MG0 is a linear MgNet with Π = 0", "same",
+             (Step("definition", "", "MG0 is a linear MgNet with Π = 0"),)),
+    Relation("linear-mgnet", "mgnet", "equivalent", "definition", "a linear MgNet is an MgNet", "same",
+             (Step("definition", "", "a linear MgNet is an MgNet"),)),
+]
+EDGES = RELATIONS  # the name before issue 19
+Edge = Relation
+
+
+def relate(src: str, tgt: str) -> list[Relation] | None:
+    """The shortest chain of relations src -> tgt ([] when they are the same form); None when there is none."""
+    if src == tgt:
+        return []
+    frontier, seen = [(src, [])], {src}
+    while frontier:
+        nxt = []
+        for node, path in frontier:
+            for e in RELATIONS:
+                if e.src == node and e.dst not in seen:
+                    seen.add(e.dst)
+                    if e.dst == tgt:
+                        return path + [e]
+                    nxt.append((e.dst, path + [e]))
+        frontier = nxt
+    return None
+
+
+def combine(path: list[Relation]) -> str:
+    return "special-case" if any(e.ties for e in path) else "equivalent"
+
+
+def edge_premises(ir, rd: Reading, path: list[Relation]) -> list[Premise]:
+    """The premises the relations on the chain add, in order, each once."""
+    fns = list(dict.fromkeys(fn for e in path or [] for fn in e.premises))
+    return [fn(ir, rd) for fn in fns]
+
+
+def derive(rd: Reading, path: list[Relation]) -> list[Step]:
     """The rules a derivation applies, in order, in the paper's notation."""
-    log = []
-    for e in path:
-        if e.run == "thm81":
-            log += [Step("change of variables r = f − ξu, ξ^l := A^l", "(8.2)", "r^{l,i} = f^l − A^l(u^{l,i})"),
-                    Step("linearity of ξ^l, one ξ^l per grid", "(3.17)",
-                         "A(u + B(r)) = A(u) + A(B(r)), so r^{l,i} = r^{l,i−1} − ξ^l B^{l,i}(r^{l,i−1})"),
-                    Step("Mg-iResNet form", "(8.1), Table 1", "f^{l,i} = f^{l,i−1} − ξ^l∘σ∘η^{l,i}∘σ(f^{l,i−1})")]
-        elif e.run == "thm81_back":
-            log += [Step("definition of the features", "(8.2)",
-                         "u^{l,0} = 0, f^l = r^{l,0}, u^{l,i} = u^{l,i−1} + B^{l,i}(r^{l,i−1})"),
-                    Step("linearity of ξ", "(3.17)", "f^l − ξu^{l,i} = r^{l,i−1} − ξB(r^{l,i−1}) = r^{l,i}: (6.4)")]
-        elif e.run == "tie":
-            log.append(Step("tie ξ^{l,i} = ξ^l", "(8.7)", f"{e.src} is {e.dst} with one ξ per grid"))
-        elif e.run == "lemma82":
-            log += [Step("pre-activation state", "(8.4)", "f̃^{l,i} = f^{l,i−1} − ξση(f^{l,i−1}), f^{l,i} = σ(f̃^{l,i})"),
-                    Step("substitute f^{l,i−1} = σ(f̃^{l,i−1})", "(8.5)", "f̃^{l,i} = σ(f̃^{l,i−1}) − ξσησ(f̃^{l,i−1})"),
-                    Step("σ-ResNet form", "(8.3)", "with f̃^{l,0} := f^{l,0}, a ReLU output")]
-        elif e.run == "lemma82_back":
-            log.append(Step("f^{l,i} := σ(f̃^{l,i})", "(8.4)",
-                            "σ(f̃^{l,i}) = σ(f^{l,i−1} − ξση(f^{l,i−1})): the ResNet step (7.8)"))
-        elif e.run == "thm83":
-            log += [Step("choose ξ^l = δ̂ with δ̂([X, Y]) = Y − X", "(8.12)", "δ̂ maps 2c channels to c"),
-                    Step("choose η^{l,i} = [id, −id]∘(χ^{l,i} − id)", "(8.13)", "η = split∘sub_id(χ)"),
-                    Step("relu(x) − relu(−x) = x", "(8.17), (8.21)", "δ̂∘σ∘[id, −id] = −id (the paper prints "
-                         "relu(x) + relu(−x), which is |x|)"),
-                    Step("substitute", "(8.22)", "σ(f) − δ̂ση(σf) = σ(f) + (χ − id)(σf) = χ(σ(f))")]
-        elif e.run == "thm61":
-            log += [Step("induction hypothesis", "(6.10)", "f̃^l = f^l + A^l ũ^{l,0},  u^{l,i} = ũ^{l,i} − ũ^{l,0}"),
-                    Step("linearity of A, R", "(6.11)", "f̃^{l+1} = R(f̃^l − Aũ^{l,ν}) + Aũ^{l+1,0} = f^{l+1} + Aũ^{l+1,0}"),
-                    Step("linearity of A, B = S", "(6.14)", "ũ^{l,i} − ũ^{l,0} = u^{l,i−1} + S(f^l − Au^{l,i−1}): (5.12)")]
-        else:
-            log.append(Step(e.rule, "", e.relation))
-    return log
+    return [step for e in path for step in e.derivation]
 
 
 # ------------------------------------------------------------------ the check
@@ -280,6 +295,7 @@ class Result:
 
     def __post_init__(self):
         self.tying: dict = {}
+        self.ties: dict = {}  # target slots the spec ties together (found on the target model)
         self.derivation: list[Step] = []
         self.premises: list[Premise] = []
 
@@ -336,11 +352,7 @@ def _check(ir, tfam, tir, trd, res: Result, trials: int, seed: int, stack: conte
     if trd is not None:
         premises.append(Premise(f"the target {tir.path} has the {tfam} form ({trd.shape})", "ok"))
     small, res.note = _small(ir)
-    h, w = (small.input_ty.shape + (1, 1))[1:3]
-    if small.total_params > MAX_PARAMS or h * w > MAX_PIXELS:
-        res.premises = premises
-        res.reason = (f"the numerics would run the model at full size ({small.total_params:,} parameters, "
-                      f"input {h}x{w}); give the spec a `param width` (and `n`) so that they can run small")
+    if _too_large(small, premises, res):
         return
     srd = forms.read(small) if small is not ir else rd
     from . import numerics as X
@@ -351,56 +363,16 @@ def _check(ir, tfam, tir, trd, res: Result, trials: int, seed: int, stack: conte
         res.premises.append(p)
         if p.status == "ok":
             continue
-        res.derivation.append(Step("stopped", "", f"the premise “{p.text}” {'fails' if p.status == 'failed' else 'is not proved'}"
-                                   f"{': ' + p.detail if p.detail else ''}; the rule is not applied"))
-        err, where, skipped = 0.0, {}, ""
-        # first the relation itself under the reading (a counterexample to what the rule would claim),
-        # then the premise's own witness (a linearity counterexample, a state that moves, two operators)
-        if (p.witness and p.witness[0] == "model") or (path and path[0].run in USES_LINEARITY):
-            try:
-                err, where = _numerics(spec, srd, path[:1] if path else [], swap, trials, tfam, small, None, None)
-            except X.Uncarried as e:
-                err, skipped = 0.0, f"; the relation's numerics could not run: {e}"
-        if err <= TOL and p.witness and p.witness[0] != "model":
-            sp = _same_premise(srd, p)
-            err = max(X.witness(spec, srd, sp, t) for t in range(trials)) if sp is not None else 0.0
-            where = {"premise": p.text, "trials": trials}
-        res.max_error = err
-        if err > TOL:
-            res.verdict = "not-equivalent"
-            res.counterexample = where
-            res.reason = f"{p.text}: {p.detail}" if p.detail else p.text
-        else:
-            res.verdict = "undecided"
-            res.reason = (f"the premise “{p.text}” could not be proved ({p.detail or 'see above'}) and the numerics "
-                          f"found no counterexample (max error {err:.3g}){skipped}")
+        _refute(spec, srd, p, path, swap, trials, tfam, small, res)
         return
     if swap is not None:
-        err, where = _numerics(spec, srd, [], swap, trials, tfam, small, None, None)
-        res.max_error = err
-        res.derivation.append(Step("replace σ(f) by f", "(8.7)", "the same weights in the other form"))
-        if err > TOL:
-            res.verdict, res.counterexample = "not-equivalent", where
-            res.reason = "Mg-ResNet and Mg-iResNet differ by σ(f) ↔ f (8.7): a counterexample with the same weights"
-        else:
-            res.verdict = "undecided"
-            res.reason = "σ(f) ↔ f (8.7) changed nothing on these inputs (all states ≥ 0?); no relation proves it"
+        _swap(spec, srd, swap, trials, tfam, small, res)
         return
     res.derivation += derive(rd, path)
-    file_target = tir if (trd is not None and path and path[-1].run == "thm61") or \
+    file_target = tir if (trd is not None and path and path[-1].numerics == "thm61") or \
         (trd is not None and not path and tfam == "mg0") else None
-    if file_target is not None:  # Theorem 6.1 relates the iterates of every grid; the rest must be the same
-        if ir.grids != tir.grids:
-            res.verdict = "not-equivalent"
-            res.counterexample = {"grids": {"spec": ir.grids, "target": tir.grids}}
-            res.reason = f"the spec has {ir.grids} grids, the target {tir.path} {tir.grids}"
-            return
-        mine, theirs = ir.equations.get("output"), tir.equations.get("output")
-        if repr(mine) != repr(theirs):
-            res.verdict = "undecided"
-            res.reason = (f"the output is computed differently ({_output_text(ir)} vs {_output_text(tir)} in "
-                          f"{tir.path}): Theorem 6.1 relates the iterates on every grid, not what is made of them")
-            return
+    if file_target is not None and _file_differs(ir, tir, res):
+        return
     err, where = _numerics(spec, srd, path, None, trials, tfam, small, file_target, res)
     res.max_error = err
     if err > TOL:
@@ -418,6 +390,88 @@ def _check(ir, tfam, tir, trd, res: Result, trials: int, seed: int, stack: conte
         _against_file(ir, tir, tfam, combine(path), res)
         return
     res.verdict = combine(path)
+    _tied(path, res)
+
+
+def _too_large(small, premises: list, res: Result) -> bool:
+    """A model too large to run in seconds: undecided, saying how to make it small."""
+    h, w = (small.input_ty.shape + (1, 1))[1:3]
+    if small.total_params <= MAX_PARAMS and h * w <= MAX_PIXELS:
+        return False
+    res.premises = premises
+    res.reason = (f"the numerics would run the model at full size ({small.total_params:,} parameters, "
+                  f"input {h}x{w}); give the spec a `param width` (and `n`) so that they can run small")
+    return True
+
+
+def _swap(spec, srd: Reading, swap, trials: int, tfam: str, small, res: Result) -> None:
+    """Mg-ResNet ↔ Mg-iResNet: the same weights with σ(f) replaced by f (8.7), run on the same inputs."""
+    err, where = _numerics(spec, srd, [], swap, trials, tfam, small, None, None)
+    res.max_error = err
+    res.derivation.append(Step("replace σ(f) by f", "(8.7)", "the same weights in the other form"))
+    if err > TOL:
+        res.verdict, res.counterexample = "not-equivalent", where
+        res.reason = "Mg-ResNet and Mg-iResNet differ by σ(f) ↔ f (8.7): a counterexample with the same weights"
+    else:
+        res.verdict = "undecided"
+        res.reason = "σ(f) ↔ f (8.7) changed nothing on these inputs (all states ≥ 0?); no relation proves it"
+
+
+def _file_differs(ir, tir, res: Result) -> bool:
+    """Theorem 6.1 against a target file relates the iterates of every grid; the rest must be the same."""
+    if ir.grids != tir.grids:
+        res.verdict = "not-equivalent"
+        res.counterexample = {"grids": {"spec": ir.grids, "target": tir.grids}}
+        res.reason = f"the spec has {ir.grids} grids, the target {tir.path} {tir.grids}"
+        return True
+    if repr(ir.equations.get("output")) != repr(tir.equations.get("output")):
+        res.verdict = "undecided"
+        res.reason = (f"the output is computed differently ({_output_text(ir)} vs {_output_text(tir)} in "
+                      f"{tir.path}): Theorem 6.1 relates the iterates on every grid, not what is made of them")
+        return True
+    return False
+
+
+def _tied(path: list[Edge], res: Result) -> None:
+    """The spec ties what the target leaves free (one operator for several of the target's slots: per grid
+    against per step, one for the model against one per grid): a special case, with the tying map.
+    Theorem 6.1 fixes operators by construction (the stencils, R in the Galerkin A) and is left as it is."""
+    if not res.ties or any(e.fixes for e in path):
+        return
+    res.verdict = "special-case"
+    res.tying = {k: v for k, v in sorted({**res.tying, **res.ties}.items(), key=lambda kv: _label_key(kv[0]))}
+    res.derivation.append(Step("tie", "(8.7)", "the spec uses one operator where the target has one per "
+                               + "grid or step: " + ", ".join(sorted(res.ties, key=_label_key))))
+
+
+def _refute(spec, srd: Reading, p: Premise, path, swap, trials: int, tfam: str, small, res: Result) -> None:
+    """A premise failed or is not proved: run the relation it guards on the networks' own states (both
+    networks from the same inputs through every grid, step and transition). A difference there, in what the
+    relation equates, is `not-equivalent`; none is `undecided`, naming the premise (a premise that fails
+    only off the states the network reaches is no counterexample). The premise's own witness, which may
+    leave those states (a linearity test on other inputs), is reported, never a verdict."""
+    from . import numerics as X
+    res.derivation.append(Step("stopped", "", f"the premise “{p.text}” {'fails' if p.status == 'failed' else 'is not proved'}"
+                               f"{': ' + p.detail if p.detail else ''}; the rule is not applied"))
+    err, where, skipped = 0.0, {}, ""
+    try:
+        err, where = _numerics(spec, srd, path[:1] if path else [], swap, trials, tfam, small, None, None)
+    except X.Uncarried as e:
+        skipped = f"; the relation's numerics could not run: {e}"
+    res.max_error = err
+    if err > TOL:
+        res.verdict, res.counterexample = "not-equivalent", where
+        res.reason = f"{p.text}: {p.detail}" if p.detail else p.text
+        return
+    aside = ""
+    if p.witness and p.witness.kind != "model":
+        sp = _same_premise(srd, p)
+        w = max(X.witness(spec, srd, sp, t) for t in range(trials)) if sp is not None else 0.0
+        if w > TOL:
+            aside = f"; off the network's states the premise's witness differs by {w:.3g}"
+    res.verdict = "undecided"
+    res.reason = (f"the premise “{p.text}” could not be proved ({p.detail or 'see above'}) and running both "
+                  f"networks through every grid found no difference (max error {err:.3g}){skipped}{aside}")
 
 
 def _shapes_differ(ir, tir, res: Result) -> bool:
@@ -462,11 +516,12 @@ def _normal_text(ir, rd: Reading) -> str:
 
 def _same_premise(srd: Reading, p: Premise) -> Premise | None:
     """The premise as read on the reduced-size IR (whose roles the numerics carry)."""
-    for q in srd.premises:
-        if q.text == p.text and q.witness:
+    same = (p.witness.kind, p.witness.role, p.witness.state) if p.witness else None
+    for q in srd.premises:  # matched by what its witness evaluates, not by its wording
+        if q.witness and (q.witness.kind, q.witness.role, q.witness.state) == same:
             return q
-    if p.witness and p.witness[0] in ("tied", "linear-op"):
-        keys = [k for k in p.witness[1:] if isinstance(k, tuple)]
+    if p.witness and p.witness.kind in ("tied", "linear-op"):
+        keys = p.witness.keys
         return p if all(k in srd.roles for k in keys) else None
     return p if p.witness else None
 
@@ -484,7 +539,7 @@ def _narrowing(ir, rd: Reading, tfam: str):
             return path, [Premise("ξ is one operator per grid, shared by its steps (8.6), (8.7)", "failed",
                                   forms.where(ir, (xi.owners() or [""])[0]),
                                   f"grid {pair[0][0]}: step {pair[0][1]} uses {xi.show()}, step {pair[1][1]} uses "
-                                  f"{rd.roles[pair[1]]['xi'].show()}", ("tied", pair[0], pair[1], "xi", rd.state))], None
+                                  f"{rd.roles[pair[1]]['xi'].show()}", Witness("tied", rd.state, pair, "xi"))], None
     if rd.family == "mgnet" and tfam in ("linear-mgnet", "mg0"):
         extra = forms.linear_mgnet_premises(ir, rd)
         return relate("linear-mgnet", tfam), extra, None
@@ -501,6 +556,7 @@ def _numerics(spec, rd: Reading, path: list[Edge], swap, trials: int, tfam: str,
     run = X.Run(spec, small.grids, max(small.nu))
     names = (rd.state, rd.data) if rd.family in X.FEATURE else (rd.state,)
     roles0 = _carried(spec, rd)
+    run.trans = _carried_transitions(spec, rd)
     out = X.Outcome()
     tying: dict = {}
     with X.default_dtype(torch.float64), torch.no_grad():
@@ -518,23 +574,20 @@ def _numerics(spec, rd: Reading, path: list[Edge], swap, trials: int, tfam: str,
                     run.same(tfam)(traj, roles, out, t, nm)
                 continue
             for e in path:
-                if e.run == "thm61":
+                if e.numerics == "thm61":
                     _thm61(run, spec, rd, traj, roles, out, t, nm, small, file_target)
                     break
-                if e.run == "tie":
-                    traj, roles, nm = run.same(e.dst)(traj, roles, out, t, nm)
-                elif e.run == "same":
-                    traj, roles, nm = run.same(e.dst)(traj, roles, out, t, nm)
-                else:
-                    assert e.run not in X.TERMINAL or e is path[-1], f"{e.run} must end its chain"
-                    traj, roles, nm = getattr(run, e.run)(traj, roles, out, t, nm)
-                if e.run in ("tie", "thm81", "thm83") and t == 0:
-                    keep = ("xi", "T") if e.run == "thm83" else ("xi",)
-                    if e.run == "tie":
+                assert not e.terminal or e is path[-1], f"{e.rule} must end its chain"
+                traj, roles, nm = e.runner(run)(traj, roles, out, t, nm)
+                if e.tying and t == 0:
+                    if e.ties:
                         tying.clear()
-                    tying.update({k: v for k, v in run.tying.items() if k.split("[")[0] in keep})
+                    tying.update({k: v for k, v in run.tying.items() if k.split("[")[0] in e.tying})
     if res is not None:
         res.tying = {k: v for k, v in sorted(tying.items(), key=lambda kv: _label_key(kv[0]))}
+        res.ties = X.ties(run.last) if getattr(run, "last", None) is not None else {}
+    if out.first and out.first != out.where:
+        return out.error, dict(out.where, first_difference=out.first)
     return out.error, out.where
 
 
@@ -558,6 +611,12 @@ def _carried(spec, rd: Reading) -> dict:
             except X.Uncarried:
                 out[key][role] = None
     for key, r in out.items():
+        if "b" in r:  # A = W + b: the target's ξ is the linear part W, r = f − A(u) takes the whole A
+            b = rd.roles[key]["b"]
+            r["W"] = r["A"]
+            r["A"] = spec.carry(rd.roles[key]["A"] + b) if b and r["A"] is not None else r["A"]
+            del r["b"]
+    for key, r in out.items():
         for role, m in list(r.items()):
             if m is None:
                 other = next((out[k][role] for k in sorted(out) if k[0] == key[0] and out[k].get(role) is not None),
@@ -565,6 +624,18 @@ def _carried(spec, rd: Reading) -> dict:
                 if other is None:
                     raise X.Uncarried(f"{role} on grid {key[0]} is never applied to a non-zero value")
                 r[role] = other
+    return out
+
+
+def _carried_transitions(spec, rd: Reading) -> dict:
+    """level -> {slot: module} of the spec's transition operators that could be carried."""
+    from . import numerics as X
+    out: dict = {}
+    for level, ops in rd.trans.items():
+        out[level] = {}
+        for name, op in ops.items():
+            with contextlib.suppress(X.Uncarried):
+                out[level][name] = spec.carry(op)
     return out
 
 

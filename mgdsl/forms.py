@@ -8,11 +8,27 @@ two steps whose operators differ)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from . import normal as N
 
 DATA_FAMILIES = ("iresnet", "mg-iresnet", "sigma-resnet", "mg-resnet", "resnet", "classic-cnn")
 FEATURE_FAMILIES = ("mgnet", "linear-mgnet", "mg0")
+
+
+@dataclass(frozen=True)
+class Witness:
+    """What the numerics evaluate when a premise fails: `model` (the relation's own numerics), `fixed` (a
+    state that should not move), `relu-input` (a grid input that should be a ReLU output), `linear-op`
+    (op at keys[0] on the state), `tied` (role at keys[0] against keys[1] on the state)."""
+    kind: str
+    state: str = ""
+    keys: tuple = ()
+    role: str = ""
+    op: object = None
+
+
+MODEL = Witness("model")
 
 
 @dataclass
@@ -22,7 +38,7 @@ class Premise:
     status: str = "ok"  # ok | failed | unproved
     where: str = ""
     detail: str = ""
-    witness: tuple = ()  # what the numerics evaluate when it fails: (kind, ...)
+    witness: Witness | None = None  # what the numerics evaluate when it fails
 
 
 @dataclass
@@ -35,6 +51,11 @@ class Reading:
     premises: list = field(default_factory=list)
     note: str = ""                  # why the form is unknown
     shape: str = ""                 # the form in words, for the derivation log
+    # level -> {slot: Op}: the transition's operators (MgNet's R and Π, a data form's D) that the numerics
+    # carry to the target's coarsening, so that both networks run from the same input through every grid
+    trans: dict = field(default_factory=dict)
+    # states proved ≥ 0 on every state the network reaches, whose relu(s) the reading took as s
+    nonneg: tuple = ()
 
     @property
     def ok(self) -> bool:
@@ -68,9 +89,27 @@ def _same(a, b) -> bool:
 
 # ------------------------------------------------------------------ MgNet (6.4)
 
-def _mgnet_step(m: dict, states) -> tuple | None:
-    """u + c·B(g − ξ(u)) with g another state: (u, g, B, xi_terms, form_ok) or None. Reads of earlier
-    iterates (u[i-2]) or of other grids are not states here: those schemes have another form."""
+class MgStep(NamedTuple):
+    """One step read as u + c·B(f − A(u)), A(u) = Σ xi(u) + Σ b."""
+    u: str            # the iterated state
+    f: str            # the state B's residual reads
+    B: N.Op
+    xi: tuple         # the linear terms of A (Ops applied to u)
+    residual: bool    # B acts on the residual (False: B(f) − B(A(u)), applied to the parts)
+    b: tuple = ()     # the offsets of A's affine layers (Ops ending in an offset factor)
+
+
+class DataStep(NamedTuple):
+    """One step read in a data-space form of Table 1."""
+    family: str
+    roles: dict
+    problems: list
+
+
+def _mgnet_step(m: dict, states) -> MgStep | None:
+    """u + c·B(g − A(u)) with g another state: (u, g, B, xi_terms, form_ok, offsets) or None, A(u) = ξ(u) + b
+    with ξ the terms that read u and b the offsets of affine layers. Reads of earlier iterates (u[i-2]) or
+    of other grids are not states here: those schemes have another form."""
     for u, lc in sorted(m.items()):
         me = (N.Atom((), N.Var(u)), 1.0)
         if me not in lc:
@@ -89,10 +128,12 @@ def _mgnet_step(m: dict, states) -> tuple | None:
                     B = N.Op(op.coef * gc, op.fs)
                 else:  # B(−r) of a non-linear B: the sign stays inside, B' = B∘(gc·id)
                     B = N.Op(op.coef, op.fs + (N.Factor(("const", gc), "const", "linear", f"{gc:g}"),))
-                xi = tuple(N.chain(((a, -c / gc),))[0] for a, c in others)
-                reads_u = all(N.chain(((a, 1.0),))[1] == N.Var(u) for a, _ in others)
-                if reads_u:
-                    return u, ga.base.name, B, xi, True
+                lin = [(a, c) for a, c in others if N.chain(((a, 1.0),))[1] == N.Var(u)]
+                offs = [(a, c) for a, c in others if isinstance(N.chain(((a, 1.0),))[1], N.Offset)]
+                if lin and len(lin) + len(offs) == len(others):
+                    xi = tuple(N.chain(((a, -c / gc),))[0] for a, c in lin)
+                    b = tuple(N.chain(((a, -c / gc),))[0] for a, c in offs)
+                    return MgStep(u, ga.base.name, B, xi, True, b)
         # B applied to the parts of the residual separately: u + B(g) − B(A(u))
         if len(rest) >= 2:
             cs = [(N.chain((t,)), t[1]) for t in rest]
@@ -108,7 +149,7 @@ def _mgnet_step(m: dict, states) -> tuple | None:
                     gop = gs[0][0]
                     B = N.Op(gop.coef, fss[0][:k])
                     xi = tuple(N.Op(-op.coef / gop.coef, op.fs[k:]) for op, _ in us)
-                    return u, gs[0][1].name, B, xi, False
+                    return MgStep(u, gs[0][1].name, B, xi, False)
     return None
 
 
@@ -116,51 +157,118 @@ def _show_xi(xi: tuple) -> str:
     return " + ".join(x.show() for x in xi)
 
 
-def read_mgnet(ir, maps: dict) -> Reading | None:
+def _coarsen_map(ir, rd: Reading, level: int) -> dict:
+    """The normal forms of the transition from grid `level`, with relu(s) = s for the states proved ≥ 0."""
+    m = {s: N.normalise(ir, t, "coarsen", level, 0) for s, _, t in N.equation(ir, "coarsen", level)}
+    pos = rd.nonneg + tuple(f"{s}[l+1]" for s in rd.nonneg)  # u[l+1] = u^{l+1,0}, ≥ 0 as well
+    return {s: relu_is_id(lc, pos) for s, lc in m.items()}
+
+
+def starts_relu(ir, s: str, level: int) -> bool:
+    """Grid `level` starts s at 0 or at a ReLU output (read from the IR graph)."""
+    nid = ir.states.get((s, level, "down", 0))
+    if nid is None:
+        return False
+    n = ir.nodes[nid]
+    if n.op == "zero" or (n.op == "prim" and n.prim == "relu"):
+        return True
+    if n.op == "apply":
+        fs = N.factors(ir, n.inst)
+        return bool(fs) and fs[-1].kind == "relu"
+    return False
+
+
+def nonneg(ir, maps: dict, s: str) -> bool:
+    """s ≥ 0 on every state the network reaches: each grid starts it at 0 or at a ReLU output, and each step
+    adds to it only non-negative multiples of ReLU outputs (u + B(r) with B ending in ReLU)."""
+    if not all(starts_relu(ir, s, level) for level in range(1, ir.grids + 1)):
+        return False
+    me = (N.Atom((), N.Var(s)), 1.0)
+    for m in maps.values():
+        lc = m.get(s)
+        if lc is None or lc == N.var(s):
+            continue
+        if me not in lc or not all(c > 0 and not a.ops and isinstance(a.base, N.Wrap) and a.base.factor.kind == "relu"
+                                   for a, c in lc if (a, c) != me):
+            return False
+    return True
+
+
+def relu_is_id(lc: tuple, states: tuple) -> tuple:
+    """lc with relu(s) replaced by s for the given states (each proved ≥ 0 where the network goes)."""
+    if not states:
+        return lc
+    out: dict = {}
+    for a, c in lc:
+        base = a.base
+        if isinstance(base, N.Wrap):
+            arg = relu_is_id(base.arg, states)
+            if base.factor.kind == "relu" and len(arg) == 1 and arg[0][1] == 1.0 and not arg[0][0].ops \
+                    and isinstance(arg[0][0].base, N.Var) and arg[0][0].base.name in states:
+                base = arg[0][0].base
+            else:
+                base = N.Wrap(base.factor, arg)
+        key = N.Atom(a.ops, base)
+        out[key] = out.get(key, 0.0) + c
+    return N.lincomb(out)
+
+
+def read_mgnet(ir, maps: dict, pos: tuple = ()) -> Reading | None:
     per = {}
     for key, m in maps.items():
         r = _mgnet_step(m, set(ir.spaces))
         if r is None:
             return None
         per[key] = r
-    us = {r[0] for r in per.values()}
-    gs = {r[1] for r in per.values()}
+    us = {r.u for r in per.values()}
+    gs = {r.f for r in per.values()}
     if len(us) != 1 or len(gs) != 1:
         return None
     u, f = us.pop(), gs.pop()
-    rd = Reading("mgnet", u, f, shape=f"{u} + B({f} − A({u})) (6.4)")
-    for key, (_, _, B, xi, _) in per.items():
-        rd.roles[key] = {"A": xi, "B": B}
+    rd = Reading("mgnet", u, f, shape=f"{u} + B({f} − A({u})) (6.4)", nonneg=pos)
+    for key, r in per.items():
+        rd.roles[key] = {"A": r.xi, "B": r.B, "b": r.b}
     # premises, in the order the derivation uses them
+    if pos:
+        rd.premises.append(Premise(
+            f"{u} ≥ 0 on every state the network reaches (each grid starts it at 0 or at a ReLU output, each "
+            f"step adds B(r) ending in ReLU), so relu({u}) = {u} there and A reads {u}", "ok", ir.path))
     moved = sorted({s for key, m in maps.items() for s in N.changed(m)} - {u})
     rd.premises.append(Premise(
         f"the step changes only {u}: {f} stays fixed within a grid (6.4)", "failed" if moved else "ok",
         ir.path, f"the step also assigns {', '.join(moved)}" if moved else "",
-        ("fixed", moved[0]) if moved else ()))
-    bad_form = [key for key, r in per.items() if not r[4]]
+        Witness("fixed", moved[0]) if moved else None))
+    bad_form = [key for key, r in per.items() if not r.residual]
     rd.premises.append(Premise(
         f"the extractor B acts on the residual {f} − A({u}) (6.4)", "failed" if bad_form else "ok", ir.path,
         (f"grid {bad_form[0][0]}, step {bad_form[0][1]}: B is applied to {f} and to A({u}) separately "
-         f"(B({f}) − B(A({u}))); equal only for a linear B") if bad_form else "", ("model",) if bad_form else ()))
-    nonlin = [(key, x, f_) for key, r in per.items() for x in r[3] for f_ in x.fs
+         f"(B({f}) − B(A({u}))); equal only for a linear B") if bad_form else "", MODEL if bad_form else None))
+    nonlin = [(key, x, f_) for key, r in per.items() for x in r.xi for f_ in x.fs
               if not f_.linear and f_.kind != "unbound"]
     if nonlin:
         key, x, f_ = nonlin[0]
         why = {"affine": "affine (a bias or BN)", "nonlinear": "non-linear", "unknown": "not known here"}[f_.klass]
         rd.premises.append(Premise(
             "A is linear: a convolution with no bias, no BN, no activation (3.17)", "failed", where(ir, f_.owner),
-            f"{f_.kind} in {_def(ir, f_.owner)} is {why}", ("linear-op", key, u, x)))
+            f"{f_.kind} in {_def(ir, f_.owner)} is {why}", Witness("linear-op", u, (key,), op=x)))
     else:
         k0 = next(iter(per))
-        rd.premises.append(Premise("A is linear: a convolution with no bias, no BN, no activation (3.17)", "ok",
-                                   where(ir, (per[k0][3][0].owners() or [""])[0])))
-    untied = _untied(rd.roles, "A")
+        off = next(((key, r.b) for key, r in per.items() if r.b), None)
+        if off is None:
+            rd.premises.append(Premise("A is linear: a convolution with no bias, no BN, no activation (3.17)", "ok",
+                                       where(ir, (per[k0].xi[0].owners() or [""])[0])))
+        else:
+            rd.premises.append(Premise(
+                "A is affine, A(u) = W u + b with W linear: ξ := W; b cancels in r − W B(r) (3.17)", "ok",
+                where(ir, (per[k0].xi[0].owners() or [""])[0]),
+                f"grid {off[0][0]}: b = {_show_xi(off[1])}"))
+    untied = _untied(rd.roles, "A") or _untied(rd.roles, "b")
     rd.premises.append(Premise(
         "A is one operator per grid, shared by all its steps (6.4)", "failed" if untied else "ok",
         where(ir, (rd.roles[untied[0]]["A"][0].owners() or [""])[0]) if untied else "",
         (f"grid {untied[0][0]}: step {untied[0][1]} uses {_show_xi(rd.roles[untied[0]]['A'])}, "
          f"step {untied[1][1]} uses {_show_xi(rd.roles[untied[1]]['A'])}") if untied else "",
-        ("tied", untied[0], untied[1], "A", u) if untied else ()))
+        Witness("tied", u, untied, "A") if untied else None))
     if not untied and not nonlin and not bad_form and not moved:
         rd.premises.append(transition(ir, rd, linear_R=False))
     return rd
@@ -189,17 +297,21 @@ def linear_mgnet_premises(ir, rd: Reading) -> list[Premise]:
     """What Theorem 6.1 adds to an MgNet: B linear and one per grid (B^{l,i} = S^l), the transition (6.5)/(6.6)
     with a linear R and the smoothing A on both grids."""
     out = []
+    off = next(((key, r["b"]) for key, r in sorted(rd.roles.items()) if r.get("b")), None)
+    if off is not None:
+        return [Premise("A is linear, no offset (Theorem 6.1)", "failed", ir.path,
+                        f"grid {off[0][0]}: A has the offset {_show_xi(off[1])}", MODEL)]
     nonlin = [(key, f_) for key, r in rd.roles.items() for f_ in r["B"].fs if not f_.linear]
     if nonlin:
         key, f_ = nonlin[0]
         out.append(Premise("B = S is linear (Theorem 6.1)", "failed", where(ir, f_.owner),
-                           f"{f_.kind} in {_def(ir, f_.owner)} is {f_.klass}", ("linear-op", key, rd.data, rd.roles[key]["B"])))
+                           f"{f_.kind} in {_def(ir, f_.owner)} is {f_.klass}", Witness("linear-op", rd.data, (key,), op=rd.roles[key]["B"])))
         return out
     out.append(Premise("B = S is linear (Theorem 6.1)", "ok"))
     untied = _untied(rd.roles, "B")
     out.append(Premise("B = S^l is one operator per grid (Theorem 6.1)", "failed" if untied else "ok",
                        ir.path, f"grid {untied[0][0]} uses different B in steps {untied[0][1]} and {untied[1][1]}"
-                       if untied else "", ("tied", untied[0], untied[1], "B", rd.data) if untied else ()))
+                       if untied else "", Witness("tied", rd.data, untied, "B") if untied else None))
     if untied:
         return out
     co = transition(ir, rd)
@@ -216,39 +328,92 @@ def transition(ir, rd: Reading, linear_R: bool = True) -> Premise:
                  f"from R of the residual (Algorithm 3)")
     for level in range(1, ir.grids):
         try:
-            m = {s: N.normalise(ir, t, "coarsen", level, 0) for s, idx, t in N.equation(ir, "coarsen", level)}
+            m = _coarsen_map(ir, rd, level)
         except N.Unsupported as e:
             return Premise(text, "unproved", ir.path, f"grid {level}: {e}")
         lc = m.get(f)
-        A_l = _grid_role(rd, level, "A")
-        A_n = _grid_role(rd, level + 1, "A")
+        A_l, A_n = _full_A(rd, level), _full_A(rd, level + 1)
         if lc is None or A_l is None:
             return Premise(text, "unproved", ir.path, f"grid {level}: no smoothing A or no {f}[l+1]")
-        nxt = f"{u}[l+1]"
-        up = [(a, c) for a, c in lc if N.chain(((a, c),))[1] == N.Var(nxt)]
-        down = tuple(t for t in lc if t not in up)
-        moved = _starts_nonzero(ir, u, level + 1)
-        if A_n is not None and not up and moved:
-            return Premise(text, "failed", ir.path, f"grid {level + 1}: {u}[l+1] does not start at 0, but "
-                           f"{f}[l+1] has no term A^{{l+1}}({u}[l+1])", ("model",))
-        if A_n is not None:
-            want_up = tuple(N.Op(x.coef, x.fs) for x in A_n)
-            got_up = tuple(N.chain((t,))[0] for t in up)
-            if sorted(map(repr, got_up)) != sorted(map(repr, want_up)) and up:
-                return Premise(text, "failed", ir.path,
-                               f"grid {level + 1}: the added term uses {_show_xi(got_up)}, the smoothing A is "
-                               f"{_show_xi(A_n)}", ("model",))
+        nxt = N.Var(f"{u}[l+1]")
+        # r^{l+1,0} = f^{l+1} − A^{l+1}(u^{l+1,0}): subtract A^{l+1}(u[l+1]) (its offset too) and what is left
+        # must be R(f − A^l(u)); a u[l+1] that starts at 0 makes the terms that read it vanish
+        down = N.add(lc, _applied(A_n, nxt), scale=(1.0, -1.0)) if A_n is not None else lc
+        if A_n is None or not _starts_nonzero(ir, u, level + 1):  # no A^{l+1} to compare (a grid without steps)
+            down = tuple(t for t in down if N.chain((t,))[1] != nxt)
+        left = [t for t in down if N.chain((t,))[1] == nxt]
+        if left:
+            got = [N.chain((t,))[0] for t in lc if N.chain((t,))[1] == nxt]
+            why = (f"{f}[l+1] has no term A^{{l+1}}({u}[l+1]) though {u}[l+1] does not start at 0" if not got else
+                   f"the added term uses {_show_xi(tuple(got))}, the smoothing A is {_show_xi(A_n[0])}")
+            return Premise(text, "failed", ir.path, f"grid {level + 1}: {why}", MODEL)
         R, base = N.chain(down)
         bad = [x for x in R.fs if not x.linear] if linear_R else []
         if bad:
             return Premise(text, "failed", where(ir, bad[0].owner),
-                           f"{bad[0].kind} in {_def(ir, bad[0].owner)} is {bad[0].klass}", ("model",))
-        want = N.add(N.var(f), *[((N.Atom(x.fs, N.Var(u)), -x.coef),) for x in A_l])
+                           f"{bad[0].kind} in {_def(ir, bad[0].owner)} is {bad[0].klass}", MODEL)
+        want = N.add(N.var(f), _applied(A_l, N.Var(u)), scale=(1.0, -1.0))
         if not isinstance(base, tuple) or N.add(base, scale=(R.coef,)) != N.add(want, scale=(R.coef,)):
+            shown = N.show(base) if isinstance(base, tuple) else getattr(base, "name", "?")
             return Premise(text, "failed", ir.path,
-                           f"grid {level}: R is applied to {N.show(base) if isinstance(base, tuple) else base.name}, "
-                           f"not to the residual {f} − A^l({u}) of the smoothing", ("model",))
+                           f"grid {level}: R is applied to {shown}, not to the residual {f} − A^l({u}) of the "
+                           f"smoothing" + (f" (grid {level + 1} starts from R(r) − A^{{{level + 1}}}(0): the offset "
+                                           "of A^{l+1} does not cancel)" if N.chain(down)[0] == N.IDENTITY else ""),
+                           MODEL)
     return Premise(text, "ok")
+
+
+def _full_A(rd: Reading, level: int):
+    """(ξ terms, offsets) of grid `level`'s smoothing A, or None."""
+    key = next((k for k in sorted(rd.roles) if k[0] == level), None)
+    return (rd.roles[key]["A"], rd.roles[key].get("b", ())) if key else None
+
+
+def _applied(A: tuple, x: N.Var) -> tuple:
+    """The normal form of A(x) = Σ ξ_k(x) + Σ b_k with A read as (ξ terms, offsets)."""
+    xi, offs = A
+    terms = [((N.Atom(op.fs, x), op.coef),) for op in xi]
+    terms += [((N.Atom(op.fs[:-1], N.Offset(_whole(op.fs[-1]))), op.coef),) for op in offs]
+    return N.add(*terms)
+
+
+def _whole(off: N.Factor) -> N.Factor:
+    """The affine layer an offset factor was taken from."""
+    from dataclasses import replace
+    return replace(off, key=off.key[:-1], klass="affine", part="")
+
+
+def transition_ops(ir, rd: Reading) -> dict:
+    """level -> {R, Pi} (MgNet: r^{l+1,0} = R(...) once A^{l+1}(u[l+1]) is taken off) or {D} (a data form:
+    f[l+1] = D(f)), each an Op or missing where the coarsening is not one operator applied to one state."""
+    out: dict = {}
+    feature = rd.family in FEATURE_FAMILIES
+    for level in range(1, ir.grids):
+        try:
+            m = _coarsen_map(ir, rd, level)
+        except N.Unsupported:
+            continue
+        ops: dict = {}
+        lc = m.get(rd.data if feature else rd.state)
+        if feature and lc is not None:
+            nxt = N.Var(f"{rd.state}[l+1]")
+            A_n = _full_A(rd, level + 1)
+            down = N.add(lc, _applied(A_n, nxt), scale=(1.0, -1.0)) if A_n is not None else lc
+            down = tuple(t for t in down if N.chain((t,))[1] != nxt)
+            R, base = N.chain(down)
+            if not R.fs:  # an offset left over (grid l+1 starts from R(r) − b): R is the operator term
+                R, base = N.chain(tuple(t for t in down if not isinstance(N.chain((t,))[1], N.Offset)))
+            if R.fs and (isinstance(base, tuple) or base == N.Var(rd.data)):
+                ops["R"] = R
+            P, pb = N.chain(m.get(rd.state, ()))
+            if P.fs and pb == N.Var(rd.state):
+                ops["Pi"] = P
+        elif lc is not None:
+            D, base = N.chain(lc)
+            if D.fs and base == N.Var(rd.state):
+                ops["D"] = D
+        out[level] = ops
+    return out
 
 
 def _starts_nonzero(ir, u: str, level: int) -> bool:
@@ -285,39 +450,38 @@ def _affine(fs) -> bool:
     return bool(fs) and all(f_.klass in ("linear", "affine") and f_.kind != "relu" for f_ in fs)
 
 
-def _data_step(m: dict, s: str):
+def _data_step(m: dict, s: str) -> DataStep | None:
     """The data-space reading of one step's normal form: (family, roles, structural problems)."""
     lc = m[s]
     me = (N.Atom((), N.Var(s)), 1.0)
     relu_s = N.apply(N.prim_factor("relu"), N.var(s))[0]
-    if len(lc) == 1:
-        op, base = N.chain(lc)
+    op, base = N.chain(lc)  # one composite operator (an affine layer's two parts put back together)
+    if op.fs:
         if isinstance(base, tuple) and op.coef == 1 and len(op.fs) == 1 and op.fs[0].kind == "relu" \
-                and me in base and len(base) == 2:
-            X = next(t for t in base if t != me)
-            xop, xb = N.chain((X,))
+                and me in base:
+            xop, xb = N.chain(tuple(t for t in base if t != me))
             if xb == N.Var(s):
                 cut = _split_at_relu(xop.fs)
                 probs = []
                 if cut is None or not cut[0] or not _affine(cut[1][1:]) or not _affine(cut[0]):
                     probs.append("F = ξ∘σ∘η with ξ, η affine (7.8)")
                 xi, rest = cut if cut else ((), xop.fs)
-                return "resnet", {"xi": N.Op(-xop.coef, xi), "T": N.Op(1.0, rest)}, probs
-        if isinstance(base, N.Var) and base.name == s and op.fs and op.fs[-1].kind == "relu" and len(op.fs) > 1:
+                return DataStep("resnet", {"xi": N.Op(-xop.coef, xi), "T": N.Op(1.0, rest)}, probs)
+        if isinstance(base, N.Var) and base.name == s and op.fs[-1].kind == "relu" and len(op.fs) > 1:
             chi = op.fs[:-1]  # (8.8): chi a convolution with BN; Theorem 8.3's eta = [id, -id](chi - id) needs it
             probs = [] if _affine(chi) else ["χ is affine: a convolution (with BN), no activation (8.8)"]
-            return "classic-cnn", {"chi": N.Op(op.coef, chi)}, probs
-        return None
-    if len(lc) != 2:
-        return None
+            return DataStep("classic-cnn", {"chi": N.Op(op.coef, chi)}, probs)
+        if len(lc) == 1:
+            return None
     if me in lc:
         lead, fam = me, "iresnet"
     elif relu_s in lc:
         lead, fam = relu_s, "sigma-resnet"
     else:
         return None
-    X = next(t for t in lc if t != lead)
-    xop, xb = N.chain((X,))
+    if len(lc) < 2:
+        return None
+    xop, xb = N.chain(tuple(t for t in lc if t != lead))
     if xb != N.Var(s):
         return None
     cut = _split_at_relu(xop.fs)
@@ -333,7 +497,7 @@ def _data_step(m: dict, s: str):
         ok = ok and k > 1 and k < len(r) and _affine(r[1:k]) and (k + 1 == len(r) or _affine(r[k + 1:]))
         if not ok:
             probs.append("the extractor is σ∘η∘σ with η affine (7.9)")
-        return fam, {"xi": N.Op(-xop.coef, xi), "B": N.Op(1.0, rest)}, probs
+        return DataStep(fam, {"xi": N.Op(-xop.coef, xi), "B": N.Op(1.0, rest)}, probs)
     # sigma-ResNet: relu(f) − ξ σ η σ(f): the extractor reads σ(f); ξ affine as in the ResNet it comes from (7.8)
     if xi and not _affine(xi):  # an empty ξ is the identity: affine
         probs.append("ξ is affine: a convolution (with BN), no activation or max pool (7.8), (8.3)")
@@ -341,10 +505,10 @@ def _data_step(m: dict, s: str):
     if not (len(r) >= 2 and r[0].kind == "relu" and _affine(r[1:-1]) and r[-1].kind == "relu"):
         if len(r) >= 2 and r[0].kind == "relu" and _affine(r[1:]):
             probs.append("the extractor reads σ(f), i.e. ξ∘σ∘η∘σ(f) (8.3)")
-            return fam, {"xi": N.Op(-xop.coef, xi), "T": N.Op(1.0, rest), "reads": "f"}, probs
+            return DataStep(fam, {"xi": N.Op(-xop.coef, xi), "T": N.Op(1.0, rest), "reads": "f"}, probs)
         probs.append("the step is σ(f) − ξ∘σ∘η∘σ(f) with η affine (8.3)")
-        return fam, {"xi": N.Op(-xop.coef, xi), "T": N.Op(1.0, rest[:-1]), "reads": "relu"}, probs
-    return fam, {"xi": N.Op(-xop.coef, xi), "T": N.Op(1.0, rest[:-1]), "reads": "relu"}, probs
+        return DataStep(fam, {"xi": N.Op(-xop.coef, xi), "T": N.Op(1.0, rest[:-1]), "reads": "relu"}, probs)
+    return DataStep(fam, {"xi": N.Op(-xop.coef, xi), "T": N.Op(1.0, rest[:-1]), "reads": "relu"}, probs)
 
 
 def read_data(ir, maps: dict) -> Reading | None:
@@ -363,7 +527,7 @@ def read_data(ir, maps: dict) -> Reading | None:
         if reads - {s}:
             return None
         per[key] = r
-    fams = {r[0] for r in per.values()}
+    fams = {r.family for r in per.values()}
     if len(fams) != 1:
         return None
     fam = fams.pop()
@@ -371,15 +535,15 @@ def read_data(ir, maps: dict) -> Reading | None:
                                 "sigma-resnet": f"σ({s}) − ξ∘σ∘η∘σ({s}) (8.3)",
                                 "resnet": f"σ({s} − ξ∘σ∘η({s})) (7.8)",
                                 "classic-cnn": f"χ∘σ({s}) (8.8)"}[fam])
-    for key, (_, roles, _) in per.items():
-        rd.roles[key] = roles
-    probs = [(key, p) for key, r in per.items() for p in r[2]]
+    for key, r in per.items():
+        rd.roles[key] = r.roles
+    probs = [(key, p) for key, r in per.items() for p in r.problems]
     if fam == "iresnet":
-        bad = [(key, f_) for key, r in per.items() for f_ in r[1]["xi"].fs if not f_.linear]
-        empty = [key for key, r in per.items() if not r[1]["xi"].fs]
+        bad = [(key, f_) for key, r in per.items() for f_ in r.roles["xi"].fs if not f_.linear]
+        empty = [key for key, r in per.items() if not r.roles["xi"].fs]
         if bad or empty:
             key = (bad or [(empty[0], None)])[0][0]
-            X = per[key][1]
+            X = per[key].roles
             f_ = bad[0][1] if bad else X["B"].fs[0]
             owner = f_.owner or f_.name
             detail = (f"{f_.kind} in {_def(ir, owner)} is {f_.klass}" if bad else
@@ -388,14 +552,14 @@ def read_data(ir, maps: dict) -> Reading | None:
             full = X["xi"].fs + X["B"].fs
             cand = N.Op(1.0, X["xi"].fs) if bad else N.Op(1.0, _prefix_owned(full))
             rd.premises.append(Premise(f"ξ = {f_.name} is linear: no bias, no BN, no activation (7.9)", "failed",
-                                       where(ir, owner), detail, ("linear-op", key, s, cand)))
+                                       where(ir, owner), detail, Witness("linear-op", s, (key,), op=cand)))
             return rd
         rd.premises.append(Premise("ξ is linear: no bias, no BN, no activation (7.9)", "ok",
                                    where(ir, (next(iter(rd.roles.values()))["xi"].owners() or [""])[0])))
     if probs:
         key, p = probs[0]
         rd.premises.append(Premise(p, "failed", ir.path, f"grid {key[0]}, step {key[1]}: the step is "
-                                   f"{s} = {N.show(maps[key][s])}", ("model",)))
+                                   f"{s} = {N.show(maps[key][s])}", MODEL))
         return rd
     if fam == "iresnet" and not _untied(rd.roles, "xi"):
         rd.family = "mg-iresnet"
@@ -420,7 +584,7 @@ def _vars(lc):
     for a, _ in lc:
         if isinstance(a.base, N.Var):
             yield a
-        else:
+        elif isinstance(a.base, N.Wrap):
             yield from _vars(a.base.arg)
 
 
@@ -443,15 +607,23 @@ def read(ir) -> Reading:
     except (KeyError, IndexError) as e:
         return Reading("unknown", note=f"the step could not be read ({type(e).__name__}: {e})")
     rd = read_mgnet(ir, maps)
+    if rd is not None and not rd.ok and nonneg(ir, maps, rd.state):
+        # an operator applied to relu(u), every reachable u ≥ 0: on the network's states it reads u
+        kept = {k: {s: relu_is_id(lc, (rd.state,)) for s, lc in m.items()} for k, m in maps.items()}
+        again = read_mgnet(ir, kept, (rd.state,))
+        if again is not None and again.ok and kept != maps:
+            rd = again
     if rd is not None:
         if rd.ok:
             extra = linear_mgnet_premises(ir, rd)
             if all(p.status == "ok" for p in extra):
                 rd.family = "mg0" if pi_is_zero(ir, rd) else "linear-mgnet"
                 rd.premises += extra
+        rd.trans = transition_ops(ir, rd)
         return rd
     rd = read_data(ir, maps)
     if rd is not None:
+        rd.trans = transition_ops(ir, rd)
         return rd
     states = set(ir.spaces)
     k = next((k for k in keys if _mgnet_step(maps[k], states) is None), keys[0])

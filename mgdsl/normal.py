@@ -35,13 +35,25 @@ class Factor:
     # factor's place in that instance's layers, so that a printed normal form names what the spec wrote
     via: str = field(default="", compare=False)
     seq: int = field(default=0, compare=False)
+    part: str = ""      # "" the whole layer; "lin" the linear part W of an affine layer; "off" its offset b
 
     @property
     def linear(self) -> bool:
         return self.klass == "linear"
 
     def show(self) -> str:
-        return self.owner or self.name
+        base = self.owner or self.name
+        return {"lin": f"lin({base})", "off": f"{base}(0)"}.get(self.part, base)
+
+
+def lin_part(f: Factor) -> Factor:
+    """W of an affine layer x -> W x + b: linear, so it distributes over sums."""
+    return replace(f, key=f.key + ("lin",), klass="linear", part="lin")
+
+
+def offset_part(f: Factor) -> Factor:
+    """b = f(0) of an affine layer, as a map that ignores its argument (for carrying an offset term)."""
+    return replace(f, key=f.key + ("off",), klass="offset", part="off")
 
 
 @dataclass(frozen=True)
@@ -58,10 +70,17 @@ class Wrap:
 
 
 @dataclass(frozen=True)
+class Offset:
+    """The constant b = F(0) of an affine layer F: F(x) = lin(F)(x) + b keeps the two apart, so that
+    F(x + y) = lin(F)x + lin(F)y + b (never F(x) + F(y)) and F(x) − F(y) = lin(F)(x − y) exactly."""
+    factor: Factor
+
+
+@dataclass(frozen=True)
 class Atom:
     """ops[0] ∘ ops[1] ∘ ... applied to base; every op is linear (outermost first)."""
     ops: tuple
-    base: object  # Var | Wrap
+    base: object  # Var | Wrap | Offset
 
 
 # a LinComb is a tuple of (Atom, coefficient) pairs in canonical order, like atoms merged, zeros dropped
@@ -75,6 +94,8 @@ def _key(x) -> tuple:
         return (1, x.name)
     if isinstance(x, Wrap):
         return (2, x.factor.key, tuple((_key(a), c) for a, c in x.arg))
+    if isinstance(x, Offset):
+        return (3, x.factor.key)
     raise TypeError(x)
 
 
@@ -92,11 +113,14 @@ def add(*parts, scale: tuple = ()) -> tuple:
 
 
 def apply(f: Factor, lc: tuple) -> tuple:
-    """f(lc): a linear factor distributes over the combination; any other wraps it."""
+    """f(lc): a linear factor distributes over the combination; an affine one is its linear part, which
+    distributes, plus its offset once (whatever the coefficients of lc sum to); any other wraps it."""
     if f.kind == "id":
         return lc
     if f.linear:
         return lincomb({Atom((f,) + a.ops, a.base): c for a, c in lc}) if lc else lc
+    if f.klass == "affine":
+        return add(apply(lin_part(f), lc), ((Atom((), Offset(f)), 1.0),))
     return ((Atom((), Wrap(f, lc)), 1.0),)
 
 
@@ -228,14 +252,34 @@ def chain(lc: tuple) -> tuple[Op, object]:
         if prefix:
             op, base = chain(rest)
             return Op(op.coef, prefix + op.fs), base
+        folded = refold(lc)
+        if folded is not None:
+            f, c, inner = folded
+            op, base = chain(inner)
+            return Op(c * op.coef, (f,) + op.fs), base
         return IDENTITY, lc
     atom, c = lc[0]
     ops = atom.ops
     if isinstance(atom.base, Var):
         return Op(c, ops), atom.base
+    if isinstance(atom.base, Offset):
+        return Op(c, ops + (offset_part(atom.base.factor),)), atom.base
     inner, base = chain(atom.base.arg) if atom.base.arg else (IDENTITY, atom.base.arg)
     const = () if inner.coef == 1 else (Factor(("const", inner.coef), "const", "linear", f"{inner.coef:g}"),)
     return Op(c, ops + (atom.base.factor,) + const + inner.fs), base
+
+
+def refold(lc: tuple):
+    """lin(F)(X) + c·F(0) read back as c·F(X / c): (F, c, X / c), or None. Exact for an affine F, and the
+    only way an affine layer's two parts are put together again (for reading a composite operator)."""
+    for a, c in lc:
+        if not isinstance(a.base, Offset) or a.ops:
+            continue
+        w = lin_part(a.base.factor)
+        others = [(b, d) for b, d in lc if b != a]
+        if others and all(b.ops and b.ops[0] == w for b, _ in others):
+            return a.base.factor, c, lincomb({Atom(b.ops[1:], b.base): d / c for b, d in others})
+    return None
 
 
 def common_prefix(lc: tuple) -> tuple[tuple, tuple]:
@@ -283,16 +327,24 @@ def _show_atom(a: Atom) -> str:
     op, base = chain(((a, 1.0),))
     names: list[str] = []
     prev = None  # (instance, place) of the factor before, outermost first
+    lin = {f.via for f in op.fs if f.part == "lin"}  # an instance seen through its linear part W
     for f in op.fs:
         if f.kind == "const":
             names.append(f"{f.name}·")
             prev = None
             continue
         name = f.via or f.show()
+        if f.via in lin and f.part != "off":
+            name = f"lin({name})"
         if prev is None or prev[0] != name or f.seq >= prev[1]:  # a new application (A(A(u)) shows A twice)
             names.append(name)
         prev = (name, f.seq)
-    inner = base.name if isinstance(base, Var) else show(base)
+    if isinstance(base, Offset):
+        names = names[:-1]
+        last = op.fs[-1]
+        inner = f"{last.via or last.owner or last.name}(0)"
+    else:
+        inner = base.name if isinstance(base, Var) else show(base)
     for name in reversed(names):
         inner = f"{name}{inner}" if name.endswith("·") else f"{name}({inner})"
     return inner

@@ -8,6 +8,7 @@ copies compute the same), or, for a target file with fixed operators, the target
 choice (weights, BN statistics, inputs) comes from the seed."""
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import torch
@@ -18,8 +19,6 @@ from .lowering import Delta, Split, SubId, default_dtype, lower_ir
 from .prims import PRIMS
 
 TOL = 1e-9
-# relations that end every chain of equiv.EDGES they are in: they compare, and hand nothing to a next relation
-TERMINAL = ("thm81_back", "lemma82", "lemma82_back")
 
 
 class Uncarried(Exception):
@@ -77,6 +76,29 @@ class Prim(nn.Module):
         return self.mod(x)
 
 
+class Lin(nn.Module):
+    """W of an affine module m(x) = W x + b: m(x) − m(0)."""
+
+    def __init__(self, m: nn.Module):
+        super().__init__()
+        self.m = m
+
+    def forward(self, x):
+        return self.m(x) - self.m(torch.zeros_like(x))
+
+
+class Bias(nn.Module):
+    """b = m(0) of an affine module whose input has `cin` channels, at the spatial size of the argument
+    the composite operator is applied to (b does not depend on that argument's values)."""
+
+    def __init__(self, m: nn.Module, cin: int):
+        super().__init__()
+        self.m, self.cin = m, cin
+
+    def forward(self, x):
+        return self.m(x.new_zeros((x.shape[0], self.cin) + tuple(x.shape[2:])))
+
+
 class Seq(nn.Module):
     def __init__(self, *mods, text: str | None = None):
         super().__init__()
@@ -117,13 +139,17 @@ class SpecRun:
             return Const(f.key[1])
         if f.key[0] == "unbound":
             raise Uncarried(f"{f.name} is never applied to a non-zero value")
-        label, k = f.key
+        label, k = f.key[:2]
         m = self.model.instance(label)
         if isinstance(m, nn.Sequential):
-            return m[k]
-        if len(self.ir.instances[label].layers) == 1:
-            return m
-        raise Uncarried(f"{label} is lowered as one fused module")
+            m = m[k]
+        elif len(self.ir.instances[label].layers) != 1:
+            raise Uncarried(f"{label} is lowered as one fused module")
+        if f.part == "lin":
+            return Lin(m)
+        if f.part == "off":
+            return Bias(m, self.ir.instances[label].layers[k].cin)
+        return m
 
     def carry(self, op) -> nn.Module:
         """A role (an Op or a sum of Ops) as a module that computes with the spec's own layers."""
@@ -207,6 +233,17 @@ class Target:
         return new
 
 
+def ties(t: Target) -> dict:
+    """label -> what it holds, for the target's slots that share a trained parameter with another of its
+    slots: there the spec ties what the target family leaves free (8.7), so the spec is a special case."""
+    owners: dict = {}
+    for label, m in t.slots.items():
+        for p in m.parameters():
+            owners.setdefault(id(p), set()).add(label)
+    tied = {label for labels in owners.values() if len(labels) > 1 for label in labels}
+    return {label: getattr(t.slots[label], "text", label) for label in sorted(tied)}
+
+
 def slot_label(ir, name: str, level: int, i: int) -> str:
     """The instance a canonical family spec uses for `name` at (level, step), from its index scope; for one the
     elaborator dropped because it was only ever applied to zero, a slot of its own, name[level, step]."""
@@ -246,8 +283,11 @@ class Outcome:
     """max |a − b| over trials, grids and steps of what a relation equates, and where it was largest."""
     error: float = 0.0
     where: dict = field(default_factory=dict)
+    first: dict = field(default_factory=dict)  # the first (trial, grid, step) in running order past TOL
 
     def see(self, e: float, **where) -> None:
+        if (e > TOL or e != e) and not self.first:
+            self.first = where
         if e > self.error or (e != e):
             self.error, self.where = e, where
 
@@ -280,47 +320,89 @@ SLOTS = {
 FEATURE = ("mgnet", "linear-mgnet", "mg0")
 
 
+# the transition slots of each canonical spec -> the name of the carried transition operator that fills them
+TRANS = {
+    "mgnet": {"R": "R", "Pi": "Pi"}, "linear-mgnet": {"R": "R", "Pi": "Pi"},
+    "mg-iresnet": {"D": "D"}, "iresnet": {"D": "D"}, "mg-resnet": {"D": "D"}, "sigma-resnet": {"D": "D"},
+    "resnet": {"D": "D"}, "classic-cnn": {"D": "D"},
+}
+
+
 class Run:
-    """One relation (edge of the chain) evaluated numerically: the source trajectory and roles in, the
-    target's trajectory and roles out, the comparison of what the relation equates recorded in `out`."""
+    """One relation (edge of the chain) evaluated numerically on the networks' own states: the target runs
+    from the spec's input through every grid, step and transition (its transition operators carried from
+    the spec's), and what the relation equates is compared at every (grid, step). A grid whose transition
+    could not be carried restarts from the spec's state. The source trajectory and roles go in, the
+    target's come out (for the next relation of a chain)."""
 
     def __init__(self, spec: SpecRun, grids: int, nu: int):
         self.spec, self.grids, self.nu = spec, grids, nu
+        self.trans: dict = {}  # level -> {name: module}: the current source's transition operators
 
-    def target(self, family: str, roles: dict) -> Target:
+    def target(self, family: str, roles: dict, trans: dict | None = None) -> Target:
         t = Target(canonical(family, self.grids, self.nu))
         self.tying = fill(t, roles, SLOTS[family])
+        self.last = t
+        for level, ops in (self.trans if trans is None else trans).items():
+            for slot, name in TRANS.get(family, {}).items():
+                if name in ops:
+                    t.slots[slot_label(t.ir, slot, level, 0)] = ops[name]
         return t
 
-    # ---- Theorem 8.1: r^{l,i} = f^l − ξ^l u^{l,i}
+    @staticmethod
+    def coarsen(t: Target, env: dict, level: int) -> dict | None:
+        """The target's transition from grid `level`, or None where an operator of it was not carried."""
+        try:
+            return t.coarsen(env, level)
+        except KeyError:
+            return None
+
+    # ---- Theorem 8.1: r^{l,i} = f^l − A^l(u^{l,i}), the target's ξ^l the linear part W of A^l
     def thm81(self, traj, roles, out: Outcome, trial: int, names):
         u, f = names
-        t = self.target("mg-iresnet", {k: {"xi": r["A"], "B": r["B"]} for k, r in roles.items()})
-        new_traj, new_roles = {}, {}
-        for level, its in traj.items():
-            if len(its) < 2:
+        t = self.target("mg-iresnet", {k: {"xi": r.get("W", r["A"]), "B": r["B"]} for k, r in roles.items()},
+                        {lv: {"D": ops["R"]} for lv, ops in self.trans.items() if "R" in ops})
+        new_traj, new_roles, r = {}, {}, None
+        for level, its in sorted(traj.items()):
+            key = min((k for k in roles if k[0] == level), default=None)
+            A = roles[key]["A"] if key else None
+            nxt = self.coarsen(t, {"f": r}, level - 1) if r is not None else None
+            if A is None:  # a grid without steps: nothing to compare, the transition carries on
+                r = nxt["f"] if nxt is not None else None
+                new_traj[level] = [{"f": r}]
                 continue
-            xi = roles[(level, 1)]["A"]
-            r = its[0][f] - xi(its[0][u])
+            r0 = its[0][f] - A(its[0][u])
+            if nxt is not None:
+                out.see(_err(nxt["f"], r0), grid=level, step=0, trial=trial)
+            r = nxt["f"] if nxt is not None else r0
             seq = [{"f": r}]
             for i in range(1, len(its)):
                 r = t.step({"f": r}, level, i)["f"]
                 if f in its[i] and u in its[i]:  # a state that feeds nothing is not computed
-                    out.see(_err(r, its[i][f] - xi(its[i][u])), grid=level, step=i, trial=trial)
+                    out.see(_err(r, its[i][f] - A(its[i][u])), grid=level, step=i, trial=trial)
                 seq.append({"f": r})
-                new_roles[(level, i)] = {"xi": xi, "B": roles[(level, i)]["B"]}
+                new_roles[(level, i)] = {"xi": roles[key].get("W", A), "B": roles[(level, i)]["B"]}
             new_traj[level] = seq
+        self.trans = {lv: {"D": ops["R"]} for lv, ops in self.trans.items() if "R" in ops}
         return new_traj, new_roles, ("f",)
 
     def thm81_back(self, traj, roles, out: Outcome, trial: int, names):
-        """Ends every chain it is in (TERMINAL): compares only, returns no trajectory for a next relation."""
+        """Ends every chain it is in (equiv.RELATIONS: terminal): compares only, returns no trajectory for a next relation.
+        The MgNet's R and Π are the iResNet's D: r^{l+1,0} = R(r^{l,ν}) whatever Π is."""
         (s,) = names
-        t = self.target("mgnet", {k: {"A": r["xi"], "B": r["B"]} for k, r in roles.items()})
-        for level, its in traj.items():
-            if len(its) < 2:
+        t = self.target("mgnet", {k: {"A": r["xi"], "B": r["B"]} for k, r in roles.items()},
+                        {lv: {"R": ops["D"], "Pi": copy.deepcopy(ops["D"])}  # any Π: a copy, not a tying
+                         for lv, ops in self.trans.items() if "D" in ops})
+        env = None
+        for level, its in sorted(traj.items()):
+            key = min((k for k in roles if k[0] == level), default=None)
+            nxt = self.coarsen(t, env, level - 1) if env is not None else None
+            env = dict(env, **nxt) if nxt is not None else {"u": torch.zeros_like(its[0][s]), "f": its[0][s]}
+            if key is None:
                 continue
-            xi = roles[(level, 1)]["xi"]
-            env = {"u": torch.zeros_like(its[0][s]), "f": its[0][s]}
+            xi = roles[key]["xi"]
+            if nxt is not None:
+                out.see(_err(its[0][s], env["f"] - xi(env["u"])), grid=level, step=0, trial=trial)
             for i in range(1, len(its)):
                 env = t.step(env, level, i)
                 out.see(_err(its[i][s], env["f"] - xi(env["u"])), grid=level, step=i, trial=trial)
@@ -331,11 +413,16 @@ class Run:
         def run(traj, roles, out: Outcome, trial: int, names):
             t = self.target(family, roles)
             canon = ("u", "f") if family in FEATURE else ("f",)
-            new_traj = {}
-            for level, its in traj.items():
-                if len(its) < 2:
-                    continue
-                env = {c: its[0][n] for c, n in zip(canon, names)}
+            new_traj, env = {}, None
+            for level, its in sorted(traj.items()):
+                nxt = self.coarsen(t, env, level - 1) if env is not None else None
+                if nxt is None:
+                    env = {c: its[0][n] for c, n in zip(canon, names)}
+                else:
+                    env = dict(env, **nxt)
+                    for c, n in zip(canon, names):
+                        if n in its[0]:
+                            out.see(_err(env[c], its[0][n]), grid=level, step=0, trial=trial, state=n)
                 seq = [dict(env)]
                 for i in range(1, len(its)):
                     env = t.step(env, level, i)
@@ -349,14 +436,16 @@ class Run:
 
     # ---- Lemma 8.2: f^{l,i} = σ(f̃^{l,i}); forwards from a ResNet, backwards from a σ-ResNet
     def lemma82(self, traj, roles, out: Outcome, trial: int, names):
-        """Ends every chain it is in (TERMINAL): compares only."""
+        """Ends every chain it is in (equiv.RELATIONS: terminal): compares only. The σ-ResNet's D is the ResNet's D∘σ, so
+        that f̃^{l+1,0} = D(f^{l,ν}) = f^{l+1,0}."""
         (s,) = names
-        t = self.target("sigma-resnet", roles)
+        t = self.target("sigma-resnet", roles,
+                        {lv: {"D": Seq(Prim("relu"), ops["D"])} for lv, ops in self.trans.items() if "D" in ops})
         relu = torch.nn.functional.relu
-        for level, its in traj.items():
-            if len(its) < 2:
-                continue
-            g = its[0][s]  # f̃^{l,0} := f^{l,0}: needs f^{l,0} = σ(f^{l,0})
+        g = None
+        for level, its in sorted(traj.items()):
+            nxt = self.coarsen(t, {"f": g}, level - 1) if g is not None else None
+            g = nxt["f"] if nxt is not None else its[0][s]  # f̃^{l,0} := f^{l,0}: needs f^{l,0} = σ(f^{l,0})
             out.see(_err(relu(g), its[0][s]), grid=level, step=0, trial=trial)
             for i in range(1, len(its)):
                 g = t.step({"f": g}, level, i)["f"]
@@ -364,9 +453,10 @@ class Run:
         return None, None, None
 
     def lemma82_back(self, traj, roles, out: Outcome, trial: int, names):
-        """Ends every chain it is in (TERMINAL): compares only."""
+        """Ends every chain it is in (equiv.RELATIONS: terminal): compares only. Each grid starts from σ of the spec's state
+        (the ResNet's transition would have to read σ(f̃), which a σ-ResNet's D need not)."""
         (s,) = names
-        t = self.target("resnet", roles)
+        t = self.target("resnet", roles, {})
         relu = torch.nn.functional.relu
         for level, its in traj.items():
             if len(its) < 2:
@@ -433,17 +523,18 @@ def witness(spec: SpecRun, rd, premise, trial: int) -> float:
     """Evaluate what refutes a premise: a linearity counterexample, a state that moves, two operators that
     should be one. 0 when nothing refutes it."""
     st = spec.states(trial)
-    kind = premise.witness[0] if premise.witness else None
+    w = premise.witness
+    kind = w.kind if w else None
     g = torch.Generator().manual_seed(spec.seed * 31 + trial)
     with torch.no_grad():
         if kind == "fixed":  # every iterate of the state on its grid against the grid's first
-            s = premise.witness[1]
+            s = w.state
             return max((_err(v, st[(s, lv, "down", 0)]) for lv, i, v in _iterates(st, s) if i > 0), default=0.0)
         if kind == "relu-input":  # the grid's first iterate of the state is left as it is by σ
-            s = premise.witness[1]
+            s = w.state
             return max((_err(torch.relu(v), v) for _, i, v in _iterates(st, s) if i == 0), default=0.0)
         if kind == "linear-op":
-            (level, i), s, op = premise.witness[1:]
+            ((level, i),), s, op = w.keys, w.state, w.op
             try:
                 m = spec.carry(op)
             except Uncarried:
@@ -453,7 +544,7 @@ def witness(spec: SpecRun, rd, premise, trial: int) -> float:
             y = torch.randn(x.shape, generator=g, dtype=x.dtype)
             return _err(m(0.7 * x - 1.3 * y), 0.7 * m(x) - 1.3 * m(y))
         if kind == "tied":
-            k1, k2, role, s = premise.witness[1:]
+            (k1, k2), role, s = w.keys, w.role, w.state
             try:
                 a, b = spec.carry(rd.roles[k1][role]), spec.carry(rd.roles[k2][role])
             except Uncarried:

@@ -1,7 +1,7 @@
-# MgNet, Table 2 row "2, (256, 256), Pi1": Algorithm 3 with the authors' public-code forward pass.
-# Reading: the authors' structure (4 A, 4 B, 3 R, 3 Pi) plus one more u->f convolution, an untied
-# A for the first restriction's residual (Ar[1]); with it the four Table 2 counts are matched
-# (this spec: 8,868,618; the public code without Ar[1] is specs/mgnet-official.mg, 8.28M).
+# MgNet, Algorithm 3 as Theorems 8.1 and 6.1 speak of it: one A per grid, used by the smoothing and by both
+# terms of the transition f[l+1] = R(f - A(u)) + A[l+1](u[l+1]) (8,278,794 params at 256/256/Pi1, the
+# public code's count). The Table 2 count reading (one more, untied u->f convolution Ar[1] in the first
+# restriction, 8,868,618) is specs/table2/mgnet-256-256-pi1.mg.
 model mgnet {
   param width = 256
   param nu = 2
@@ -13,8 +13,6 @@ model mgnet {
 
   f_in    = relu . bn . conv3(x -> f)
   A[l]    = conv3(u -> f)                        # linear (3.17): no bias, no BN
-  Ar[l]   = A[l]                                 # residual operator of the restriction ...
-  Ar[1]   = conv3(u -> f)                        # ... untied on grid 1 (the 9th u<->f conv)
   eta[l]  = conv3(f -> u)                        # the extractor's convolution: one per grid
   B[l, i] = relu . bn . eta[l] . relu . bn       # sigma . eta . sigma; BN before each sigma, per step
   Pi[l]   = relu . bn . conv3(u -> u, stride 2)  # Pi_1: trained stride-2 conv
@@ -23,6 +21,6 @@ model mgnet {
 
   init    f = f_in(x); u = 0
   step    u = u + B(f - A(u))
-  coarsen u[l+1] = Pi(u); f[l+1] = R(f - Ar(u)) + A[l+1](u[l+1])
+  coarsen u[l+1] = Pi(u); f[l+1] = R(f - A(u)) + A[l+1](u[l+1])
   output  fc(avgpool(u))
 }

@@ -151,7 +151,8 @@ def test_compile_table_list_and_render_header_show_macs(capsys, tmp_path):
     assert "multiply-accumulates per image (forward): 555," in out and "(555 M)" in out
     assert main(["list", "--json"]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
-    assert rows["table2/mgnet-256-256-pi1"]["macs"] == rows["mgnet"]["macs"]  # the same network
+    assert rows["mgnet-official"]["macs"] == rows["mgnet"]["macs"]  # the same network (Algorithm 3)
+    assert rows["table2/mgnet-256-256-pi1"]["macs"] == rows["mgnet"]["macs"]  # Ar[1] replaces A[1] in one use
     assert main(["list"]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("table2/resnet18 "))
     assert line.split()[1:4] == ["11,173,962", "555", "M"]

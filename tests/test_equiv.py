@@ -5,10 +5,12 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import mgdsl
 from mgdsl.cli import main
-from mgdsl.equiv import EDGES, FAMILIES, check_equiv, relate
+from mgdsl.equiv import FAMILIES, RELATIONS, check_equiv, relate
 
 
 def equiv(spec, target, **kw):
@@ -22,13 +24,14 @@ def failed(out):
 
 # ------------------------------------------------------------------ the four classes of issue 9
 
-def test_nonlinear_xi_is_not_an_iresnet_and_names_xi_and_7_9():
+def test_nonlinear_xi_is_undecided_naming_xi_and_7_9():
+    # the linearity counterexample of xi leaves the network's states: no verdict, the premise named
     out = equiv("tests/equiv_corpus/iresnet-xi-nonlinear.mg", "iresnet")
-    assert out["verdict"] == "not-equivalent"
+    assert out["verdict"] == "undecided"
     (p,) = failed(out)
     assert "ξ = xi is linear" in p["premise"] and "(7.9)" in p["premise"]
     assert p["where"] == "tests/equiv_corpus/iresnet-xi-nonlinear.mg:13"
-    assert out["max_error"] > 1e-6  # the linearity counterexample of xi, evaluated
+    assert "off the network's states the premise's witness differs" in out["reason"]
 
 
 def test_every_assignment_of_the_step_is_read():
@@ -104,7 +107,7 @@ def test_a_changed_mg0_spec_is_still_an_mg0(defines):
 
 
 def test_a_derivation_stops_at_the_first_failing_premise():
-    out = equiv("specs/equiv/mgnet-A-bias.mg", "iresnet")
+    out = equiv("specs/equiv/mgnet-A-relu.mg", "iresnet")
     assert out["verdict"] == "not-equivalent"
     assert out["derivation"][-1]["rule"] == "stopped"
     assert not any("(8.1)" in s["equation"] for s in out["derivation"])
@@ -121,17 +124,26 @@ def test_mgnet_vs_iresnet_is_a_special_case_by_theorem_8_1():
     assert out["max_error"] <= 1e-9 and not failed(out)
 
 
+def test_the_flagship_mgnet_is_a_special_case_of_iresnet_with_its_tying_map():
+    # specs/mgnet.mg is Algorithm 3 (one A per grid in the steps and both terms of the transition)
+    out = equiv("specs/mgnet.mg", "iresnet")
+    assert out["verdict"] == "special-case" and out["max_error"] <= 1e-9 and not failed(out)
+    assert out["tying"]["xi[1, 1]"] == out["tying"]["xi[1, 2]"] == "A[1]"
+    assert "eta[3]" in out["tying"]["B[3, 2]"]  # eta[l] one per grid against the family's per-step B
+
+
 @pytest.mark.parametrize("target", ["mgnet", "mg-iresnet", "iresnet"])
-def test_the_table2_mgnet_with_its_untied_restriction_residual_is_undecided(target):
-    # specs/mgnet.mg restricts f - Ar[1](u) with Ar[1] untied from the smoothing A[1] (to match Table 2's count):
-    # the next grid then starts from something that is not R of the residual, so Theorem 8.1 does not apply
-    out = equiv("specs/mgnet.mg", target, params={"width": 8})
-    assert out["verdict"] == "undecided"
+def test_the_table2_mgnet_with_its_untied_restriction_residual_differs_at_grid_2(target):
+    # table2/mgnet-256-256-pi1 restricts f - Ar[1](u) with Ar[1] untied from the smoothing A[1] (to match
+    # Table 2's count): running both networks through every grid shows grid 2 starting elsewhere
+    out = equiv("specs/table2/mgnet-256-256-pi1.mg", target, params={"width": 8})
+    assert out["verdict"] == "not-equivalent"
     assert "R is applied to f − Ar[1](u), not to the residual" in out["reason"]
+    first = out["counterexample"].get("first_difference", out["counterexample"])
+    assert (first["grid"], first["step"]) == (2, 0)
 
 
 @pytest.mark.parametrize("spec,words", [
-    ("specs/equiv/mgnet-A-bias.mg", "linear"), ("specs/equiv/mgnet-A-bn.mg", "linear"),
     ("specs/equiv/mgnet-A-relu.mg", "linear"), ("specs/equiv/mgnet-A-untied.mg", "one operator per grid"),
     ("specs/equiv/mgnet-B-first.mg", "residual")])
 def test_broken_premises_are_not_equivalent_with_reason_and_counterexample(spec, words):
@@ -140,6 +152,94 @@ def test_broken_premises_are_not_equivalent_with_reason_and_counterexample(spec,
     p = failed(out)[0]
     assert words in p["premise"] and p["where"].startswith(spec)
     assert out["max_error"] > 1e-6
+
+
+@pytest.mark.parametrize("spec,vs_mg_iresnet", [("specs/equiv/mgnet-A-bias.mg", "special-case"),
+                                                ("specs/equiv/mgnet-A-bn.mg", "special-case"),
+                                                ("tests/equiv_corpus/mgnet-A-hidden-bias.mg", "equivalent")])
+def test_an_affine_A_is_theorem_8_1_with_its_linear_part(spec, vs_mg_iresnet):
+    # A(u) = W u + b: r' = r − W B(r), and Algorithm 3's transition cancels b (the same A in both terms)
+    out = equiv(spec, "iresnet")
+    assert out["verdict"] == "special-case" and out["max_error"] <= 1e-9
+    assert any("A is affine" in p["premise"] and "ξ := W" in p["premise"] for p in out["premises"])
+    assert all("lin(" in v for k, v in out["tying"].items() if k.startswith("xi")), out["tying"]
+    # specs/equiv share eta[l] between the steps' B[l, i]: a tying against the family's per-step B
+    assert equiv(spec, "mg-iresnet")["verdict"] == vs_mg_iresnet
+
+
+@settings(max_examples=3, deadline=None, derandomize=True)
+@given(c=st.sampled_from([0.5, 1.5, 2.0, 0.25]), grids=st.sampled_from([2, 3]))
+def test_an_affine_A_with_any_coefficient_is_theorem_8_1_with_c_times_its_linear_part(c, grids):
+    text = open("tests/equiv_corpus/mgnet-A-bias.mg").read().replace("B(f - A(u))", f"B(f - {c} * A(u))") \
+        .replace("R(f - A(u))", f"R(f - {c} * A(u))").replace("+ A[l+1](u[l+1])", f"+ {c} * A[l+1](u[l+1])") \
+        .replace("grids 2", f"grids {grids}")
+    out = check_equiv(mgdsl.compile_ir("x.mg", text=text), "mg-iresnet", trials=1)
+    assert out["verdict"] == "equivalent" and out["max_error"] <= 1e-9, out["reason"]
+    assert out["tying"]["xi[1]"] == f"{c:g}·(lin(A[1]))"
+
+
+def test_an_affine_xi_in_iresnet_adds_its_offset_every_step():
+    # f − ξ(B(f)) with ξ = W + b: not an iResNet's linear ξ (undecided in its own family), and against MgNet
+    # (Theorem 8.1 backwards, A := ξ) the offset b does not cancel: a difference on the network's states
+    spec = "tests/equiv_corpus/mg-iresnet-xi-hidden-bias.mg"
+    assert equiv(spec, "mg-iresnet")["verdict"] == "undecided"
+    out = equiv(spec, "mgnet")
+    assert out["verdict"] == "not-equivalent" and out["max_error"] > 1e-6
+
+
+def test_an_affine_A_whose_offset_does_not_cancel_in_the_transition_is_not_equivalent():
+    # u[l+1] = 0 and no A^{l+1}(u[l+1]) term: grid 2 starts from R(r) − b, not R(r)
+    text = open("specs/equiv/mgnet-A-bias.mg").read().replace(
+        "u[l+1] = Pi(u); f[l+1] = R(f - A(u)) + A[l+1](u[l+1])", "u[l+1] = 0; f[l+1] = R(f - A(u))")
+    out = check_equiv(mgdsl.compile_ir("x.mg", text=text), "mg-iresnet")
+    assert out["verdict"] == "not-equivalent" and "offset" in out["reason"]
+    first = out["counterexample"].get("first_difference", out["counterexample"])
+    assert (first["grid"], first["step"]) == (2, 0)
+
+
+def test_a_premise_that_fails_only_off_the_networks_states_is_no_counterexample():
+    # A = conv . relu reads relu(u); every reachable u is >= 0, so on the network's states A is linear
+    spec = "tests/equiv_corpus/mgnet-A-relu-of-u.mg"
+    out = equiv(spec, "iresnet")
+    assert out["verdict"] == "special-case" and out["max_error"] <= 1e-9
+    assert any("≥ 0 on every state the network reaches" in p["premise"] for p in out["premises"])
+    # Π without a ReLU lets u go negative: no such premise, and A(relu(u)) ≠ A(u) there
+    text = open(spec).read().replace("Pi[l]   = relu . bn . conv3(u -> u, stride 2)", "Pi[l]   = bn . conv3(u -> u, stride 2)")
+    bad = check_equiv(mgdsl.compile_ir(spec, text=text), "mg-iresnet")
+    assert bad["verdict"] in ("not-equivalent", "undecided")
+    assert not any("≥ 0" in p["premise"] for p in bad["premises"])
+
+
+TIED_XI = [("tests/equiv_corpus/resnet-base.mg", "xi[l, i]  = bn . conv3(f -> f)", "xi[l]  = bn . conv3(f -> f)",
+            "resnet"),
+           ("tests/equiv_corpus/iresnet-base.mg", "xi[l, i]  = conv3(f -> f)", "xi[l]  = conv3(f -> f)", "iresnet"),
+           ("tests/equiv_corpus/mgnet-base.mg", "A[l]    = conv3(u -> f)", "A    = conv3(u -> f)", "mgnet"),
+           ("tests/equiv_corpus/classic-cnn-base.mg", "chi[l, i] = bn . conv3(f -> f)", "chi[l] = bn . conv3(f -> f)",
+            "mg-resnet")]
+NO_INDEX = ("A[l+1](u[l+1])", "A(u[l+1])")
+
+
+@pytest.mark.parametrize("spec,free,tied,target", TIED_XI)
+def test_a_spec_that_ties_what_the_target_leaves_free_is_a_special_case(spec, free, tied, target):
+    text = open(spec).read()
+    assert free in text
+    untied = check_equiv(mgdsl.compile_ir(spec, text=text), target)
+    assert untied["verdict"] == "equivalent"  # the same freedom on both sides
+    tied_text = text.replace(free, tied)
+    if "[" not in tied.split("=")[0]:  # one for the whole model: the transition names it without an index
+        tied_text = tied_text.replace(*NO_INDEX)
+    out = check_equiv(mgdsl.compile_ir(spec, text=tied_text), target)
+    assert out["verdict"] == "special-case" and out["max_error"] <= 1e-9
+    name = tied.split("=")[0].strip().split("[")[0]
+    held = {k: v for k, v in out["tying"].items() if name in v}
+    assert len(held) >= 2 and len(set(held.values())) < len(held), out["tying"]
+
+
+@pytest.mark.parametrize("spec,target", [("tests/equiv_corpus/iresnet-base.mg", "mg-iresnet"),
+                                         ("tests/equiv_corpus/mgnet-A-untied.mg", "mgnet")])
+def test_a_spec_freer_than_the_target_is_not_the_target(spec, target):
+    out = equiv(spec, target)
+    assert out["verdict"] == "not-equivalent" and out["max_error"] > 1e-6
 
 
 def test_resnet_vs_sigma_resnet_by_lemma_8_2_and_its_premise():
@@ -173,8 +273,8 @@ def test_no_relation_is_undecided_not_a_guess():
 
 def test_every_edge_names_a_numeric_path_and_every_pair_a_verdict():
     from mgdsl import numerics
-    for e in EDGES:
-        assert e.run in ("tie", "same") or hasattr(numerics.Run, e.run) or e.run == "thm61"
+    for e in RELATIONS:
+        assert e.numerics == "same" or hasattr(numerics.Run, e.numerics) or e.numerics == "thm61"
     for a in FAMILIES:
         for b in FAMILIES:
             path = relate(a, b)
@@ -185,7 +285,7 @@ def test_cli_json_and_exit_codes(capsys):
     assert main(["check", "specs/mgnet-official.mg", "--equiv", "iresnet", "--json", "-D", "width=8"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert {"verdict", "reason", "relation", "tying", "derivation", "premises", "max_error"} <= set(out)
-    assert main(["check", "specs/equiv/mgnet-A-bias.mg", "--equiv", "mg-iresnet"]) == 1
+    assert main(["check", "specs/equiv/mgnet-A-relu.mg", "--equiv", "mg-iresnet"]) == 1
     assert "FAILED" in capsys.readouterr().out
     assert main(["check", "specs/mgnet.mg", "--equiv", "resnet", "-D", "width=8"]) == 3
     assert "undecided" in capsys.readouterr().out
@@ -245,12 +345,42 @@ def test_a_bundled_spec_name_is_a_target_file():
 
 
 def test_relations_that_return_no_trajectory_end_every_chain():
-    # numerics.TERMINAL relations only compare (they hand nothing on): no chain of relate() may continue past one
-    from mgdsl import numerics
+    # terminal relations only compare (they hand nothing on): no chain of relate() may continue past one
     for a in FAMILIES:
         for b in FAMILIES:
             for k, e in enumerate(relate(a, b) or []):
-                assert e.run not in numerics.TERMINAL or k == len(relate(a, b)) - 1, (a, b, e.run)
+                assert not e.terminal or k == len(relate(a, b)) - 1, (a, b, e.rule)
+
+
+# (src, dst) -> a spec the relation holds for, and (spec, target) a spec it must reject with a counterexample
+WALK = {
+    ("mgnet", "mg-iresnet"): ("mgnet-base.mg", ("mgnet-A-untied.mg", "mg-iresnet")),
+    ("mg-iresnet", "mgnet"): ("mg-iresnet-base.mg", ("mg-iresnet-xi-hidden-bias.mg", "mgnet")),
+    ("mg-iresnet", "iresnet"): ("mg-iresnet-base.mg", ("iresnet-base.mg", "mg-iresnet")),
+    ("mg-resnet", "sigma-resnet"): ("mg-resnet-base.mg", ("sigma-resnet-base.mg", "mg-resnet")),
+    ("resnet", "sigma-resnet"): ("resnet-base.mg", ("resnet-linear-stem.mg", "sigma-resnet")),
+    ("sigma-resnet", "resnet"): ("sigma-resnet-base.mg", ("sigma-resnet-missing-sigma.mg", "resnet")),
+    ("classic-cnn", "mg-resnet"): ("classic-cnn-base.mg", None),  # rejected with forced roles: test_equiv_paths
+    ("linear-mgnet", "mg0"): ("linear-mgnet-base.mg", ("linear-mgnet-R-no-residual.mg", "mg0")),
+    ("mg0", "linear-mgnet"): ("mg0-base.mg", ("lmg-noAup.mg", "linear-mgnet")),
+    ("linear-mgnet", "mgnet"): ("linear-mgnet-base.mg", ("mgnet-f-halved.mg", "mgnet")),
+}
+
+
+@pytest.mark.parametrize("rel", RELATIONS, ids=lambda r: f"{r.src}->{r.dst}")
+def test_every_relation_record_is_complete_holds_and_rejects(rel):
+    """Walks the table of relations as test_prims walks PRIMS: a new relation is one record plus one row here."""
+    assert rel.derivation and rel.rule and rel.kind in ("equivalent", "special-case")
+    assert rel.ties == (rel.kind == "special-case") and (not rel.ties or rel.tying)
+    good, bad = WALK[(rel.src, rel.dst)]
+    out = equiv(f"tests/equiv_corpus/{good}", rel.dst, trials=1)
+    assert out["source_family"] == rel.src and out["verdict"] in ("equivalent", "special-case"), out["reason"]
+    assert out["verdict"] == "special-case" or not rel.ties
+    assert [s["rule"] for s in out["derivation"][1:1 + len(rel.derivation)]] == [s.rule for s in rel.derivation]
+    if bad is not None:
+        spec, target = bad
+        out = equiv(f"tests/equiv_corpus/{spec}", target, trials=1)
+        assert out["verdict"] == "not-equivalent" and out["max_error"] > 1e-6, out["reason"]
 
 
 def test_a_spec_file_is_equivalent_to_itself_but_not_with_other_values(tmp_path):

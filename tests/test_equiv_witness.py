@@ -1,4 +1,4 @@
-"""The witnesses that turn a failed premise into "not equivalent": each measures exactly what refutes its
+"""The witnesses that are reported for a failed premise: each measures exactly what refutes its
 premise, over every grid and step, and finds nothing where nothing is wrong (then the verdict stays
 "undecided"). The spec's states are given by hand here, so each test knows the answer: a moved state at one
 (grid, step), a negative right-hand side on one grid, a linear or a nonlinear operator, two operators that
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mgdsl import numerics as X
-from mgdsl.forms import Premise
+from mgdsl.forms import Premise, Witness
 
 GRIDS, NU = 3, [2, 2, 1]
 SHAPE = (2, 3, 4, 4)
@@ -31,14 +31,14 @@ PLACES = [(lv, i) for lv in range(1, GRIDS + 1) for i in range(1, NU[lv - 1] + 1
 
 
 def test_a_fixed_state_has_no_witness():
-    assert X.witness(_spec(_still()), None, Premise("f fixed", "unproved", witness=("fixed", "f")), 0) == 0.0
+    assert X.witness(_spec(_still()), None, Premise("f fixed", "unproved", witness=Witness("fixed", "f")), 0) == 0.0
 
 
 @pytest.mark.parametrize("lv,i", PLACES)
 def test_a_state_that_moves_at_one_grid_and_step_is_the_witness(lv, i):
     st = _still()
     st[("f", lv, "down", i)] = st[("f", lv, "down", i)] + 0.375
-    got = X.witness(_spec(st), None, Premise("f fixed", "failed", witness=("fixed", "f")), 0)
+    got = X.witness(_spec(st), None, Premise("f fixed", "failed", witness=Witness("fixed", "f")), 0)
     assert got == pytest.approx(0.375, abs=1e-12)
 
 
@@ -48,13 +48,13 @@ def test_the_start_of_a_grid_is_the_reference_not_a_move():
     for lv in range(1, GRIDS + 1):
         for i in range(NU[lv - 1] + 1):
             st[("f", lv, "down", i)] = st[("f", lv, "down", i)] + lv
-    assert X.witness(_spec(st), None, Premise("f fixed", "failed", witness=("fixed", "f")), 0) == 0.0
+    assert X.witness(_spec(st), None, Premise("f fixed", "failed", witness=Witness("fixed", "f")), 0) == 0.0
 
 
 @pytest.mark.parametrize("lv", range(1, GRIDS + 1))
 def test_a_negative_input_to_sigma_on_one_grid_is_the_witness(lv):
     st = {k: v for k, v in _still().items() if k[3] == 0}  # only each grid's input: (8.3) reads nothing else
-    p = Premise("reads sigma(f)", "failed", witness=("relu-input", "f"))
+    p = Premise("reads sigma(f)", "failed", witness=Witness("relu-input", "f"))
     assert X.witness(_spec(st), None, p, 0) == 0.0  # positive: sigma(f) = f everywhere
     st[("f", lv, "down", 0)] = st[("f", lv, "down", 0)] - 5.0
     low = float(-st[("f", lv, "down", 0)].min())
@@ -77,7 +77,7 @@ def test_linearity_witness_is_zero_for_a_linear_operator_and_not_for_relu_or_a_b
     spec = _spec(st, ops)
 
     def w(op):
-        return X.witness(spec, None, Premise("A linear", "unproved", witness=("linear-op", (2, 2), "u", op)), 0)
+        return X.witness(spec, None, Premise("A linear", "unproved", witness=Witness("linear-op", "u", ((2, 2),), op=op)), 0)
     assert w("lin") <= 1e-12
     assert w("relu") > 1e-3 and w("bias") > 1e-3
 
@@ -87,19 +87,19 @@ def test_tied_witness_compares_the_two_operators_on_the_state_the_second_one_rea
     rd = SimpleNamespace(roles={(3, 1): {"xi": "lin"}, (3, 2): {"xi": "lin"}, (1, 1): {"xi": "other"}})
     # only the state before the second operator's step exists: reading any other one is a KeyError
     one = {("f", 3, "down", 1): torch.randn(SHAPE, dtype=torch.float64)}
-    same = Premise("one xi per grid", "unproved", witness=("tied", (1, 1), (3, 2), "xi", "f"))
+    same = Premise("one xi per grid", "unproved", witness=Witness("tied", "f", ((1, 1), (3, 2)), "xi"))
     assert X.witness(_spec(one, ops), rd, same, 0) > 1e-3  # "other" vs "lin"
-    tied = Premise("one xi per grid", "unproved", witness=("tied", (3, 1), (3, 2), "xi", "f"))
+    tied = Premise("one xi per grid", "unproved", witness=Witness("tied", "f", ((3, 1), (3, 2)), "xi"))
     assert X.witness(_spec(one, ops), rd, tied, 0) == 0.0  # the same operator twice
     start = {("f", 3, "down", 0): one[("f", 3, "down", 1)]}
-    first = Premise("one xi per grid", "failed", witness=("tied", (1, 1), (3, 1), "xi", "f"))
+    first = Premise("one xi per grid", "failed", witness=Witness("tied", "f", ((1, 1), (3, 1)), "xi"))
     assert X.witness(_spec(start, ops), rd, first, 0) > 1e-3
 
 
 def test_witnesses_are_repeatable_for_a_seed_and_trial_and_differ_between_trials():
     st = {("u", 2, "down", 1): torch.randn(SHAPE, dtype=torch.float64)}
     spec = _spec(st, _ops())
-    p = Premise("A linear", "failed", witness=("linear-op", (2, 2), "u", "relu"))
+    p = Premise("A linear", "failed", witness=Witness("linear-op", "u", ((2, 2),), op="relu"))
     torch.manual_seed(1)
     a = X.witness(spec, None, p, 0)
     torch.manual_seed(2)  # the global generator must not matter: the witness draws from its own
@@ -109,11 +109,11 @@ def test_witnesses_are_repeatable_for_a_seed_and_trial_and_differ_between_trials
 
 
 def test_an_unknown_witness_refutes_nothing():
-    assert X.witness(_spec(_still()), None, Premise("?", "unproved", witness=("something-else",)), 0) == 0.0
+    assert X.witness(_spec(_still()), None, Premise("?", "unproved", witness=Witness("something-else")), 0) == 0.0
     assert X.witness(_spec(_still()), None, Premise("?", "unproved"), 0) == 0.0
     # a state the model never computed (it feeds nothing) refutes nothing either
     for kind in ("fixed", "relu-input"):
-        assert X.witness(_spec(_still()), None, Premise("?", "unproved", witness=(kind, "g")), 0) == 0.0
+        assert X.witness(_spec(_still()), None, Premise("?", "unproved", witness=Witness(kind, "g")), 0) == 0.0
 
 
 def test_an_operator_the_lowering_fused_refutes_nothing():
@@ -124,5 +124,5 @@ def test_an_operator_the_lowering_fused_refutes_nothing():
                            states=lambda t: {("u", 2, "down", 1): torch.randn(SHAPE, dtype=torch.float64),
                                              ("f", 3, "down", 1): torch.randn(SHAPE, dtype=torch.float64)})
     rd = SimpleNamespace(roles={(3, 1): {"xi": "a"}, (3, 2): {"xi": "b"}})
-    assert X.witness(spec, None, Premise("A linear", "unproved", witness=("linear-op", (2, 2), "u", "op")), 0) == 0.0
-    assert X.witness(spec, rd, Premise("tied", "unproved", witness=("tied", (3, 1), (3, 2), "xi", "f")), 0) == 0.0
+    assert X.witness(spec, None, Premise("A linear", "unproved", witness=Witness("linear-op", "u", ((2, 2),), op="op")), 0) == 0.0
+    assert X.witness(spec, rd, Premise("tied", "unproved", witness=Witness("tied", "f", ((3, 1), (3, 2)), "xi")), 0) == 0.0

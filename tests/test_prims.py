@@ -152,7 +152,7 @@ def test_macs_count_each_use_of_a_shared_operator():
     m = macs(ir)
     uses = []
     for k in range(1, ir.grids + 1):
-        a = ir.instances[f"A[{k}]"]  # conv3(u -> f), applied in the steps and the coarsening (also via Ar[k])
+        a = ir.instances[f"A[{k}]"]  # conv3(u -> f), applied in the steps and the coarsening (also via Ar[k] in the Table 2 reading)
         per_use = a.out_ty.channels * a.in_ty.channels * 9 * a.in_ty.height * a.in_ty.width
         assert m.by_instance[a.label] == a.uses * per_use
         uses.append(a.uses)

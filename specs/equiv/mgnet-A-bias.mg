@@ -1,4 +1,4 @@
-# MgNet whose A has a bias: affine, not linear, so Theorem 8.1 does not apply.
+# MgNet whose A has a bias: A(u) = W u + b. Theorem 8.1 holds with ξ = W (the offset cancels in r − W B(r) and in Algorithm 3's transition).
 model mgnet_A_bias {
   param width = 16
   param nu = 2

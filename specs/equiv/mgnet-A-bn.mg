@@ -1,4 +1,4 @@
-# MgNet whose A is followed by BN: affine, so Theorem 8.1 does not apply.
+# MgNet whose A is followed by BN: affine in eval mode, A(u) = W u + b; Theorem 8.1 holds with ξ = W.
 model mgnet_A_bn {
   param width = 16
   param nu = 2

@@ -1,5 +1,5 @@
-# xi = conv3 . sub_id(relu . conv3): sub_id(C) = C - id is as non-linear as C, so xi is not linear (7.9) (found by an adversarial review)
-# expect: iresnet=not-equivalent
+# xi = conv3 . sub_id(relu . conv3): sub_id(C) = C - id is as non-linear as C, so xi is not linear (7.9) (found by an adversarial review); against the MgNet family the spec runs as itself, so undecided (the linearity counterexample leaves the network's states)
+# expect: iresnet=undecided
 model ires_subid {
   param width = 4
   input x : 3 x 16 x 16

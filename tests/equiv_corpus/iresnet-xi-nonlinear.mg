@@ -1,5 +1,5 @@
-# xi = relu . bn . conv3: not the linear xi of (7.9)
-# expect: iresnet=not-equivalent mg-iresnet=not-equivalent mgnet=not-equivalent
+# xi = relu . bn . conv3: not the linear xi of (7.9); the linearity counterexample leaves the network's states, so undecided
+# expect: iresnet=undecided mg-iresnet=undecided mgnet=undecided
 model iresnet_xi_nonlinear {
   param width = 4
   input x : 3 x 16 x 16

@@ -1,5 +1,5 @@
-# u[l+1] = Pi(u) is not 0 but f[l+1] has no A^{l+1}(u[l+1]) term: (6.6) fails (found by an adversarial review)
-# expect: linear-mgnet=undecided mg0=not-equivalent
+# u[l+1] = Pi(u) is not 0 but f[l+1] has no A^{l+1}(u[l+1]) term: (6.6) fails (found by an adversarial review); running both networks shows grid 2 starting elsewhere, so linear-mgnet too is not-equivalent
+# expect: linear-mgnet=not-equivalent mg0=not-equivalent
 model linear_mgnet_base {
   param n = 17
   param omega = 0.8

@@ -1,5 +1,5 @@
-# S = jacobi(A) . sub_id(relu . conv3) is not linear: not a linear MgNet (Theorem 6.1), but an MgNet (found by an adversarial review)
-# expect: linear-mgnet=not-equivalent mg0=not-equivalent mgnet=equivalent
+# S = jacobi(A) . sub_id(relu . conv3) is not linear: not a linear MgNet (Theorem 6.1), but an MgNet (found by an adversarial review); with the nonlinear S the MG0 numerics find no difference on the network's states (undecided), S one per grid against MgNet's per-step B is a tying
+# expect: linear-mgnet=undecided mg0=undecided mgnet=special-case
 model linear_mgnet_base {
   param n = 17
   param omega = 0.8

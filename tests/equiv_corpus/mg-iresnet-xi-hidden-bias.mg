@@ -1,5 +1,5 @@
-# xi = conv1 . conv3(bias): a bias hidden in the composition
-# expect: mg-iresnet=not-equivalent iresnet=not-equivalent mgnet=not-equivalent
+# xi = conv1 . conv3(bias): a bias hidden in the composition: vs mgnet the offset is added every step and does not cancel (not-equivalent); in its own family undecided
+# expect: mg-iresnet=undecided iresnet=undecided mgnet=not-equivalent
 model mg_iresnet_xi_hidden_bias {
   param width = 4
   input x : 3 x 16 x 16

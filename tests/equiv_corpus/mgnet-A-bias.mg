@@ -1,5 +1,5 @@
-# A has a bias: affine, not linear (3.17)
-# expect: mgnet=not-equivalent mg-iresnet=not-equivalent iresnet=not-equivalent
+# A(u) = W u + b: r = f − A(u) gives r' = r − W B(r) (Theorem 8.1 with ξ = W); the same A in both terms of Algorithm 3's transition cancels b
+# expect: mgnet=equivalent mg-iresnet=equivalent iresnet=special-case
 model mgnet_A_bias {
   param width = 4
   param nu = 2

@@ -1,5 +1,5 @@
-# A = bn . conv: BN (affine in eval mode, batch-dependent in train mode) is not linear
-# expect: mgnet=not-equivalent mg-iresnet=not-equivalent iresnet=not-equivalent
+# A = bn . conv is affine in eval mode, A(u) = W u + b: Theorem 8.1 holds with ξ = W, the offset cancels
+# expect: mgnet=equivalent mg-iresnet=equivalent iresnet=special-case
 model mgnet_A_bn {
   param width = 4
   param nu = 2

@@ -1,5 +1,5 @@
-# A = C . D with D a conv with bias: the bias is hidden in a composition
-# expect: mgnet=not-equivalent mg-iresnet=not-equivalent iresnet=not-equivalent
+# A = C . D with D a conv with bias: A(u) = C D_W u + C(b), affine; the offset cancels, ξ = C∘D_W
+# expect: mgnet=equivalent mg-iresnet=equivalent iresnet=special-case
 model mgnet_A_hidden_bias {
   param width = 4
   param nu = 2

@@ -1,5 +1,5 @@
-# A = conv . relu . conv (3.18): non-linear
-# expect: mgnet=not-equivalent mg-iresnet=not-equivalent iresnet=not-equivalent
+# A = conv . relu . conv (3.18): non-linear; Theorem 8.1 under xi := A differs on the network's states (not-equivalent); against the MgNet family, which it runs as itself, undecided
+# expect: mgnet=undecided mg-iresnet=not-equivalent iresnet=not-equivalent
 model mgnet_A_relu {
   param width = 4
   param nu = 2

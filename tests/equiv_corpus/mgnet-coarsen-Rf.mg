@@ -1,5 +1,5 @@
-# the transition f[l+1] = R(f) drops A^{l+1}(u[l+1]) and the residual: r^{l+1,0} is not R(r^{l,nu}) (Theorem 8.1 needs Algorithm 3's transition); the numerics restart every grid, so no counterexample (found by an adversarial review)
-# expect: mgnet=undecided mg-iresnet=undecided iresnet=undecided
+# the transition f[l+1] = R(f) drops A^{l+1}(u[l+1]) and the residual: r^{l+1,0} is not R(r^{l,nu}); running both networks through every grid shows the difference at grid 2 (Algorithm 3)
+# expect: mgnet=not-equivalent mg-iresnet=not-equivalent iresnet=not-equivalent
 model mgnet_base {
   param width = 4
   param nu = 2

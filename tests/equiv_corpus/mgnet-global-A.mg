@@ -1,5 +1,5 @@
-# one A for the whole model (no index) is also one A per grid
-# expect: mgnet=equivalent mg-iresnet=equivalent iresnet=special-case
+# one A for the whole model (no index): the family has one A per grid, so a tying A[l] := A (special case)
+# expect: mgnet=special-case mg-iresnet=special-case iresnet=special-case
 model mgnet_global_A {
   param width = 4
   param nu = 2

@@ -1,5 +1,5 @@
-# A = conv3 . sub_id(relu . bn . conv3) is not linear (3.17) though sub_id's own layer class says linear (found by an adversarial review)
-# expect: mgnet=not-equivalent
+# A = conv3 . sub_id(relu . bn . conv3) is not linear (3.17) though sub_id's own layer class says linear (found by an adversarial review); against the MgNet family the spec runs as itself, so undecided (the linearity counterexample leaves the network's states)
+# expect: mgnet=undecided
 model mgnet_base {
   param width = 4
   param nu = 2

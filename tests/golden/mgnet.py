@@ -7,7 +7,7 @@ def forward(self, x):
     v7 = self.B["1"]["2"](v6)
     v8 = v4 + v7  # u^{1,2} down
     v9 = self.Pi["1"](v8)  # u^{2,0} down
-    v10 = self.Ar["1"](v8)
+    v10 = self.A["1"](v8)
     v11 = v1 - v10
     v12 = self.R["1"](v11)
     v13 = self.A["2"](v9)
@@ -20,7 +20,7 @@ def forward(self, x):
     v20 = self.B["2"]["2"](v19)
     v21 = v17 + v20  # u^{2,2} down
     v22 = self.Pi["2"](v21)  # u^{3,0} down
-    v23 = self.Ar["2"](v21)
+    v23 = self.A["2"](v21)
     v24 = v14 - v23
     v25 = self.R["2"](v24)
     v26 = self.A["3"](v22)
@@ -33,7 +33,7 @@ def forward(self, x):
     v33 = self.B["3"]["2"](v32)
     v34 = v30 + v33  # u^{3,2} down
     v35 = self.Pi["3"](v34)  # u^{4,0} down
-    v36 = self.Ar["3"](v34)
+    v36 = self.A["3"](v34)
     v37 = v27 - v36
     v38 = self.R["3"](v37)
     v39 = self.A["4"](v35)
