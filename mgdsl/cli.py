@@ -175,7 +175,7 @@ def _from_recipe(recipes: dict, key: str) -> str:
 def add_train_args(p: argparse.ArgumentParser) -> None:
     """The training flags; none has an argparse default, so the namespace holds only what the user gave
     (a --config file counts as given) and the recipe fills in the rest."""
-    from .training.recipes import DATA_MODES, DEFAULT_RECIPE, RECIPES, SCHEDULES, Config
+    from .training.recipes import DEFAULT_RECIPE, RECIPES, SCHEDULES, Config
     d = Config()
     S = argparse.SUPPRESS
     g = p.add_argument_group("training (with --train DATASET, or --resume RUN_DIR)")
@@ -215,6 +215,14 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--flip", action=argparse.BooleanOptionalAction, default=S,
                    help="random horizontal flips (default: on for natural images - cifar10, cifar100, image "
                         "folders; off for digits and .npz files, where a mirror image may be another class)")
+    _add_run_args(g)
+
+
+def _add_run_args(g) -> None:
+    """The training flags of how a run executes (device, speed, data loading, seed, logging) and where it goes."""
+    from .training.recipes import DATA_MODES, Config
+    d = Config()
+    S = argparse.SUPPRESS
     g.add_argument("--device", choices=["auto", "cpu", "cuda"], default=S, help="default: auto, cuda when available")
     g.add_argument("--amp", action="store_true", default=S, help="bf16 autocast (default: off)")
     g.add_argument("--channels-last", action="store_true", default=S,
