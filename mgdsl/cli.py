@@ -829,9 +829,10 @@ def _add_export_parser(sub) -> None:
                    help="a state_dict (model.pt) or a training run folder; default: fresh random weights")
     x.add_argument("--format", choices=["all", "py", "onnx"], default="all",
                    help="which forms to write (onnx needs `pip install 'mgdsl[export]'` or 'mgdsl[all]')")
-    x.add_argument("--raw", action="store_true", help="leave the run's preprocessing out: the model takes normalised "
-                   "float N x C x H x W (default: with trained weights of a run, OUT.onnx and OUT.py's load() take "
-                   "uint8 images N x H x W x C and normalise them as the run did)")
+    x.add_argument("--raw", action="store_true",
+                   help="leave the run's preprocessing out: the model takes normalised float N x C x H x W (default: "
+                        "with trained weights of a run, OUT.onnx and OUT.py's load() take uint8 images N x H x W x C "
+                        "and normalise them as the run did)")
     x.set_defaults(fn=cmd_export)
 
 
