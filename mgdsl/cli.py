@@ -175,7 +175,7 @@ def _from_recipe(recipes: dict, key: str) -> str:
 def add_train_args(p: argparse.ArgumentParser) -> None:
     """The training flags; none has an argparse default, so the namespace holds only what the user gave
     (a --config file counts as given) and the recipe fills in the rest."""
-    from .training.recipes import DATA_MODES, DEFAULT_RECIPE, RECIPES, SCHEDULES, Config
+    from .training.recipes import DEFAULT_RECIPE, RECIPES, SCHEDULES, Config
     d = Config()
     S = argparse.SUPPRESS
     g = p.add_argument_group("training (with --train DATASET, or --resume RUN_DIR)")
@@ -215,6 +215,14 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--flip", action=argparse.BooleanOptionalAction, default=S,
                    help="random horizontal flips (default: on for natural images - cifar10, cifar100, image "
                         "folders; off for digits and .npz files, where a mirror image may be another class)")
+    _add_run_args(g)
+
+
+def _add_run_args(g) -> None:
+    """The training flags of how a run executes (device, speed, data loading, seed, logging) and where it goes."""
+    from .training.recipes import DATA_MODES, Config
+    d = Config()
+    S = argparse.SUPPRESS
     g.add_argument("--device", choices=["auto", "cpu", "cuda"], default=S, help="default: auto, cuda when available")
     g.add_argument("--amp", action="store_true", default=S, help="bf16 autocast (default: off)")
     g.add_argument("--channels-last", action="store_true", default=S,
@@ -732,7 +740,25 @@ def build_parser() -> argparse.ArgumentParser:
                                 epilog=_epilog(None), formatter_class=HelpFormatter)
     p.add_argument("--version", action="version", version=f"mgdsl {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p.compile_parser = _add_compile_parser(sub)
+    _add_check_parser(sub)
+    _add_fmt_parser(sub)
+    _add_render_parser(sub)
+    _add_list_parser(sub)
+    _add_export_parser(sub)
+    _add_eval_parser(sub)
+    _add_lsp_parser(sub)
+    _add_solve_and_rewrite(sub)
+    _add_sweep_parser(sub)
+    _add_predict_parser(sub)
+    for name, command in sub.choices.items():  # one look for every command's --help
+        command.formatter_class = HelpFormatter
+        command.epilog = _epilog(name)
+    return p
 
+
+def _add_compile_parser(sub) -> argparse.ArgumentParser:
+    """`compile`: check a spec and print its operators, or train it (the training flags are add_train_args')."""
     c = sub.add_parser("compile", help="check a spec and print its operators and parameter count (or train it)")
     c.add_argument("spec", nargs="?", help=SPEC_HELP + " (not needed with --resume)")
     _add_defines(c)
@@ -745,8 +771,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train on digits, cifar10, cifar100, an .npz file or an image folder (default: only compile)")
     add_train_args(c)
     c.set_defaults(fn=cmd_compile)
-    p.compile_parser = c
+    return c
 
+
+def _add_check_parser(sub) -> None:
+    """`check`: the static checks, and with --equiv the equivalence to a classic network."""
     k = sub.add_parser("check", help="static checks: linearity classes and the sharing table")
     k.add_argument("spec", help=SPEC_HELP)
     _add_defines(k)
@@ -758,12 +787,18 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--seed", type=int, default=0, help="seed of the --equiv numerics")
     k.set_defaults(fn=cmd_check)
 
+
+def _add_fmt_parser(sub) -> None:
+    """`fmt`: the canonical text of specs."""
     f = sub.add_parser("fmt", help="print the canonical text of specs (or check or rewrite them)")
     f.add_argument("specs", nargs="+", metavar="SPEC", help=SPEC_HELP)
     f.add_argument("--check", action="store_true", help="print nothing; exit 1 if a file is not canonical")
     f.add_argument("-i", "--in-place", action="store_true", help="rewrite the files that are not canonical")
     f.set_defaults(fn=cmd_fmt)
 
+
+def _add_render_parser(sub) -> None:
+    """`render`: the paper's picture of specs."""
     r = sub.add_parser("render", help="draw specs as the paper does (grids as bands, smoothing folded)")
     r.add_argument("specs", nargs="+", metavar="SPEC", help=SPEC_HELP + "; several go side by side")
     r.add_argument("-o", "--output", required=True, metavar="FILE", help="the picture (or .dot) to write")
@@ -773,11 +808,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_defines(r)
     r.set_defaults(fn=cmd_render)
 
+
+def _add_list_parser(sub) -> None:
+    """`list`: the bundled specs."""
     ls = sub.add_parser("list", help="the bundled specs, one line each, with parameters and MACs per image")
     ls.add_argument("--json", action="store_true", help="print one JSON list")
     ls.add_argument("--names", action="store_true", help="print only the names (for scripts)")
     ls.set_defaults(fn=cmd_list)
 
+
+def _add_export_parser(sub) -> None:
+    """`export`: standalone PyTorch source and ONNX of a spec or a run."""
     x = sub.add_parser("export", help="standalone PyTorch source (OUT.py) and ONNX (OUT.onnx) of a spec or a run")
     x.add_argument("spec", metavar="SPEC|RUN_DIR", help=SPEC_HELP + "; or a run folder (its own spec, -D and "
                    "weights)")
@@ -788,11 +829,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a state_dict (model.pt) or a training run folder; default: fresh random weights")
     x.add_argument("--format", choices=["all", "py", "onnx"], default="all",
                    help="which forms to write (onnx needs `pip install 'mgdsl[export]'` or 'mgdsl[all]')")
-    x.add_argument("--raw", action="store_true", help="leave the run's preprocessing out: the model takes normalised "
-                   "float N x C x H x W (default: with trained weights of a run, OUT.onnx and OUT.py's load() take "
-                   "uint8 images N x H x W x C and normalise them as the run did)")
+    x.add_argument("--raw", action="store_true",
+                   help="leave the run's preprocessing out: the model takes normalised float N x C x H x W (default: "
+                        "with trained weights of a run, OUT.onnx and OUT.py's load() take uint8 images N x H x W x C "
+                        "and normalise them as the run did)")
     x.set_defaults(fn=cmd_export)
 
+
+def _add_eval_parser(sub) -> None:
+    """`eval`: a model's accuracy on a test set."""
     e = sub.add_parser("eval", help="top-1 accuracy of a run's model (or of saved weights) on a test set")
     e.add_argument("target", metavar="RUN_DIR|SPEC",
                    help="a run folder (its spec, -D, normalisation and test set) or a spec with --weights")
@@ -809,13 +854,17 @@ def build_parser() -> argparse.ArgumentParser:
                    "FILE.json and its picture to FILE.png (default: RUN_DIR/eval-WEIGHTS[-on-TEST][-tta|-no-tta].json, "
                    "for a spec beside the weights)")
     e.set_defaults(fn=cmd_eval)
+
+
+def _add_lsp_parser(sub) -> None:
+    """`lsp`: the language server for editors."""
     lsp = sub.add_parser("lsp", help="a language server for .mg files over stdio, for editors (docs/editors.md)")
     _add_defines(lsp)
     lsp.set_defaults(fn=cmd_lsp)
 
-    _add_solve_and_rewrite(sub)
-    _add_sweep_parser(sub)
 
+def _add_predict_parser(sub) -> None:
+    """`predict`: classify images with a run's model."""
     pr = sub.add_parser("predict", help="classify images with a run's model (top-k classes and probabilities)")
     pr.add_argument("run", metavar="RUN_DIR", help="a run folder (`mgdsl compile --train` wrote it)")
     pr.add_argument("inputs", nargs="+", metavar="INPUT",
@@ -831,10 +880,6 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--csv", metavar="FILE", help="write the predictions as CSV, only once all succeeded "
                      "(default: print them)")
     pr.set_defaults(fn=cmd_predict)
-    for name, command in sub.choices.items():  # one look for every command's --help
-        command.formatter_class = HelpFormatter
-        command.epilog = _epilog(name)
-    return p
 
 
 def _diagnostic_json(d, source) -> dict:

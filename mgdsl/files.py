@@ -1,6 +1,7 @@
 """The one atomic file write: every file mgdsl writes for a user (specs, pictures, exports, runs) goes through it."""
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Callable
@@ -26,6 +27,17 @@ def atomic_write(path: str | Path, data: bytes | str | Callable[[Path], None]) -
         if tmp.exists():
             tmp.unlink()
     _sync_folder(path.parent)
+
+
+def figure_bytes(fig, fmt: str = "png") -> bytes:
+    """A finished matplotlib figure as the bytes of one picture for atomic_write: laid out, saved at 100 dpi, and
+    closed, so that a sweep or a long run keeps no figure open."""
+    import matplotlib.pyplot as plt
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, dpi=100)
+    plt.close(fig)
+    return buf.getvalue()
 
 
 def _sync_folder(folder: Path) -> None:

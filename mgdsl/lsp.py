@@ -698,8 +698,14 @@ async def _checked(srv: MgServer, uri: str) -> None:
         logging.getLogger(__name__).exception("checking %s failed", uri)
 
 
-def _location(uri: str, o: Occurrence, lines: list[str]) -> T.Location:
-    return T.Location(uri, to_range(o.span, lines))
+def _locations(srv: MgServer, params, find) -> list[T.Location] | None:
+    """Go-to-definition and find-references alike: the places find(occurrences, the one under the cursor) names,
+    or None where the cursor is on no name."""
+    uri = params.text_document.uri
+    a, occs, o = srv.occurrence(uri, params.position)
+    if o is None:
+        return None
+    return [T.Location(uri, to_range(x.span, a.lines)) for x in find(occs, o)]
 
 
 def build_server() -> MgServer:
@@ -764,19 +770,12 @@ def _register_navigation(srv: MgServer, ls) -> None:
     @ls.feature(T.TEXT_DOCUMENT_DEFINITION)
     @_guarded
     def on_definition(ls, params: T.DefinitionParams):
-        a, occs, o = srv.occurrence(params.text_document.uri, params.position)
-        if o is None:
-            return None
-        return [_location(params.text_document.uri, d, a.lines) for d in definitions(occs, o)] or None
+        return _locations(srv, params, definitions) or None
 
     @ls.feature(T.TEXT_DOCUMENT_REFERENCES)
     @_guarded
     def on_references(ls, params: T.ReferenceParams):
-        a, occs, o = srv.occurrence(params.text_document.uri, params.position)
-        if o is None:
-            return None
-        return [_location(params.text_document.uri, r, a.lines)
-                for r in references(occs, o, params.context.include_declaration)]
+        return _locations(srv, params, lambda occs, o: references(occs, o, params.context.include_declaration))
 
     @ls.feature(T.TEXT_DOCUMENT_DOCUMENT_SYMBOL)
     @_guarded

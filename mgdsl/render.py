@@ -63,41 +63,66 @@ def _inst_label(inst: Instance, count: int = 1, index_text: str | None = None) -
 def picture(ir: IR, expand: bool = False) -> Picture:
     """Contract the unrolled graph: add/sub/relu become edges, steps of a grid become one group."""
     pic = Picture(ir.name, ir.grids, ir.sizes)
-    nodes = ir.nodes
-    live = reachable(nodes, [ir.output])
+    live = reachable(ir.nodes, [ir.output])
+    color = _colors(ir)
+    uses = _uses(ir, live, expand)
+    _add_operators(ir, pic, uses, color, expand)
+    _add_shared(ir, pic, color)
+    _count_steps(ir, pic)
+    shown = _add_states(ir, pic, live, expand)
+    _add_ends(ir, pic, live, shown)
+    _add_edges(ir, pic, live, shown)
+    for vid, v in pic.vertices.items():
+        if v["level"] is not None and v["kind"] != "input":
+            pic.bands.setdefault(v["level"], []).append(vid)
+    return pic
+
+
+def _colors(ir: IR) -> dict[str, str]:
+    """One colour per operator name; an alias (Ar[l] = A[l]) is drawn in its target's colour."""
     names = sorted({i.name for i in ir.instances.values()})
     color = {name: _color(k) for k, name in enumerate(names)}
-    for inst in ir.instances.values():  # an alias (Ar[l] = A[l]) is drawn in its target's colour
+    for inst in ir.instances.values():
         if len(inst.layers) == 1 and inst.layers[0].kind == "ref":
             color[inst.name] = color[ir.instances[inst.layers[0].ref].name]
+    return color
 
-    # which instances are used only inside the smoothing steps of one grid: they fold into that grid's group
+
+def _uses(ir: IR, live: set, expand: bool) -> dict[str, set]:
+    """Where each instance is applied, as (in a smoothing step, grid, phase, step): whether it folds into a grid's
+    smoothing box depends only on these."""
     uses: dict[str, set] = {}
     for n in sorted(live):
-        if nodes[n].op == "apply":
-            w = nodes[n].where
-            uses.setdefault(nodes[n].inst, set()).add(
+        node = ir.nodes[n]
+        if node.op == "apply":
+            w = node.where
+            uses.setdefault(node.inst, set()).add(
                 (w[0] in STEP_KINDS, w[1], w[3] if w[0] in STEP_KINDS else None, w[2] if expand else None))
+    return uses
 
-    def group_of(label: str):
-        """The smoothing box an instance folds into: used only in the steps of one grid (pre, post or both)."""
-        u = uses.get(label, set())
-        if len(u) == 1:
-            in_step, level, phase, i = next(iter(u))
-            if in_step:
-                return (level, phase, i)
-        if not expand and u and all(x[0] for x in u) and len({x[1] for x in u}) == 1:
-            return (next(iter(u))[1], "both", None)  # the smoother of a V-cycle: pre- and post-smoothing
-        return None
 
-    # vertices for instances (once each; in folded view, per-step instances of one name merge)
+def _group_of(uses: dict[str, set], label: str, expand: bool) -> tuple | None:
+    """The smoothing box an instance folds into: used only in the steps of one grid (pre, post or both)."""
+    u = uses.get(label, set())
+    if len(u) == 1:
+        in_step, level, phase, i = next(iter(u))
+        if in_step:
+            return (level, phase, i)
+    if not expand and u and all(x[0] for x in u) and len({x[1] for x in u}) == 1:
+        return (next(iter(u))[1], "both", None)  # the smoother of a V-cycle: pre- and post-smoothing
+    return None
+
+
+def _add_operators(ir: IR, pic: Picture, uses: dict[str, set], color: dict, expand: bool) -> None:
+    """A box per applied instance, once each; in the folded view the per-step instances of one name merge into one
+    box, and every box used only in a grid's smoothing joins that grid's group."""
     for label, inst in ir.instances.items():
         if label not in uses:
             continue
-        g = group_of(label)
+        g = _group_of(uses, label, expand)
         if g is not None and not expand and len(inst.scope) >= 2:
             vid = f"op:{inst.name}:{g}"
-            members = [l for l in ir.instances if ir.instances[l].name == inst.name and group_of(l) == g]
+            members = [l for l in ir.instances if ir.instances[l].name == inst.name and _group_of(uses, l, expand) == g]
             text = f"{inst.name}[{inst.index[0]}, i]" if len(inst.index) == 2 else f"{inst.name}[{inst.index[0]}, ·]"
             pic.vertices[vid] = {"label": _inst_label(inst, len(members), text), "shape": "box",
                                  "color": color[inst.name], "level": g[0], "kind": "op", "members": members,
@@ -115,13 +140,21 @@ def picture(ir: IR, expand: bool = False) -> Picture:
             grp = pic.groups.setdefault(key, {"nu": 0, "members": []})
             if vid not in grp["members"]:
                 grp["members"].append(vid)
-    _add_shared(ir, pic, color)
+
+
+def _count_steps(ir: IR, pic: Picture) -> None:
+    """Each smoothing box's ν: 1 per expanded step, else the grid's pre- or post-smoothing count (both for a
+    V-cycle's smoother)."""
     for (level, phase, i) in list(pic.groups):
         counts = {"down": ir.nu, "up": ir.post}.get(phase)
         pic.groups[(level, phase, i)]["nu"] = 1 if i is not None else (
             counts[level - 1] if counts else (ir.nu[level - 1], ir.post[level - 1]))
 
-    # states shown: the start and the end of each grid's smoothing, per phase
+
+def _add_states(ir: IR, pic: Picture, live: set, expand: bool) -> dict[int, str]:
+    """The states shown: the start and the end of each grid's smoothing, per phase (every step when expanded).
+    Returns node id -> vertex id."""
+    nodes = ir.nodes
     shown: dict[int, str] = {}
     by_key: dict[tuple, dict[int, int]] = {}
     for (s, level, phase, i), nid in ir.states.items():
@@ -141,15 +174,22 @@ def picture(ir: IR, expand: bool = False) -> Picture:
             shown[nid] = vid
             pic.vertices[vid] = {"label": _sup(s, level, tag), "shape": "ellipse", "color": "white",
                                  "level": level, "kind": "state"}
-    inp = [n for n in live if nodes[n].op == "input"]
-    for n in inp:
+    return shown
+
+
+def _add_ends(ir: IR, pic: Picture, live: set, shown: dict[int, str]) -> None:
+    """The input (with its shape) and the output vertex, outside every band."""
+    for n in [n for n in live if ir.nodes[n].op == "input"]:
         shown.setdefault(n, f"state:{n}")
         pic.vertices.setdefault(f"state:{n}", {"label": html.escape(ir.input_name) + " (input " + "x".join(
             map(str, ir.input_ty.shape)) + ")", "shape": "ellipse", "color": "white", "level": None, "kind": "input"})
     pic.vertices["output"] = {"label": "output " + "x".join(map(str, ir.output_ty.shape)), "shape": "ellipse",
                               "color": "#eeeeee", "level": None, "kind": "output"}
 
-    # contracted dataflow edges
+
+def _add_edges(ir: IR, pic: Picture, live: set, shown: dict[int, str]) -> None:
+    """The contracted dataflow: an edge from each drawn vertex to the drawn vertices it feeds, no self-loops."""
+    nodes = ir.nodes
     memo: dict[int, set] = {}
 
     def sources(n: int) -> set:
@@ -184,10 +224,6 @@ def picture(ir: IR, expand: bool = False) -> Picture:
     for s in sources(ir.output) - {"output"}:
         pic.edges.add((s, "output"))
     pic.edges = {(a, b) for a, b in pic.edges if a != b}
-    for vid, v in pic.vertices.items():
-        if v["level"] is not None and v["kind"] != "input":
-            pic.bands.setdefault(v["level"], []).append(vid)
-    return pic
 
 
 def _add_shared(ir: IR, pic: Picture, color: dict) -> None:

@@ -5,7 +5,6 @@ of the others; the study lives in an Optuna storage, so the same command with th
 No argparse and no printing here (cli.py owns both); optuna is imported only when a sweep runs."""
 from __future__ import annotations
 
-import io
 import json
 import math
 import time
@@ -301,12 +300,8 @@ def plot(rows: list[dict], path: Path) -> None:
                ylabel="best test accuracy (%)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    from .training.runs import atomic_write
-    atomic_write(path, buf.getvalue())
+    from .files import atomic_write, figure_bytes
+    atomic_write(path, figure_bytes(fig))
 
 
 def write_results(rows: list[dict], axes: list[Axis], out: str) -> list[Path]:

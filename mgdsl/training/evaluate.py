@@ -2,7 +2,6 @@
 the accuracy of each class and the confusion matrix, written as JSON and as a picture."""
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
@@ -225,8 +224,5 @@ def confusion_png(report: dict) -> bytes:
                             color="white" if share[i, j] > 0.5 else "black")
     ax.set(xlabel="predicted class", ylabel="true class",
            title=f"top-1 {100 * report['top1']:.2f}% of {report['n']:,} ({Path(report['test']).name})")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
+    from ..files import figure_bytes
+    return figure_bytes(fig)

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..files import atomic_write
+from ..files import atomic_write, figure_bytes
 
 RUN_FILES = ("config.json", "metrics.jsonl", "model.pt", "last.pt", "summary.json")
 
@@ -101,8 +101,4 @@ def plot(metrics: list[dict], path: Path) -> None:
     for a in ax:
         a.legend()
         a.grid(alpha=0.3)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write(path, buf.getvalue())
+    atomic_write(path, figure_bytes(fig))
