@@ -282,7 +282,7 @@ def _rank_bands(graph, pic: Picture, ids: dict, prefix: str) -> set:
         if not more:
             break
         after |= more
-    for vid in after:
+    for vid in sorted(after):  # a set: sorted, so the .dot is the same bytes on every run
         graph.edge(f"{prefix}below_{levels[-1]}", ids[vid], style="invis")
     return {(a, b) for a, b in pic.edges if lay[a] is not None and lay[b] is not None and lay[a] > lay[b]}
 
