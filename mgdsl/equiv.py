@@ -140,7 +140,7 @@ RELATIONS = [
              "lemma82_back",
              (Step("f^{l,i} := σ(f̃^{l,i})", "(8.4)",
                    "σ(f̃^{l,i}) = σ(f^{l,i−1} − ξση(f^{l,i−1})): the ResNet step (7.8)"),), terminal=True),
-    Relation("classic-cnn", "mg-resnet", "equivalent", "Theorem 8.3",
+    Relation("classic-cnn", "mg-resnet", "special-case", "Theorem 8.3, Remark 8.4",
              "ξ^l = δ̂ (8.12), η^{l,i} = [id, −id]∘(χ^{l,i} − id) (8.13)", "thm83",
              (Step("choose ξ^l = δ̂ with δ̂([X, Y]) = Y − X", "(8.12)", "δ̂ maps 2c channels to c"),
               Step("choose η^{l,i} = [id, −id]∘(χ^{l,i} − id)", "(8.13)", "η = split∘sub_id(χ)"),

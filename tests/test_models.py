@@ -111,7 +111,8 @@ def test_the_verdict_and_where_the_runs_first_differ(pair):
     if verdict == "special-case":  # the spec's eta[l] stands for the target's eta[l, 1], eta[l, 2]
         assert out["tying"] == {f"eta[{g}, {i}]": f"eta[{g}]" for g in range(1, 5) for i in (1, 2)}
     if verdict == "equivalent":
-        assert out["renaming"]["states"] == {"f": "f", "u": "u"} or out["renaming"]["states"] == {"u": "u", "f": "f"}
+        same_text = "is the same spec" in (out["reason"] or "")  # identical text: no renaming to report
+        assert out["renaming"]["states"] == ({} if same_text else {"f": "f", "u": "u"})
 
 
 @settings(max_examples=10, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
@@ -137,7 +138,8 @@ def test_renaming_reordering_cancelling_and_equal_compositions_never_change_a_ve
 
 def test_the_transformations_change_the_text_and_the_ir():
     renamed, mapping = rename(MGNET)
-    assert "A(u)" not in renamed and mapping["u"] in renamed and mapping["width"] in renamed
+    code = "\n".join(line.split("#")[0] for line in renamed.splitlines())  # the spec's comments quote A(u)
+    assert "A(u)" not in code and mapping["u"] in renamed and mapping["width"] in renamed
     assert reorder(MGNET, 1) != MGNET and cancel(MGNET) != MGNET and compose(MGNET) != MGNET
     a, b = mgdsl.compile_ir("a.mg", text=MGNET), mgdsl.compile_ir("b.mg", text=compose(cancel(MGNET)))
     assert len(b.nodes) > len(a.nodes)  # the cancelled terms are in the unrolled graph, not in the normal form

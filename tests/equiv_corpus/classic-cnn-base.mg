@@ -1,5 +1,5 @@
 # classic CNN (8.8)
-# expect: classic-cnn=equivalent mg-resnet=equivalent sigma-resnet=special-case resnet=special-case
+# expect: classic-cnn=equivalent mg-resnet=special-case sigma-resnet=special-case resnet=special-case
 model classic_cnn_base {
   param width = 4
   input x : 3 x 16 x 16

@@ -1,5 +1,5 @@
 # classic CNN with the operator renamed and defined after use
-# expect: classic-cnn=equivalent mg-resnet=equivalent
+# expect: classic-cnn=equivalent mg-resnet=special-case
 model classic_cnn_renamed {
   param width = 4
   input x : 3 x 16 x 16
