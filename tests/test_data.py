@@ -24,3 +24,14 @@ def test_images_are_scaled_to_0_1_and_normalised_per_channel():
     want = torch.from_numpy(x.astype(np.float64) / 255).permute(3, 0, 1, 2).reshape(3, -1)
     torch.testing.assert_close(mean.flatten().double(), want.mean(1), rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(std.flatten().double(), want.std(1), rtol=1e-5, atol=1e-6)
+
+
+def test_an_epoch_is_the_full_batches_and_drops_the_ragged_tail():
+    """10 images in batches of 4: two batches of 4 each epoch (8 images trained, as the epoch line says), the
+    last 2 left for another epoch's shuffle; a set smaller than a batch is one batch."""
+    from mgdsl.training.data import in_memory_batches, steps_per_epoch
+    x, y = torch.arange(10.0).view(10, 1, 1, 1), torch.arange(10)
+    g = torch.Generator().manual_seed(0)
+    sizes = [len(yb) for _, yb in in_memory_batches(x, y, batch_size=4, gen=g, augment_on=False)]
+    assert sizes == [4, 4] and steps_per_epoch(10, 4) == 2
+    assert [len(yb) for _, yb in in_memory_batches(x[:3], y[:3], batch_size=4, gen=g, augment_on=False)] == [3]
