@@ -80,7 +80,7 @@ def test_rank_0_in_this_process_with_rank_1_beside_it_trains_like_one_process(tm
 
     import torch.distributed as dist
     from launch import free_port
-    from test_distributed import BN_FREE
+    from tiny_specs import BN_FREE
     rng = np.random.default_rng(0)
     for name, n in (("train", 32), ("test", 16)):
         np.savez(tmp_path / f"{name}.npz", x=rng.integers(0, 255, (n, 8, 8, 3)).astype(np.uint8),
