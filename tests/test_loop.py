@@ -11,13 +11,13 @@ import mgdsl
 from mgdsl.cli import main
 from mgdsl.training import train
 from mgdsl.training.loop import Interrupted
-from test_train import _colour_set, _one_thread  # noqa: F401  (an autouse fixture: one torch thread per test)
+from helpers import colour_set, one_thread  # noqa: F401  (an autouse fixture: one torch thread per test)
 
 
 @pytest.fixture
 def data(tmp_path):
-    _colour_set(tmp_path / "train.npz", 64, 0)
-    _colour_set(tmp_path / "test.npz", 24, 1)
+    colour_set(tmp_path / "train.npz", 64, 0)
+    colour_set(tmp_path / "test.npz", 24, 1)
     return tmp_path
 
 

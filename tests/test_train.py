@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import colour_set, one_thread  # noqa: F401  (one_thread: an autouse fixture, one torch thread)
 import mgdsl
 import mgdsl.training
 from mgdsl.cli import main
@@ -19,29 +20,10 @@ TINY = ["-D", "width=4", "-D", "nu=1"]
 CLI = [sys.executable, "-m", "mgdsl.cli"]
 
 
-def _colour_set(path, n, seed):
-    """Label = which colour channel is bright (under noise): learnable only if labels stay with their images."""
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 3, n)
-    x = (rng.random((n, 16, 16, 3)) * 100).astype(np.uint8)
-    x[np.arange(n), :, :, y] += 100
-    np.savez(path, x=x, y=y)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread(monkeypatch):
-    """One torch thread: on a busy shared machine more threads make small runs many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def tiny_npz(tmp_path):
-    _colour_set(tmp_path / "train.npz", 128, 0)
-    _colour_set(tmp_path / "test.npz", 48, 1)
+    colour_set(tmp_path / "train.npz", 128, 0)
+    colour_set(tmp_path / "test.npz", 48, 1)
     return tmp_path
 
 
@@ -268,7 +250,7 @@ def test_resume_refuses_a_different_spec(tiny_npz, tmp_path, capsys):
 def test_resume_refuses_changed_data(tiny_npz, tmp_path, capsys):
     out = tmp_path / "run"
     assert _train(tiny_npz, out, "--epochs", "1") == 0
-    _colour_set(tiny_npz / "train.npz", 128, 7)
+    colour_set(tiny_npz / "train.npz", 128, 7)
     assert main(["compile", "--resume", str(out), "--epochs", "2"]) == 2
     assert "changed since the run started" in capsys.readouterr().err
 
