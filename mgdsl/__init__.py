@@ -52,11 +52,11 @@ def compile_spec(path: str, params: dict | None = None, text: str | None = None,
     from .check import check
     from .diagnostics import Source
     from .elaborate import elaborate
-    from .library import resolve
+    from .library import spec_path
     from .syntax import parse, read_source, retarget
 
     if text is None:
-        path = resolve(path)
+        path = spec_path(path)
         text = read_source(path)
     source = Source(path, text)
     model = retarget(parse(text, path), input_shape, classes)

@@ -364,9 +364,9 @@ def _print_config(args, given: dict) -> int:
     from dataclasses import asdict
 
     from .training.data import flip_default
-    from .training.recipes import Config, resolve
+    from .training.recipes import Config, fill_defaults
     cfg = Config(**given)
-    cfg = resolve(cfg, flip_default(cfg.train) if cfg.train else False)
+    cfg = fill_defaults(cfg, flip_default(cfg.train) if cfg.train else False)
     d = {k: v for k, v in asdict(cfg).items() if k not in ("out", "overwrite") or v}
     d["defines"] = list(args.defines)
     if args.spec is not None:
@@ -474,13 +474,13 @@ def cmd_check(args) -> int:
 def cmd_fmt(args) -> int:
     from .diagnostics import Diagnostic, Source
     from .fmt import fmt
-    from .library import resolve
+    from .library import spec_path
     from .syntax import parse, read_source
     if args.check and args.in_place:
         raise SpecError([Diagnostic("--check and -i exclude each other", None, "check first, then rewrite")])
     canonical = True
     for spec in args.specs:
-        path = resolve(spec)
+        path = spec_path(spec)
         if args.in_place and path != spec:
             raise SpecError([Diagnostic(f"{spec} is a bundled spec, not a file here: -i does not rewrite it", None,
                                         f"copy it first: mgdsl fmt {spec} > my.mg")], Source(spec, ""))

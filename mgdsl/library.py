@@ -73,7 +73,7 @@ def _candidates(name: str) -> list[str]:
     return out
 
 
-def resolve(spec: str) -> str:
+def spec_path(spec: str) -> str:
     """A spec argument to a readable path: an existing path wins, then a bundled name; else a located error."""
     if Path(spec).exists():
         return spec

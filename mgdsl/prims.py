@@ -119,7 +119,7 @@ class Prim:
     def option(self, key: str) -> Option | None:
         return next((o for o in self.options if o.key == key or (o.bare and key in o.values)), None)
 
-    def resolve(self, written: dict) -> dict:
+    def read_options(self, written: dict) -> dict:
         """Written options -> {key: value} with every default filled in; PrimError on anything unknown."""
         out = {}
         for key, value in written.items():
@@ -318,7 +318,7 @@ def type_transpose(p: Prim, c: Call, x: Ty, g: Grid):
     if len(tpl) != 1 or tpl[0].kind != "restrict":
         raise PrimError("transpose takes one restriction operator, e.g. transpose(R[l])",
                         "define R[l] = restrict(f -> f) and P[l] = transpose(R[l])")
-    stencil = PRIMS["restrict"].resolve(tpl[0].opts)["stencil"]
+    stencil = PRIMS["restrict"].read_options(tpl[0].opts)["stencil"]
     return _prolong(p, stencil, x.space, x, g)
 
 

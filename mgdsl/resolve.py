@@ -295,9 +295,9 @@ def _definitions(model: S.Model, rep: Reporter, spaces: dict, input_name: str) -
 def _check_names(t, defs: dict, known_spaces: list[str]) -> None:
     if isinstance(t, S.OpRef) and t.name not in PRIMS and t.name not in defs:
         raise Fail(f"undefined operator '{t.name}'", t.span, did_you_mean(t.name, list(defs) + sorted(PRIMS)))
-    if isinstance(t, S.Prim) and t.name not in PRIMS:
+    if isinstance(t, S.PrimApp) and t.name not in PRIMS:
         raise Fail(f"unknown primitive '{t.name}'", t.span, did_you_mean(t.name, PRIMS))
-    if isinstance(t, S.Prim):
+    if isinstance(t, S.PrimApp):
         for a in t.args:
             if isinstance(a, S.Sig):
                 for sp in (a.src, a.dst):

@@ -31,7 +31,7 @@ def to_mg_resnet(model: S.Model, ir) -> S.Model:
     xi, eta = _fresh("xi_mg", taken), _fresh("eta_mg", taken)
     index = chi_def.index or ()
     ref = S.RefArg(chi_name, index) if index else S.OpRef(chi_name, None)
-    eta_def = S.OpDef(eta, index or None, (S.OpRef("split", None), S.Prim("sub_id", (ref,))))
+    eta_def = S.OpDef(eta, index or None, (S.OpRef("split", None), S.PrimApp("sub_id", (ref,))))
     grid = tuple(ix for ix in index if ix.var == "l") or None
     xi_def = S.OpDef(xi, grid, (S.OpRef("delta", None),))
     f = S.Var(s, None)

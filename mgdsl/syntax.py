@@ -101,7 +101,7 @@ class OpRef:
 
 
 @dataclass(frozen=True)
-class Prim:
+class PrimApp:
     """A primitive with arguments, e.g. `conv3(u -> f, stride 2)`."""
     name: str
     args: tuple
@@ -312,7 +312,7 @@ class ToAST(Transformer):
 
     def prim(self, meta, c):
         args = tuple(x for x in c[2:-1] if x is not None and not isinstance(x, Token))
-        return Prim(str(c[0]), args, _span(meta))
+        return PrimApp(str(c[0]), args, _span(meta))
 
     def sig(self, meta, c):
         return Sig(str(c[0]), str(c[2]), _span(meta))

@@ -148,7 +148,7 @@ class Typer:
         if len(part.refs) != p.refs:
             raise PrimError(f"{p.name} takes {p.refs or 'no'} operator argument{'s' if p.refs != 1 else ''}, "
                             f"got {len(part.refs)}", f"e.g. {example}")
-        return Call(p.name, part.sig, p.resolve(part.opts), part.refs)
+        return Call(p.name, part.sig, p.read_options(part.opts), part.refs)
 
     def type_part(self, part: Part, x: Ty) -> tuple[Layer, Ty]:
         """One part of a definition at input type x, by the primitive table's shape rule."""

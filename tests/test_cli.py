@@ -95,7 +95,7 @@ def test_every_argument_of_every_command_has_help_that_shows_its_default():
 def test_every_command_help_ends_with_examples_that_parse_and_name_real_specs():
     import shlex
     from mgdsl.cli import EXAMPLES
-    from mgdsl.library import resolve
+    from mgdsl.library import spec_path
     parser, commands = _commands()
     assert set(commands) <= set(EXAMPLES), f"commands without examples: {set(commands) - set(EXAMPLES)}"
     for name, cmd in commands.items():
@@ -108,7 +108,7 @@ def test_every_command_help_ends_with_examples_that_parse_and_name_real_specs():
             args = parser.parse_args(argv[1:])  # argparse exits (SystemExit) on a misspelt option
             for spec in getattr(args, "specs", None) or [getattr(args, "spec", None)]:
                 if spec and "*" not in spec and not spec.startswith("my-"):
-                    resolve(spec)  # raises SpecError for a spec that is not bundled
+                    spec_path(spec)  # raises SpecError for a spec that is not bundled
 
 
 def test_version_flag(capsys):

@@ -9,26 +9,7 @@ import pytest
 import torch
 
 from launch import report, torchrun
-
-BN_FREE = """model bnfree {
-  param width = 4
-  input x : 3 x 8 x 8
-  classes 3
-  grids 2
-  smooth 1
-  space u = width, f = width
-  f_in = relu . conv3(x -> f)
-  A[l] = conv3(u -> f)
-  B[l] = relu . conv3(f -> u, bias) . relu
-  Pi[l] = relu . conv3(u -> u, stride 2)
-  R[l] = relu . conv3(f -> f, stride 2)
-  fc = linear(u -> classes)
-  init f = f_in(x); u = 0
-  step u = u + B(f - A(u))
-  coarsen u[l+1] = Pi(u); f[l+1] = R(f - A(u)) + A[l+1](u[l+1])
-  output fc(avgpool(u))
-}
-"""
+from tiny_specs import BN_FREE
 
 
 def _torchrun(args):

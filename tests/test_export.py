@@ -213,7 +213,11 @@ def test_export_cli_round_trips_a_training_run(tmp_path, capsys):
         y = model(x)
     torch.save(x, tmp_path / "x")
     torch.save(y, tmp_path / "y")
-    assert "Trained on digits: inputs are images in [0, 1] normalised per channel" in " ".join(out.with_suffix(".py").read_text().split())
+    note = " ".join(out.with_suffix(".py").read_text().split())
+    assert "Trained on digits: inputs are images in [0, 1] normalised per channel" in note
+    norm = json.loads((run / "config.json").read_text())["normalize"]  # the statistics the run trained with
+    mean, std = (", ".join(f"{v:.6g}" for v in norm[k]) for k in ("mean", "std"))
+    assert f"mean = ({mean}) and std = ({std})" in note and mean != std
     got = run_standalone([{"name": "run", "module": "digits_mgnet", "py": f"{out}.py", "pt": f"{out}.pt",
                            "x": str(tmp_path / "x"), "y": str(tmp_path / "y"), "cls": "Mgnet"}], tmp_path)
     assert got["run"]["err"] <= 1e-5
@@ -319,3 +323,19 @@ def test_export_of_a_run_folder_refuses_other_d_values_and_writes_nothing(tmp_pa
     err = capsys.readouterr().err
     assert "-D with a run folder" in err and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_export_to_a_py_name_writes_that_file_whose_class_starts_from_mgdsls_init(tmp_path, capsys):
+    """`-o net.py` writes net.py (not net.py.py); the exported class, trained from scratch, starts from
+    mgdsl's Kaiming fan-out normal init: the stem conv3(x -> f) at width 16 has std sqrt(2 / (16 * 9)), not
+    the fan-in sqrt(2 / 27)."""
+    import importlib.util
+    assert main(["export", "mgnet", "-D", "width=16", "-o", str(tmp_path / "net.py"), "--format", "py"]) == 0
+    assert capsys.readouterr().out.split() == [str(tmp_path / "net.py")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["net.py"]
+    spec = importlib.util.spec_from_file_location("net", tmp_path / "net.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    torch.manual_seed(0)
+    w = mod.Mgnet().state_dict()["f_in.0.weight"]  # 16 x 3 x 3 x 3
+    assert w.std().item() == pytest.approx((2 / (16 * 9)) ** 0.5, rel=0.15)

@@ -12,13 +12,13 @@ from mgdsl.cli import main
 from mgdsl.training import train
 from mgdsl.training.evaluate import evaluate_run
 from mgdsl.training.loop import Interrupted
-from test_train import _colour_set, _one_thread  # noqa: F401  (an autouse fixture: one torch thread per test)
+from helpers import colour_set, one_thread  # noqa: F401  (an autouse fixture: one torch thread per test)
 
 
 @pytest.fixture
 def data(tmp_path):
-    _colour_set(tmp_path / "train.npz", 64, 0)
-    _colour_set(tmp_path / "test.npz", 24, 1)
+    colour_set(tmp_path / "train.npz", 64, 0)
+    colour_set(tmp_path / "test.npz", 24, 1)
     return tmp_path
 
 
@@ -81,7 +81,7 @@ def test_rank_0_in_this_process_with_rank_1_beside_it_trains_like_one_process(tm
 
     import torch.distributed as dist
     from launch import free_port
-    from test_distributed import BN_FREE
+    from tiny_specs import BN_FREE
     rng = np.random.default_rng(0)
     for name, n in (("train", 32), ("test", 16)):
         np.savez(tmp_path / f"{name}.npz", x=rng.integers(0, 255, (n, 8, 8, 3)).astype(np.uint8),

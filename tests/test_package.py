@@ -12,7 +12,7 @@ from helpers import ROOT
 import mgdsl
 from mgdsl import SpecError, compile_spec
 from mgdsl.cli import main
-from mgdsl.library import bundled, grammar_text, resolve
+from mgdsl.library import bundled, grammar_text, spec_path
 
 SPEC_FILES = sorted(p.relative_to(ROOT / "specs").as_posix() for p in (ROOT / "specs").rglob("*.mg"))
 
@@ -26,7 +26,7 @@ def test_a_name_a_file_name_and_a_readme_path_all_find_the_bundled_spec(tmp_path
     monkeypatch.chdir(tmp_path)  # outside the repository: no specs/ folder here
     want = str(ROOT / "specs" / "table2" / "resnet18.mg")
     for spec in ("table2/resnet18", "table2/resnet18.mg", "specs/table2/resnet18.mg"):
-        assert resolve(spec) == want
+        assert spec_path(spec) == want
     assert compile_spec("table2/resnet18").total_params == 11_173_962
 
 
@@ -40,7 +40,7 @@ def test_an_existing_path_wins_over_a_bundled_name(tmp_path, monkeypatch):
 def test_an_unknown_name_is_a_one_line_error_with_a_suggestion_and_exit_2(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SpecError):
-        resolve("mgnett")
+        spec_path("mgnett")
     assert main(["compile", "table2/resnet-18"]) == 2
     err = capsys.readouterr().err
     assert err.splitlines()[0] == "table2/resnet-18: error: no such file or bundled spec: table2/resnet-18"

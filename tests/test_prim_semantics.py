@@ -143,26 +143,31 @@ BN = """model b {
   smooth 1
   space f = 3
   S[l] = bn
+  N = bn
   init f = f
   step f = S(f)
-  output f
+  output N(avgpool(f))
 }
 """
 
 
 def test_bn_keeps_pytorchs_running_statistics_and_eps(tmp_path):
-    """A batch in training moves the running statistics by PyTorch's momentum 0.1; eval divides by
-    sqrt(var + 1e-5): checkpoints and published weights trained elsewhere mean the same here."""
+    """A batch in training moves the running statistics by PyTorch's momentum 0.1, on a grid (BatchNorm2d)
+    and on a pooled vector (BatchNorm1d); eval divides by sqrt(var + 1e-5): checkpoints and published weights
+    trained elsewhere mean the same here."""
     p = tmp_path / "b.mg"
     p.write_text(BN)
     model = mgdsl.load(str(p)).train()
     x = 2 + 3 * torch.randn(8, 3, 4, 4)
     with torch.no_grad():
         model(x)
-    bn = dict(model.named_modules())["S.1"]
-    torch.testing.assert_close(bn.running_mean, 0.1 * x.mean((0, 2, 3)))
-    torch.testing.assert_close(bn.running_var, 0.9 + 0.1 * x.var((0, 2, 3), unbiased=True))
+    grid, vec = dict(model.named_modules())["S.1"], dict(model.named_modules())["N"]
+    pooled = F.batch_norm(x, None, None, training=True).mean((2, 3))  # what N saw: S's output, pooled
+    for bn, seen, dims in ((grid, x, (0, 2, 3)), (vec, pooled, (0,))):
+        torch.testing.assert_close(bn.running_mean, 0.1 * seen.mean(dims))
+        torch.testing.assert_close(bn.running_var, 0.9 + 0.1 * seen.var(dims, unbiased=True))
     model.eval()
     with torch.no_grad():
-        m, v = bn.running_mean.view(1, 3, 1, 1), bn.running_var.view(1, 3, 1, 1)
-        torch.testing.assert_close(model(x), (x - m) / torch.sqrt(v + 1e-5))
+        m, v = grid.running_mean.view(1, 3, 1, 1), grid.running_var.view(1, 3, 1, 1)
+        y = ((x - m) / torch.sqrt(v + 1e-5)).mean((2, 3))
+        torch.testing.assert_close(model(x), (y - vec.running_mean) / torch.sqrt(vec.running_var + 1e-5))

@@ -140,6 +140,15 @@ def test_macs_equal_torch_flop_counter(path):
     assert got.total == sum(got.by_instance.values())
 
 
+def test_macs_of_a_rewritten_mg_resnet_count_chi_inside_sub_id(tmp_path):
+    """sub_id(chi) (8.13) runs chi: no shipped spec has it, so the Mg-ResNet rewrite of the classic CNN is
+    measured against torch's flop counter as the shipped specs are."""
+    from mgdsl.cli import main
+    out = tmp_path / "rw.mg"
+    assert main(["rewrite", "--to", "mg-resnet", "specs/cnn/classic-cnn.mg", "-D", "width=4", "-o", str(out)]) == 0
+    test_macs_equal_torch_flop_counter(str(out))
+
+
 @pytest.mark.parametrize("path,reference", [("specs/table2/resnet18.mg", 0.555e9),
                                             ("specs/table2/mgnet-256-256-pi1.mg", 3.80e9)])
 def test_macs_of_the_reference_models(path, reference):

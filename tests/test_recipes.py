@@ -7,11 +7,11 @@ import pytest
 from PIL import Image
 
 from mgdsl.cli import main
-from mgdsl.training.recipes import Config, lr_at, resolve
+from mgdsl.training.recipes import Config, fill_defaults, lr_at
 
 
 def resolve_recipe(recipe, **flags):
-    return resolve(Config(recipe=recipe, **flags), flip_default=True)
+    return fill_defaults(Config(recipe=recipe, **flags), flip_default=True)
 
 
 def test_imagenet_recipe_is_goyal_et_al_with_linear_scaling():

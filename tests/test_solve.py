@@ -129,9 +129,29 @@ def test_a_re_discretised_v_cycle_diverges_and_solve_says_why(tmp_path, capsys):
     assert "hint:" not in capsys.readouterr().err  # not converged in 10 cycles, but no re-discretised laplace
 
 
-def test_solve_rejects_bad_n(capsys):
-    assert main(["solve", "specs/multigrid/poisson-v11.mg", "--n", "64"]) == 2
+@pytest.mark.parametrize("n", ["64", "2", "1"])
+def test_solve_rejects_bad_n(capsys, n):
+    assert main(["solve", "specs/multigrid/poisson-v11.mg", "--n", n]) == 2
     assert "2^k + 1" in capsys.readouterr().err
+
+
+def test_the_cycle_lines_and_the_summary_report_the_run_that_was_done(capsys):
+    """Each line's factor is its own residual over the previous one; the run stops at the first cycle whose
+    residual is below --tol times the first (a relative tolerance) and the summary counts those cycles."""
+    import json
+    import re
+    assert main(["solve", "specs/multigrid/poisson-v11.mg", "--n", "17", "--tol", "1e-6"]) == 0
+    cap = capsys.readouterr()
+    lines = [re.match(r"cycle +(\d+) +residual (\S+)(?: +factor (\S+))?$", ln) for ln in cap.out.splitlines()]
+    assert all(lines) and [int(m[1]) for m in lines] == list(range(len(lines)))
+    res = [float(m[2]) for m in lines]
+    for k in range(1, len(res)):
+        assert float(lines[k][3]) == pytest.approx(res[k] / res[k - 1], abs=2e-3), k
+    assert res[-1] <= 1e-6 * res[0] < res[-2] and res[0] > 1  # a random f on 17 x 17: |f| is about 17
+    assert f", {len(res) - 1} cycles," in cap.err and cap.err.rstrip().endswith(", converged")
+    assert main(["solve", "specs/multigrid/poisson-v11.mg", "--n", "17", "--tol", "1e-6", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["cycles"] == len(out["residuals"]) - 1 == len(res) - 1 and out["converged"]
 
 
 @pytest.mark.parametrize("flag,words", [(["--tol", "0"], "--tol 0.0: the relative residual"),

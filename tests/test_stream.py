@@ -53,6 +53,9 @@ def test_conversions_keep_the_pixel_values():
     grey16 = Image.fromarray(np.full((2, 2), 128 * 257, np.uint16))
     assert np.asarray(stream.to_mode(grey16, "L"))[0, 0] == 128  # scaled, not clipped to 255
     assert np.asarray(stream.to_mode(grey16, "RGB"))[0, 0].tolist() == [128, 128, 128]
+    levels = np.arange(256, dtype=np.uint16).reshape(16, 16)
+    ramp16 = Image.fromarray(levels * 257)  # the 16-bit image of every 8-bit level k: k * 257 (0xkkkk)
+    assert np.array_equal(np.asarray(stream.to_mode(ramp16, "L")), levels.astype(np.uint8))  # back to k exactly
     pal = Image.fromarray(np.ones((2, 2), np.uint8), "P")
     pal.putpalette([0, 0, 0, 10, 200, 30])
     pal.info["transparency"] = 0

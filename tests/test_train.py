@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import colour_set, one_thread  # noqa: F401  (one_thread: an autouse fixture, one torch thread)
 import mgdsl
 import mgdsl.training
 from mgdsl.cli import main
@@ -19,29 +20,10 @@ TINY = ["-D", "width=4", "-D", "nu=1"]
 CLI = [sys.executable, "-m", "mgdsl.cli"]
 
 
-def _colour_set(path, n, seed):
-    """Label = which colour channel is bright (under noise): learnable only if labels stay with their images."""
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 3, n)
-    x = (rng.random((n, 16, 16, 3)) * 100).astype(np.uint8)
-    x[np.arange(n), :, :, y] += 100
-    np.savez(path, x=x, y=y)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread(monkeypatch):
-    """One torch thread: on a busy shared machine more threads make small runs many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def tiny_npz(tmp_path):
-    _colour_set(tmp_path / "train.npz", 128, 0)
-    _colour_set(tmp_path / "test.npz", 48, 1)
+    colour_set(tmp_path / "train.npz", 128, 0)
+    colour_set(tmp_path / "test.npz", 48, 1)
     return tmp_path
 
 
@@ -185,10 +167,10 @@ def test_each_epoch_line_and_the_summary_report_what_the_run_did(tiny_npz, tmp_p
     # metrics.jsonl and summary.json are what users plot and compare: each field is checked against what it
     # claims (128 training images, batch 16: 8 steps an epoch; the lr at each epoch's first and last batch)
     from mgdsl.cost import macs
-    from mgdsl.training.recipes import Config, lr_at, resolve
+    from mgdsl.training.recipes import Config, lr_at, fill_defaults
     out = tmp_path / "run"
     assert _train(tiny_npz, out, "--epochs", "3", "--recipe", "paper", "--lr-step", "1", "--lr", "0.2") == 0
-    cfg = resolve(Config(recipe="paper", epochs=3, lr=0.2, lr_step=1, batch_size=16), False)
+    cfg = fill_defaults(Config(recipe="paper", epochs=3, lr=0.2, lr_step=1, batch_size=16), False)
     ms, s = _metrics(out), _summary(out)
     assert [m["epoch"] for m in ms] == [1, 2, 3]
     assert [m["lr_start"] for m in ms] == [lr_at(cfg, e * 8, 8) for e in range(3)] == pytest.approx([0.2, 0.02, 0.002])
@@ -324,7 +306,7 @@ def test_resume_refuses_a_different_spec(tiny_npz, tmp_path, capsys):
 def test_resume_refuses_changed_data(tiny_npz, tmp_path, capsys):
     out = tmp_path / "run"
     assert _train(tiny_npz, out, "--epochs", "1") == 0
-    _colour_set(tiny_npz / "train.npz", 128, 7)
+    colour_set(tiny_npz / "train.npz", 128, 7)
     assert main(["compile", "--resume", str(out), "--epochs", "2"]) == 2
     assert "changed since the run started" in capsys.readouterr().err
 
@@ -441,24 +423,24 @@ def test_an_earlier_run_is_never_overwritten(tiny_npz, tmp_path, capsys, monkeyp
 # ------------------------------------------------------------------ recipes and augmentation
 
 def test_paper_recipe_is_exact_at_120_epochs_and_compressed_for_fewer():
-    from mgdsl.training.recipes import Config, lr_at, resolve
-    paper = resolve(Config(recipe="paper"), False)
+    from mgdsl.training.recipes import Config, lr_at, fill_defaults
+    paper = fill_defaults(Config(recipe="paper"), False)
     assert (paper.epochs, paper.lr, paper.momentum, paper.weight_decay, paper.lr_step, paper.batch_size) == \
         (120, 0.1, 0.9, 0.0, 30, 128)
     assert not paper.nesterov and paper.label_smoothing == 0 and not paper.tta
     lrs = [lr_at(paper, e * 10, 10) for e in range(120)]
     assert lrs[29] == 0.1 and lrs[30] == pytest.approx(0.01) and lrs[89] == pytest.approx(1e-3)
     assert lrs[90] == pytest.approx(1e-4) and lrs[119] == pytest.approx(1e-4)
-    p15 = resolve(Config(recipe="paper", epochs=15), False)
+    p15 = fill_defaults(Config(recipe="paper", epochs=15), False)
     drops = [e for e in range(1, 15) if lr_at(p15, e * 10, 10) < lr_at(p15, e * 10 - 1, 10)]
     assert drops == [4, 8, 12]  # what --help says
-    official = resolve(Config(recipe="official"), False)
+    official = fill_defaults(Config(recipe="official"), False)
     assert (official.weight_decay, official.lr_step, official.epochs) == (5e-4, 50, 300)
 
 
 def test_budget_schedule_warms_up_then_decays_to_zero_at_the_last_batch():
-    from mgdsl.training.recipes import Config, lr_at, resolve
-    cfg = resolve(Config(epochs=5), True)
+    from mgdsl.training.recipes import Config, lr_at, fill_defaults
+    cfg = fill_defaults(Config(epochs=5), True)
     assert cfg.recipe == "budget" and cfg.nesterov and cfg.label_smoothing == 0.1 and cfg.tta
     lrs = [lr_at(cfg, s, 10) for s in range(50)]
     assert lrs[0] == pytest.approx(0.01) and lrs[9] == pytest.approx(0.1)  # one epoch of warm-up
@@ -467,8 +449,8 @@ def test_budget_schedule_warms_up_then_decays_to_zero_at_the_last_batch():
 
 
 def test_flips_default_to_natural_images_only_and_are_recorded(tiny_npz, tmp_path):
-    from mgdsl.training.recipes import Config, resolve
-    assert not resolve(Config(train="x.npz"), False).flip and not resolve(Config(), False).tta
+    from mgdsl.training.recipes import Config, fill_defaults
+    assert not fill_defaults(Config(train="x.npz"), False).flip and not fill_defaults(Config(), False).tta
     cases = {(): (False, True), ("--flip",): (True, True), ("--no-augment",): (False, False),
              ("--flip", "--no-augment"): (False, False)}
     for k, (extra, (flip, crop)) in enumerate(cases.items()):

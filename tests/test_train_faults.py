@@ -14,27 +14,10 @@ from PIL import Image
 from mgdsl.cli import main
 
 from launch import report, torchrun
+from tiny_specs import BN_FREE as BN_FREE_3
 
 TINY = ["-D", "width=4", "-D", "nu=1"]
-BN_FREE = """model bnfree {
-  param width = 4
-  input x : 3 x 8 x 8
-  classes 6
-  grids 2
-  smooth 1
-  space u = width, f = width
-  f_in = relu . conv3(x -> f)
-  A[l] = conv3(u -> f)
-  B[l] = relu . conv3(f -> u, bias) . relu
-  Pi[l] = relu . conv3(u -> u, stride 2)
-  R[l] = relu . conv3(f -> f, stride 2)
-  fc = linear(u -> classes)
-  init f = f_in(x); u = 0
-  step u = u + B(f - A(u))
-  coarsen u[l+1] = Pi(u); f[l+1] = R(f - A(u)) + A[l+1](u[l+1])
-  output fc(avgpool(u))
-}
-"""
+BN_FREE = BN_FREE_3.replace("classes 3", "classes 6")
 
 
 def image_folder(root, classes=6, per_class=(4, 2), size=(14, 11)):

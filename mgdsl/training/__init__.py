@@ -172,10 +172,10 @@ def _new_run(ir, cfg: Config, callback) -> dict | None:
     from .data import DataError
     from .feed import open_source
     from .loop import fit
-    from .recipes import resolve, validate
+    from .recipes import fill_defaults, validate
     validate(cfg)  # the flags given, before the data is read
     data = open_source(cfg.train, cfg.test, cfg.data_root, cfg.data_mode, ir.input_ty.shape)
-    cfg = resolve(cfg, data.flip_default)
+    cfg = fill_defaults(cfg, data.flip_default)
     validate(cfg)  # and the recipe's values under them
     cfg.out = cfg.out or runs.fresh_run_dir(default_out(ir.name, cfg.train))
     rank0 = os.environ.get("RANK", "0") == "0"  # only rank 0 writes; the others must not race its first files

@@ -95,7 +95,7 @@ def _memory_test_set(rec: dict, cfg: Config, name: str, test: str | None, root: 
 
     from ..ir import shape_text
     from .data import DataError, channel_stats, load_dataset, load_test_set, to_images
-    from .loop import normalise
+    from .loop import standardise
     if test is None:  # exactly as in training: a split stays the same split
         d = load_dataset(cfg.train, cfg.test, root)
         x, y, k = d.x_test, d.y_test, d.classes
@@ -112,7 +112,7 @@ def _memory_test_set(rec: dict, cfg: Config, name: str, test: str | None, root: 
         raise DataError(f"{name}: label {int(y.max())} is out of range for the run's {classes} classes")
     xt = to_images(x, "cpu")
     if "normalize" in rec:  # the training set's statistics, saved with the run
-        xt = normalise(xt, rec["normalize"])
+        xt = standardise(xt, rec["normalize"])
     else:
         mean, std = channel_stats(xt)
         xt = (xt - mean) / std

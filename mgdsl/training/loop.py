@@ -94,7 +94,7 @@ def train_epoch(fwd, opt, batches, *, device, amp: bool, channels_last: bool, la
     return stats
 
 
-def normalise(x, normalize: dict):
+def standardise(x, normalize: dict):
     """Images in [0, 1] to the training set's per-channel standard scores (the statistics saved with the run)."""
     mean = x.new_tensor(normalize["mean"]).view(1, -1, 1, 1)  # x's dtype and device
     std = x.new_tensor(normalize["std"]).view(1, -1, 1, 1)

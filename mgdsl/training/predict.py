@@ -33,14 +33,14 @@ class Preprocess:
 
     def __call__(self, images) -> torch.Tensor:
         from .data import to_images
-        from .loop import normalise
+        from .loop import standardise
         if isinstance(images, torch.Tensor):
             images = images.cpu().numpy()
         if isinstance(images, np.ndarray):
             x = images[None] if images.ndim == 3 else images
             self.check_array(x, "images")
             if x.shape[1:3] == self.input_shape[1:] and not self.resize_all:  # exactly as `mgdsl eval`
-                return normalise(to_images(np.require(x, requirements="CW"), "cpu"), self.stats)
+                return standardise(to_images(np.require(x, requirements="CW"), "cpu"), self.stats)
             images = list(x)
         images = [images] if not isinstance(images, (list, tuple)) else images
         return torch.stack([self.one(im, f"image {i}") for i, im in enumerate(images)])
@@ -65,7 +65,7 @@ class Preprocess:
         from torchvision.transforms import v2
 
         from .data import to_images
-        from .loop import normalise
+        from .loop import standardise
         from .stream import eval_transform, pil_mode, to_mode
         c, h, w = self.input_shape
         if not isinstance(im, np.ndarray):
@@ -77,7 +77,7 @@ class Preprocess:
             im = im[..., None] if im.ndim == 2 else im
         self.check_array(im[None], where)
         if im.shape[:2] == (h, w) and not self.resize_all:
-            return normalise(to_images(np.require(im[None], requirements="CW"), "cpu"), self.stats)[0]
+            return standardise(to_images(np.require(im[None], requirements="CW"), "cpu"), self.stats)[0]
         if self.resize_all:  # the run's own evaluation transform, step for step
             t = eval_transform(self.input_shape, self.mean, self.std)
         else:

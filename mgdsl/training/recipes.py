@@ -41,7 +41,7 @@ RECIPE_KEYS = tuple(RECIPES["paper"])
 class Config:
     """Everything a run is asked to do: the CLI's flags, the API's keywords, a --config file's keys.
 
-    None means "the recipe's value" (or, for flip, "the data set's default"); resolve() fills them in and the
+    None means "the recipe's value" (or, for flip, "the data set's default"); fill_defaults() fills them in and the
     resolved config is saved with the run."""
     train: str | None = None
     test: str | None = None
@@ -94,7 +94,7 @@ RESUMABLE_KEYS = frozenset({"epochs", "device", "threads", "log_interval", "tens
 KEPT_ON_RESUME = frozenset({"out", "overwrite"})
 
 
-def resolve(cfg: Config, flip_default: bool) -> Config:
+def fill_defaults(cfg: Config, flip_default: bool) -> Config:
     """Recipe values under the flags given; the paper's step schedule is compressed with --epochs."""
     base = RECIPES[cfg.recipe]
     r = {k: (getattr(cfg, k) if getattr(cfg, k) is not None else v) for k, v in base.items()}
