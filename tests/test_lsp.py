@@ -12,7 +12,7 @@ pytest_lsp = pytest.importorskip("pytest_lsp")
 from lsprotocol import types as T  # noqa: E402
 from pytest_lsp import ClientServerConfig, LanguageClient  # noqa: E402
 
-from conftest import ROOT  # noqa: E402
+from helpers import ROOT  # noqa: E402
 from mgdsl import compile_spec, parse_overrides  # noqa: E402
 from mgdsl.diagnostics import SpecError  # noqa: E402
 

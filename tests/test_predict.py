@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import ROOT
+from helpers import ROOT
 import mgdsl
 from mgdsl.cli import main
 from mgdsl.training.evaluate import evaluate_run
