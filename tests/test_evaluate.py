@@ -9,9 +9,11 @@ import torch
 
 from mgdsl.cli import main
 from mgdsl.training.evaluate import names_of
-from test_train import TINY, _colour_set, _one_thread  # noqa: F401  (an autouse fixture: one torch thread per test)
+from helpers import colour_set, one_thread  # noqa: F401  (an autouse fixture: one torch thread per test)
 
-NAMES = ["red", "green", "blue"]  # _colour_set's label k: channel k is the bright one
+TINY = ["-D", "width=4", "-D", "nu=1"]
+
+NAMES = ["red", "green", "blue"]  # colour_set's label k: channel k is the bright one
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +21,7 @@ def run(tmp_path_factory):
     """A 2-epoch run on the colour set, whose .npz files carry class names."""
     d = tmp_path_factory.mktemp("colours")
     for name, n, seed in (("train", 96, 0), ("test", 30, 1)):
-        _colour_set(d / f"{name}.npz", n, seed)
+        colour_set(d / f"{name}.npz", n, seed)
         z = dict(np.load(d / f"{name}.npz"))
         np.savez(d / f"{name}.npz", **z, classes=np.array(NAMES))
     out = d / "run"

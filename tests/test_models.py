@@ -16,7 +16,7 @@ from mgdsl import models
 from mgdsl.cli import main
 from mgdsl.equiv import check_equiv
 from mgdsl.fmt import fmt
-from mgdsl.library import resolve
+from mgdsl.library import spec_path
 from mgdsl.prims import PRIMS
 from mgdsl.syntax import parse
 
@@ -156,7 +156,7 @@ SMALL = {"width": 4, "fwidth": 4, "n": 9}
 
 @pytest.mark.parametrize("name", _shipped())
 def test_every_shipped_spec_is_equivalent_to_its_fmt_output_and_a_renamed_copy(name):
-    path = resolve(name)
+    path = spec_path(name)
     text = open(path).read()
     formatted = fmt(parse(text, path))
     renamed, mapping = rename(text)
