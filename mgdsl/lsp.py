@@ -79,9 +79,10 @@ def parse_recovering(text: str, path: str) -> tuple[S.Model | None, list[Diagnos
     original = list(lines)
     for _ in range(64):
         try:
-            tree = S._parser().parse("\n".join(lines) + ("\n}" if closed else ""))
+            current = "\n".join(lines) + ("\n}" if closed else "")
+            tree = S._parser().parse(current)
         except lark.exceptions.UnexpectedInput as e:
-            d = S._syntax_diag(e)
+            d = S._syntax_diag(e, current)  # with the text: a misspelt keyword gets check's did-you-mean
             if d.span is not None and d.span.line > len(lines):  # in the `}` supplied below: nothing new
                 return None, errors, blanked
             errors.append(d)

@@ -369,3 +369,15 @@ def test_without_pygls_mgdsl_lsp_says_how_to_install_it(capsys, monkeypatch):
     assert main(["lsp"]) == 2
     err = capsys.readouterr().err
     assert "mgdsl lsp needs pygls" in err and "pip install 'mgdsl[lsp]'" in err and "Traceback" not in err
+
+
+def test_a_misspelt_keyword_gets_checks_did_you_mean_and_a_quick_fix():
+    """`gridz 4` in the editor says what `mgdsl check` says (unknown keyword, did you mean 'grids'?), not the
+    parser's "unexpected number", and the quick fix rewrites the keyword."""
+    from mgdsl.lsp import analyse, code_actions, to_lsp
+    text = MGNET.replace("  grids 4", "  gridz 4")
+    a = analyse(text, "x.mg")
+    assert [(d.message, d.hint) for d in a.diagnostics][:1] == [e[:2] for e in expected(text)][:1]
+    assert a.diagnostics[0].message == "unknown keyword 'gridz'"
+    actions = code_actions("file:///x.mg", text, [to_lsp(d, text.split("\n")) for d in a.diagnostics])
+    assert [e.new_text for act in actions for e in act.edit.changes["file:///x.mg"]] == ["grids"]
