@@ -190,3 +190,12 @@ def test_grids_are_drawn_in_order_fine_to_coarse(path):
     assert sorted(boxes) == list(range(1, ir.grids + 1))
     for level in range(1, ir.grids):
         assert boxes[level + 1][1] < boxes[level][0], (level, boxes)
+
+
+def test_an_output_that_cannot_be_written_is_exit_2_not_an_internal_error(tmp_path, capsys):
+    """-o in a missing folder, a folder, or with a suffix render cannot write: one line, exit 2, nothing written."""
+    from mgdsl.cli import main
+    for out in (tmp_path / "no" / "m.svg", tmp_path, tmp_path / "m.txt"):
+        assert main(["render", "specs/mgnet.mg", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("mgdsl: error: -o ") == 3 and "internal error" not in err and not list(tmp_path.iterdir())
