@@ -53,7 +53,7 @@ EXAMPLES = {
             "mgdsl lsp -D width=32"],
     "sweep": ["mgdsl sweep mgnet -p width=8:64:log -p nu=1,2 --train digits --epochs 5 --trials 20",
               "mgdsl sweep mgnet -p width=8,16,32 --train digits --epochs 3 --trials 6 --storage sqlite:///sweep.db",
-              "mgdsl sweep table2/resnet18 -p width=4:16 -p lr=0.02:0.2:log --train digits --epochs 5"],
+              "mgdsl sweep table2/resnet18 -p width=4:16:log --train digits --epochs 5 --lr 0.05"],
     "export": ["mgdsl export mgnet -D width=32 -o mgnet32",
                "mgdsl export mgnet -D width=32 --weights runs/mgnet-digits -o mgnet_digits",
                "mgdsl export table2/resnet18 --format py -o resnet18"],

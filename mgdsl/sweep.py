@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .diagnostics import Diagnostic, SpecError, did_you_mean, install_hint
 
-EXAMPLES = "-p width=8:64:log (integers, log scale), -p lr=0.01:0.3 (floats), -p nu=1,2 (a choice)"
+EXAMPLES = "-p width=8:64:log (integers, log scale), -p omega=0.5:1.0 (floats), -p nu=1,2 (a choice)"
 
 
 @dataclass(frozen=True)

@@ -106,3 +106,17 @@ def test_a_trial_the_spec_refuses_fails_with_its_reason_and_the_sweep_goes_on(tm
     assert "| 0 | 5 | failed: " in (tmp_path / "sw" / "table.md").read_text()
     err = capsys.readouterr().err
     assert "mgdsl: trial 0 width=5: failed:" in err and "Traceback" not in err
+
+
+def test_every_sweep_example_sweeps_params_its_spec_has():
+    """`mgdsl sweep --help` showed `-p lr=0.02:0.2:log`, which every spec refuses (lr is a training flag, not a
+    param): each example's -p must name params of its spec, and the -p hint's examples must parse as axes."""
+    import shlex
+
+    from mgdsl.cli import EXAMPLES, build_parser
+    from mgdsl.sweep import EXAMPLES as HINT
+    for example in EXAMPLES["sweep"]:
+        args = build_parser().parse_args(shlex.split(example)[1:])
+        parse_axes(args.axes, mgdsl.compile_ir(args.spec).params)  # raises SpecError for an unknown param
+    hinted = [w for w in HINT.split() if "=" in w]
+    assert [parse_axis(w, {w.split("=")[0]: "1"}).name for w in hinted] == ["width", "omega", "nu"]
