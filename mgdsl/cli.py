@@ -478,7 +478,7 @@ def cmd_sweep(args) -> int:
     from pathlib import Path
 
     from .diagnostics import Diagnostic
-    from .sweep import Sweep, check_axes, parse_axes, run_sweep, table, write_results
+    from .sweep import Sweep, check_axes, check_data, parse_axes, run_sweep, table, write_results
     from .training.loop import Interrupted
     from .training.recipes import DEFAULT_RECIPE, RECIPES
     for flag in ("resume", "config", "print_config"):
@@ -496,6 +496,7 @@ def cmd_sweep(args) -> int:
     out = given.pop("out", None) or f"sweeps/{ir.name}-{Path(data).stem}"
     given.pop("overwrite", None)
     check_axes(str(args.spec), axes, tuple(args.defines))
+    check_data(data, given.get("test"))
     sw = Sweep(str(args.spec), axes, data, out, epochs, args.trials, args.storage, args.study, seed, given,
                tuple(args.defines))
     import optuna
