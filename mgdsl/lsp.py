@@ -339,7 +339,8 @@ def hover_op(a: Analysis, name: str, ir=None) -> str:
     from .cost import si
     defs = [it for it in a.model.items if isinstance(it, S.OpDef) and it.name == name] if a.model else []
     out = [f"**operator `{name}`**", "", "```mg", *(a.lines[d.span.line - 1].strip() for d in defs if d.span),
-           "```", "", _scope_line(defs)]
+           "```", "", _scope_line(defs)] if defs else \
+        [f"**operator `{name}`**", "", "_its definition does not parse now_"]  # no scope read off a dropped line
     ir = ir or a.ir
     insts = [i for i in ir.instances.values() if i.name == name] if ir is not None else []
     if not insts:

@@ -381,3 +381,15 @@ def test_a_misspelt_keyword_gets_checks_did_you_mean_and_a_quick_fix():
     assert a.diagnostics[0].message == "unknown keyword 'gridz'"
     actions = code_actions("file:///x.mg", text, [to_lsp(d, text.split("\n")) for d in a.diagnostics])
     assert [e.new_text for act in actions for e in act.edit.changes["file:///x.mg"]] == ["grids"]
+
+
+def test_hover_on_an_operator_whose_definition_does_not_parse_claims_no_scope():
+    """With `A[l] = conv3(u -> f` unclosed, hover on A said `sharing scope: one instance for the whole model`
+    (A is one per grid) under an empty definition block; it now says the definition does not parse."""
+    from mgdsl.lsp import analyse, hover_op
+    good = analyse(MGNET, "x.mg")
+    a = analyse(MGNET.replace("A[l]    = conv3(u -> f)", "A[l]    = conv3(u -> f"), "x.mg")
+    text = hover_op(a, "A", ir=good.ir)
+    assert "its definition does not parse now" in text
+    assert "whole model" not in text and "```mg\n```" not in text and "| A[1] |" in text
+    assert "sharing scope: `[l]`" in hover_op(good, "A")
