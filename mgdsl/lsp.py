@@ -689,6 +689,8 @@ class MgServer:
             self.defines = [str(d) for d in settings["defines"]]
         elif isinstance(settings, dict) and isinstance(settings.get("defines"), dict):
             self.defines = [f"{k}={v}" for k, v in settings["defines"].items()]
+        elif isinstance(settings, dict) and isinstance(settings.get("defines"), str):  # "width=32 nu=2": not ignored
+            self.defines = settings["defines"].split()
 
 
 async def _checked(srv: MgServer, uri: str) -> None:

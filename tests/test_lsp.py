@@ -393,3 +393,14 @@ def test_hover_on_an_operator_whose_definition_does_not_parse_claims_no_scope():
     assert "its definition does not parse now" in text
     assert "whole model" not in text and "```mg\n```" not in text and "| A[1] |" in text
     assert "sharing scope: `[l]`" in hover_op(good, "A")
+
+
+def test_defines_given_as_one_string_are_applied_not_ignored():
+    """`defines = "width=32"` (a string where a list is expected, easy in a Helix or Neovim config) was silently
+    ignored, so the previous -D values stayed in force."""
+    pytest.importorskip("pygls")
+    from mgdsl.lsp import MgServer
+    srv = MgServer()
+    srv.set_defines({"mgdsl": {"defines": ["width=8"]}})
+    srv.set_defines({"mgdsl": {"defines": "width=16 nu=1"}})
+    assert srv.params() == ({"width": 16, "nu": 1}, [])
