@@ -43,3 +43,17 @@ def test_a_model_scope_convolution_landing_on_a_grid_of_other_channels_is_still_
     with pytest.raises(SpecError) as e:
         mgdsl.compile_spec("a.mg", text=text)
     assert "A gives 4 channels of f, but f on grid 2 has 8" in str(e.value)
+
+
+def test_a_smoother_inverting_another_grids_operator_is_one_error_at_it():
+    """`S[l] = inverse(A[J], f -> u)` (meant as S[J]) gave nine errors about P[6] and a prolongation at other lines,
+    each with a wrong hint (index P, which is indexed); now one error at the inverse, saying which grid A[J] is."""
+    from mgdsl import SpecError, compile_spec
+    text = open("specs/multigrid/poisson-v11.mg").read()
+    text = text.replace("  S[l] = jacobi(A[l], f -> u, omega omega)\n", "").replace("S[J] = inverse", "S[l] = inverse")
+    with pytest.raises(SpecError) as e:
+        compile_spec("t.mg", {}, text=text)
+    (d,) = e.value.diagnostics
+    assert d.message == "inverse(A[5]) is applied on another grid than A[5]'s, grid 5, and A[5] cannot act there"
+    assert text.splitlines()[d.span.line - 1].strip().startswith("S[l] = inverse(A[J]")
+    assert "S[l] = inverse(A[l], ...)" in d.hint
