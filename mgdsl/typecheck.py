@@ -154,7 +154,8 @@ class Typer:
 
     def call(self, p, part: Part) -> Call:
         """A written primitive checked against its table entry: signature, operator arguments, options."""
-        example = f"{p.name}({', '.join(['A[l]'] * p.refs + ['u -> f'] * p.sig)})"
+        sig = "f -> u" if p.refs else "u -> f"  # a primitive reading A (jacobi, rbgs, inverse) inverts it: f -> u
+        example = f"{p.name}({', '.join(['A[l]'] * p.refs + [sig] * p.sig)})"
         if p.sig and part.sig is None:
             raise PrimError(f"{p.name} needs a signature, e.g. {example}")
         if part.sig is not None and not p.sig:

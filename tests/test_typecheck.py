@@ -57,3 +57,18 @@ def test_a_smoother_inverting_another_grids_operator_is_one_error_at_it():
     assert d.message == "inverse(A[5]) is applied on another grid than A[5]'s, grid 5, and A[5] cannot act there"
     assert text.splitlines()[d.span.line - 1].strip().startswith("S[l] = inverse(A[J]")
     assert "S[l] = inverse(A[l], ...)" in d.hint
+
+
+@pytest.mark.parametrize("smoother", ["jacobi", "rbgs", "inverse"])
+def test_the_example_in_a_smoothers_hint_has_the_signature_it_needs(smoother):
+    """`S[l] = rbgs(f -> u)` was told `e.g. rbgs(A[l], u -> f)`; written so, it fails (S maps u -> f but is
+    applied to f). The example is now f -> u, and the spec it suggests compiles."""
+    from mgdsl import SpecError, compile_spec
+    text = open("specs/multigrid/poisson-v11-rbgs.mg").read()
+    line = "  S[l] = rbgs(A[l], f -> u)"
+    with pytest.raises(SpecError) as e:
+        compile_spec("t.mg", {}, text=text.replace(line, f"  S[l] = {smoother}(f -> u)"))
+    (d,) = e.value.diagnostics
+    assert d.hint == f"e.g. {smoother}(A[l], f -> u)"
+    if smoother != "inverse":  # inverse on every grid is too large; jacobi and rbgs compile as suggested
+        compile_spec("t.mg", {}, text=text.replace(line, f"  S[l] = {d.hint[5:]}"))
