@@ -320,7 +320,10 @@ def type_transpose(p: Prim, c: Call, x: Ty, g: Grid):
     if len(tpl) != 1 or tpl[0].kind != "restrict":
         raise PrimError("transpose takes one restriction operator, e.g. transpose(R[l])",
                         "define R[l] = restrict(f -> f) and P[l] = transpose(R[l])")
-    stencil = PRIMS["restrict"].resolve(tpl[0].opts)["stencil"]
+    try:
+        stencil = PRIMS["restrict"].resolve(tpl[0].opts)["stencil"]
+    except PrimError as e:  # R's own error, at R's definition: the same diagnostic as R's, so it is shown once
+        raise Fail(str(e), tpl[0].span, e.hint) from None
     return _prolong(p, stencil, x.space, x, g)
 
 

@@ -72,3 +72,15 @@ def test_the_example_in_a_smoothers_hint_has_the_signature_it_needs(smoother):
     assert d.hint == f"e.g. {smoother}(A[l], f -> u)"
     if smoother != "inverse":  # inverse on every grid is too large; jacobi and rbgs compile as suggested
         compile_spec("t.mg", {}, text=text.replace(line, f"  S[l] = {d.hint[5:]}"))
+
+
+def test_a_bad_restrict_option_is_one_error_at_r_not_again_at_its_transpose():
+    """`R[l] = restrict(f -> f, bilnear)` with `P[l] = transpose(R[l])` was reported at R and again at P's line
+    (one cause, two errors); now once, at R."""
+    from mgdsl import SpecError, compile_spec
+    text = open("specs/multigrid/poisson-v11.mg").read().replace("restrict(f -> f, kr)", "restrict(f -> f, bilnear)")
+    with pytest.raises(SpecError) as e:
+        compile_spec("t.mg", {}, text=text)
+    (d,) = e.value.diagnostics
+    assert d.message == "restrict has no option 'bilnear'" and d.hint == "did you mean 'bilinear'?"
+    assert text.splitlines()[d.span.line - 1].strip().startswith("R[l] = restrict")
