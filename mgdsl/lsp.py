@@ -19,7 +19,7 @@ from .diagnostics import Diagnostic, Source, Span, SpecError
 
 SOURCE = "mgdsl"
 IDENT = r"[A-Za-z_][A-Za-z0-9_']*"
-DID_YOU_MEAN = re.compile(r"did you mean '([^']+)'\?")
+DID_YOU_MEAN = re.compile(r"did you mean ('[^']+'(?:(?:, | or )'[^']+')*)\?")  # one name, or several as close
 # errors that only report a missing name: hidden when the name is on a line blanked for recovery
 MISSING = re.compile(r"^(undefined |unknown |no definition of |the model has no |.* is defined but never used"
                      r"|.* is not bound|.* there is no `)")
@@ -582,13 +582,14 @@ def code_actions(uri: str, text: str, diags: list[T.Diagnostic]) -> list[T.CodeA
     out = []
     for d in diags:
         m = DID_YOU_MEAN.search(d.message)
-        rng = _misspelt(d, lines, m.group(1)) if m else None
+        fixes = re.findall(r"'([^']+)'", m.group(1)) if m else []
+        rng = _misspelt(d, lines, fixes[0]) if fixes else None
         if rng is None:
             continue
         old = lines[rng.start.line][rng.start.character:rng.end.character]
-        out.append(T.CodeAction(f"Change '{old}' to '{m.group(1)}'", kind=T.CodeActionKind.QuickFix,
-                                diagnostics=[d], is_preferred=True,
-                                edit=T.WorkspaceEdit(changes={uri: [T.TextEdit(rng, m.group(1))]})))
+        out += [T.CodeAction(f"Change '{old}' to '{fix}'", kind=T.CodeActionKind.QuickFix, diagnostics=[d],
+                             is_preferred=len(fixes) == 1, edit=T.WorkspaceEdit(changes={uri: [T.TextEdit(rng, fix)]}))
+                for fix in fixes]
     return out
 
 

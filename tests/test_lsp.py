@@ -404,3 +404,12 @@ def test_defines_given_as_one_string_are_applied_not_ignored():
     srv.set_defines({"mgdsl": {"defines": ["width=8"]}})
     srv.set_defines({"mgdsl": {"defines": "width=16 nu=1"}})
     assert srv.params() == ({"width": 16, "nu": 1}, [])
+
+
+def test_a_did_you_mean_with_several_names_offers_one_quick_fix_each_none_preferred():
+    from mgdsl.lsp import analyse, code_actions, to_lsp
+    text = MGNET.replace("A[l]    = conv3(u -> f)", "A[l]    = conv(u -> f)")
+    a = analyse(text, "x.mg")
+    actions = code_actions("file:///x.mg", text, [to_lsp(d, text.split("\n")) for d in a.diagnostics])
+    assert [act.title for act in actions] == [f"Change 'conv' to 'conv{k}'" for k in (1, 3, 5, 7)]
+    assert not any(act.is_preferred for act in actions)
