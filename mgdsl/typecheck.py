@@ -34,8 +34,8 @@ class _Grid:
         return self.typer.chan(space, level, self.span)
 
     def apply(self, label: str, x: Ty) -> Ty:
-        """An operator a primitive reads, applied to x; if that fails, the instances this attempt typed are untyped
-        again, so that a wrong use (`inverse(A[J])` on grid 1) does not fix the size of A[J]'s parts for its right one."""
+        """An operator a primitive reads, applied to x; if that fails, the instances this attempt typed are
+        untyped again: a wrong use (`inverse(A[J])` on grid 1) must not fix the size of A[J]'s parts."""
         untyped = [i for i in self.typer.instances.values() if i.in_ty is None]
         try:
             return self.typer.apply_instance(self.typer.instances[label], x, self.span)
