@@ -346,7 +346,7 @@ def type_solver(p: Prim, c: Call, x: Ty, g: Grid):
     at = _same(x, c.sig[1], g.chan(c.sig[1], x.level))
     try:
         ay = g.apply(label, at)
-    except Fail as e:  # `S[l] = inverse(A[J], ...)`: say so here, not through the errors of A[J]'s own parts
+    except Fail:  # `S[l] = inverse(A[J], ...)`: say so here, not through the errors of A[J]'s own parts
         home = g.home(label)
         if home is None or home == x.level:
             raise
