@@ -53,7 +53,7 @@ EXAMPLES = {
             "mgdsl lsp -D width=32"],
     "sweep": ["mgdsl sweep mgnet -p width=8:64:log -p nu=1,2 --train digits --epochs 5 --trials 20",
               "mgdsl sweep mgnet -p width=8,16,32 --train digits --epochs 3 --trials 6 --storage sqlite:///sweep.db",
-              "mgdsl sweep table2/resnet18 -p width=4:16 -p lr=0.02:0.2:log --train digits --epochs 5"],
+              "mgdsl sweep table2/resnet18 -p width=4:16:log --train digits --epochs 5 --lr 0.05"],
     "export": ["mgdsl export mgnet -D width=32 -o mgnet32",
                "mgdsl export mgnet -D width=32 --weights runs/mgnet-digits -o mgnet_digits",
                "mgdsl export table2/resnet18 --format py -o resnet18"],
@@ -564,8 +564,22 @@ def cmd_export(args) -> int:
     return 0
 
 
+RENDER_FORMATS = ("svg", "png", "pdf", "dot")  # what `render` writes: --format, or the suffix of -o
+
+
+def _check_output(flag: str, path: str, formats: tuple[str, ...], default: str) -> None:
+    """A file mgdsl is asked to write: exit 2 with one line now if it cannot be, not an internal error later."""
+    from .diagnostics import Diagnostic
+    from .files import output_problem
+    problem = output_problem(path, formats, default)
+    if problem:
+        raise SpecError([Diagnostic(f"{flag} {path}: {problem}", None,
+                                    f"e.g. {flag} out.{default}")])
+
+
 def cmd_render(args) -> int:
     from .render import render
+    _check_output("-o", args.output, () if args.format else RENDER_FORMATS, "svg")
     irs = []
     for spec in args.specs:
         args.spec = spec
@@ -579,7 +593,7 @@ def cmd_sweep(args) -> int:
     from pathlib import Path
 
     from .diagnostics import Diagnostic
-    from .sweep import Sweep, check_axes, parse_axes, run_sweep, table, write_results
+    from .sweep import Sweep, check_axes, check_data, parse_axes, run_sweep, table, write_results
     from .training.loop import Interrupted
     from .training.recipes import DEFAULT_RECIPE, RECIPES
     for flag in ("resume", "config", "print_config"):
@@ -597,6 +611,7 @@ def cmd_sweep(args) -> int:
     out = given.pop("out", None) or f"sweeps/{ir.name}-{Path(data).stem}"
     given.pop("overwrite", None)
     check_axes(str(args.spec), axes, tuple(args.defines))
+    check_data(data, given.get("test"))
     sw = Sweep(str(args.spec), axes, data, out, epochs, args.trials, args.storage, args.study, seed, given,
                tuple(args.defines))
     import optuna
@@ -634,8 +649,16 @@ def cmd_solve(args) -> int:
     """The spec is checked at its own n first, so that a spec solve cannot run gets its reasons, not an -D n error."""
     from . import compile_ir
     from .solve import check_solvable, check_solve_options, divergence_hint, plot_residuals, solve
+    for d in args.defines:  # --n replaces the spec's n: a -D n would be silently ignored
+        if d.split("=", 1)[0].strip() == "n":
+            from .diagnostics import Diagnostic
+            raise SpecError([Diagnostic(f"-D {d}: solve sets the points per side with --n", None,
+                                        f"--n {d.split('=', 1)[-1].strip()}")])
     check_solvable(compile_spec(args.spec, parse_overrides([d for d in args.defines if not d.startswith("n=")])))
     check_solve_options(args.n, args.tol, args.max_cycles)
+    if args.plot:
+        from matplotlib.backend_bases import FigureCanvasBase
+        _check_output("--plot", args.plot, tuple(sorted(FigureCanvasBase.get_supported_filetypes())), "png")
     params = parse_overrides(args.defines)
     params["n"] = args.n
     ir = compile_ir(args.spec, **params)
@@ -802,7 +825,7 @@ def _add_render_parser(sub) -> None:
     r = sub.add_parser("render", help="draw specs as the paper does (grids as bands, smoothing folded)")
     r.add_argument("specs", nargs="+", metavar="SPEC", help=SPEC_HELP + "; several go side by side")
     r.add_argument("-o", "--output", required=True, metavar="FILE", help="the picture (or .dot) to write")
-    r.add_argument("--format", choices=["svg", "png", "pdf", "dot"], help="default: from the file name")
+    r.add_argument("--format", choices=RENDER_FORMATS, help="default: from the file name")
     r.add_argument("--expand", action="store_true", help="one box per smoothing step")
     r.add_argument("--ir", action="store_true", help="the raw unrolled IR graph (first spec)")
     _add_defines(r)

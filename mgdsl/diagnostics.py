@@ -74,8 +74,13 @@ def install_hint(extra: str) -> str:
 
 def did_you_mean(name: str, candidates) -> str | None:
     """A hint naming the closest known spelling, if one is close."""
-    close = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
-    return f"did you mean '{close[0]}'?" if close else None
+    close = difflib.get_close_matches(name, sorted(set(candidates)), n=8, cutoff=0.6)
+    if not close:
+        return None
+    score = difflib.SequenceMatcher(None, name, close[0]).ratio()  # every spelling as close as the closest: `conv`
+    best = sorted(c for c in close if difflib.SequenceMatcher(None, name, c).ratio() == score)  # is conv1..conv7
+    names = [f"'{c}'" for c in best]
+    return f"did you mean {names[0] if len(names) == 1 else ', '.join(names[:-1]) + ' or ' + names[-1]}?"
 
 
 _LABEL = re.compile(r"\b([A-Za-z_][\w']*)\[[0-9, ]+\]")  # an instance label: B[2], B[1, 2]

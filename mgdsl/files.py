@@ -52,3 +52,17 @@ def _sync_folder(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def output_problem(path: str | Path, formats: tuple[str, ...] = (), default: str = "") -> str | None:
+    """Why a file cannot be written at PATH (no such folder, a folder, a suffix not in `formats`), or None: asked
+    before the work, so that a long solve or render does not end in an internal error at the last step."""
+    path = Path(path)
+    if path.is_dir():
+        return f"{path} is a folder, not a file"
+    if not path.parent.is_dir():
+        return f"the folder {path.parent} does not exist"
+    fmt = path.suffix[1:].lower() or default
+    if formats and fmt not in formats:
+        return f"cannot write '.{fmt}' files (formats: {', '.join(formats)})"
+    return None

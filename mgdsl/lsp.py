@@ -19,7 +19,7 @@ from .diagnostics import Diagnostic, Source, Span, SpecError
 
 SOURCE = "mgdsl"
 IDENT = r"[A-Za-z_][A-Za-z0-9_']*"
-DID_YOU_MEAN = re.compile(r"did you mean '([^']+)'\?")
+DID_YOU_MEAN = re.compile(r"did you mean ('[^']+'(?:(?:, | or )'[^']+')*)\?")  # one name, or several as close
 # errors that only report a missing name: hidden when the name is on a line blanked for recovery
 MISSING = re.compile(r"^(undefined |unknown |no definition of |the model has no |.* is defined but never used"
                      r"|.* is not bound|.* there is no `)")
@@ -79,9 +79,10 @@ def parse_recovering(text: str, path: str) -> tuple[S.Model | None, list[Diagnos
     original = list(lines)
     for _ in range(64):
         try:
-            tree = S._parser().parse("\n".join(lines) + ("\n}" if closed else ""))
+            current = "\n".join(lines) + ("\n}" if closed else "")
+            tree = S._parser().parse(current)
         except lark.exceptions.UnexpectedInput as e:
-            d = S._syntax_diag(e)
+            d = S._syntax_diag(e, current)  # with the text: a misspelt keyword gets check's did-you-mean
             if d.span is not None and d.span.line > len(lines):  # in the `}` supplied below: nothing new
                 return None, errors, blanked
             errors.append(d)
@@ -338,7 +339,8 @@ def hover_op(a: Analysis, name: str, ir=None) -> str:
     from .cost import si
     defs = [it for it in a.model.items if isinstance(it, S.OpDef) and it.name == name] if a.model else []
     out = [f"**operator `{name}`**", "", "```mg", *(a.lines[d.span.line - 1].strip() for d in defs if d.span),
-           "```", "", _scope_line(defs)]
+           "```", "", _scope_line(defs)] if defs else \
+        [f"**operator `{name}`**", "", "_its definition does not parse now_"]  # no scope read off a dropped line
     ir = ir or a.ir
     insts = [i for i in ir.instances.values() if i.name == name] if ir is not None else []
     if not insts:
@@ -580,13 +582,14 @@ def code_actions(uri: str, text: str, diags: list[T.Diagnostic]) -> list[T.CodeA
     out = []
     for d in diags:
         m = DID_YOU_MEAN.search(d.message)
-        rng = _misspelt(d, lines, m.group(1)) if m else None
+        fixes = re.findall(r"'([^']+)'", m.group(1)) if m else []
+        rng = _misspelt(d, lines, fixes[0]) if fixes else None
         if rng is None:
             continue
         old = lines[rng.start.line][rng.start.character:rng.end.character]
-        out.append(T.CodeAction(f"Change '{old}' to '{m.group(1)}'", kind=T.CodeActionKind.QuickFix,
-                                diagnostics=[d], is_preferred=True,
-                                edit=T.WorkspaceEdit(changes={uri: [T.TextEdit(rng, m.group(1))]})))
+        out += [T.CodeAction(f"Change '{old}' to '{fix}'", kind=T.CodeActionKind.QuickFix, diagnostics=[d],
+                             is_preferred=len(fixes) == 1, edit=T.WorkspaceEdit(changes={uri: [T.TextEdit(rng, fix)]}))
+                for fix in fixes]
     return out
 
 
@@ -687,6 +690,8 @@ class MgServer:
             self.defines = [str(d) for d in settings["defines"]]
         elif isinstance(settings, dict) and isinstance(settings.get("defines"), dict):
             self.defines = [f"{k}={v}" for k, v in settings["defines"].items()]
+        elif isinstance(settings, dict) and isinstance(settings.get("defines"), str):  # "width=32 nu=2": not ignored
+            self.defines = settings["defines"].split()
 
 
 async def _checked(srv: MgServer, uri: str) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
-from .diagnostics import did_you_mean
+from .diagnostics import Fail, did_you_mean
 from .ir import Layer, Ty
 
 # fixed stencils of the paper: K_A (5.4), K_R bilinear (4.13) and linear (4.14), R_ave (4.15)
@@ -80,6 +80,8 @@ class Grid(Protocol):
     def apply(self, label: str, x: Ty) -> Ty: ...
 
     def template(self, label: str) -> list: ...
+
+    def home(self, label: str) -> int | None: ...
 
 
 @dataclass(frozen=True)
@@ -318,7 +320,10 @@ def type_transpose(p: Prim, c: Call, x: Ty, g: Grid):
     if len(tpl) != 1 or tpl[0].kind != "restrict":
         raise PrimError("transpose takes one restriction operator, e.g. transpose(R[l])",
                         "define R[l] = restrict(f -> f) and P[l] = transpose(R[l])")
-    stencil = PRIMS["restrict"].read_options(tpl[0].opts)["stencil"]
+    try:
+        stencil = PRIMS["restrict"].read_options(tpl[0].opts)["stencil"]
+    except PrimError as e:  # R's own error, at R's definition: the same diagnostic as R's, so it is shown once
+        raise Fail(str(e), tpl[0].span, e.hint) from None
     return _prolong(p, stencil, x.space, x, g)
 
 
@@ -339,12 +344,22 @@ def type_solver(p: Prim, c: Call, x: Ty, g: Grid):
     if c.sig[0] != x.space:
         raise SpaceMismatch(f"maps {c.sig[0]} -> {c.sig[1]} but is applied to {x.space}")
     at = _same(x, c.sig[1], g.chan(c.sig[1], x.level))
-    ay = g.apply(label, at)
+    try:
+        ay = g.apply(label, at)
+    except Fail:  # `S[l] = inverse(A[J], ...)`: say so here, not through the errors of A[J]'s own parts
+        home = g.home(label)
+        if home is None or home == x.level:
+            raise
+        raise PrimError(f"{p.name}({label}) is applied on another grid than {label}'s, grid {home}, and {label} "
+                        f"cannot act there",
+                        f"invert each grid's own operator: S[l] = {p.name}(A[l], ...)"
+                        + ("; inverse(A[J], ...) only as S[J], the coarsest grid's" if p.name == "inverse" else ""))
     if (ay.space, ay.channels, ay.level, ay.height, ay.width) != (x.space, x.channels, x.level, x.height, x.width):
         raise PrimError(f"{p.name}({label}) inverts {at.describe()} -> {ay.describe()}, but gets {x.describe()}")
     if p.name == "inverse" and at.channels * at.height * at.width > 4096:
-        raise PrimError(f"inverse() on {at.channels * at.height * at.width} unknowns is too large",
-                        "use it on the coarsest grid only, e.g. S[J] = inverse(A[J], f -> u)")
+        more = f"grids auto (or more than {g.J}) makes grid {g.J}, the coarsest, small enough" if x.level == g.J \
+            else "use it on the coarsest grid only, e.g. S[J] = inverse(A[J], f -> u)"
+        raise PrimError(f"inverse() on {at.channels * at.height * at.width} unknowns is too large (limit 4096)", more)
     return Layer(p.layer, x.channels, at.channels, ref=label, omega=c.opts.get("omega")), at
 
 

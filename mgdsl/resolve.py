@@ -219,7 +219,15 @@ def resolve(model: S.Model, rep: Reporter, overrides: dict) -> Resolved:
         raise SpecError([Diagnostic("the model has no `input` line", model.span,
                                     "add e.g. `input x : 3 x 32 x 32`")], rep.source)
     inp = inputs[0]
-    c, h, w = (rep.guard(_count, params, n, "input size", MAX_SIZE) for n in (inp.channels, inp.height, inp.width))
+    dims, bad = [], []
+    for n in (inp.channels, inp.height, inp.width):  # `1 x n x n` with -D n=abc: one error, not one per n
+        try:
+            dims.append(_count(params, n, "input size", MAX_SIZE))
+        except Fail as f:
+            bad.append(("input", None, n, f))
+            dims.append(None)
+    _report_once(rep, bad, overrides)
+    c, h, w = dims
     classes = rep.guard(_count, params, settings["classes"].values[0], "classes", 1 << 20) \
         if "classes" in settings else None
     cycle = settings["cycle"].values[0] if "cycle" in settings else "none"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .diagnostics import Diagnostic, SpecError, did_you_mean, install_hint
 
-EXAMPLES = "-p width=8:64:log (integers, log scale), -p lr=0.01:0.3 (floats), -p nu=1,2 (a choice)"
+EXAMPLES = "-p width=8:64:log (integers, log scale), -p omega=0.5:1.0 (floats), -p nu=1,2 (a choice)"
 
 
 @dataclass(frozen=True)
@@ -166,12 +166,35 @@ def _record(sw: Sweep, text: str) -> dict:
             "data": sw.data, "epochs": sw.epochs, "defines": list(sw.defines)}
 
 
+def _storage_errors() -> tuple[type, ...]:
+    """What Optuna raises for a storage URL it cannot open: a bad scheme, a file that cannot be made, ..."""
+    try:
+        from sqlalchemy.exc import SQLAlchemyError
+    except ImportError:
+        return ValueError, ImportError, OSError
+    return ValueError, ImportError, OSError, SQLAlchemyError
+
+
+def check_data(data: str, test: str | None) -> None:
+    """--train and --test name a file, a folder or a data set that exists: else exit 2 before any trial (each
+    trial would fail alike, and a sweep folder be written for nothing)."""
+    from .training.data import NATURAL
+    for flag, name in (("--train", data), ("--test", test)):
+        if name is not None and name != "digits" and name not in NATURAL and not Path(name).exists():
+            raise SpecError([Diagnostic(f"{flag} {name}: no such file or folder", None,
+                                        "use digits, cifar10, cifar100, an .npz file or an image folder")])
+
+
 def open_study(sw: Sweep, spec_text: str):
     """A new study, or the one of that name in the storage; one made with other settings is refused."""
     optuna = _optuna()
     name = sw.study or f"mgdsl-{Path(sw.spec).stem}-{Path(sw.data).stem}"
-    study = optuna.create_study(study_name=name, storage=sw.storage, load_if_exists=True, direction="maximize",
-                                pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1))
+    try:
+        study = optuna.create_study(study_name=name, storage=sw.storage, load_if_exists=True, direction="maximize",
+                                    pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1))
+    except _storage_errors() as e:
+        raise SpecError([Diagnostic(f"--storage {sw.storage}: cannot open it ({str(e).splitlines()[0]})", None,
+                                    "e.g. --storage sqlite:///sweep.db (a file in an existing folder)")]) from None
     # seeded by the history too: a continued study must not replay the first session's proposals
     study.sampler = optuna.samplers.TPESampler(seed=sw.seed + len(study.trials))
     want, have = _record(sw, spec_text), study.user_attrs.get("sweep")

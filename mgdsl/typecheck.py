@@ -34,10 +34,24 @@ class _Grid:
         return self.typer.chan(space, level, self.span)
 
     def apply(self, label: str, x: Ty) -> Ty:
-        return self.typer.apply_instance(self.typer.instances[label], x, self.span)
+        """An operator a primitive reads, applied to x; if that fails, the instances this attempt typed are
+        untyped again: a wrong use (`inverse(A[J])` on grid 1) must not fix the size of A[J]'s parts."""
+        untyped = [i for i in self.typer.instances.values() if i.in_ty is None]
+        try:
+            return self.typer.apply_instance(self.typer.instances[label], x, self.span)
+        except Fail:
+            for inst in untyped:
+                inst.in_ty = inst.first_use = None
+            raise
 
     def template(self, label: str) -> list[Part]:
         return self.typer.instances[label].template
+
+    def home(self, label: str) -> int | None:
+        """The grid an instance indexed by grid belongs to (A[7] of `A[l]`, `A[J]` or `A[7]`), else None."""
+        inst = self.typer.instances[label]
+        by_grid = inst.scope and inst.index and (inst.scope[0] in ("l", "J") or inst.scope[0].isdigit())
+        return inst.index[0] if by_grid else None
 
 
 @dataclass
@@ -140,7 +154,8 @@ class Typer:
 
     def call(self, p, part: Part) -> Call:
         """A written primitive checked against its table entry: signature, operator arguments, options."""
-        example = f"{p.name}({', '.join(['A[l]'] * p.refs + ['u -> f'] * p.sig)})"
+        sig = "f -> u" if p.refs else "u -> f"  # a primitive reading A (jacobi, rbgs, inverse) inverts it: f -> u
+        example = f"{p.name}({', '.join(['A[l]'] * p.refs + [sig] * p.sig)})"
         if p.sig and part.sig is None:
             raise PrimError(f"{p.name} needs a signature, e.g. {example}")
         if part.sig is not None and not p.sig:

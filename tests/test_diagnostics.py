@@ -41,3 +41,12 @@ def test_merge_keeps_labels_that_agree_and_different_places_apart():
     assert [d.message for d in merged] == ["B gives xi[1] the wrong value (on grids 1, 2)",
                                            "B[3] gives xi[1] the wrong value"]
     assert merged[0].hint == "B is defined at line 2"
+
+
+def test_did_you_mean_names_every_spelling_as_close_as_the_closest():
+    """`conv` is as close to conv1, conv3, conv5 and conv7: the hint said 'conv7' (difflib's tie-break), now all."""
+    from mgdsl.diagnostics import did_you_mean
+    assert did_you_mean("conv", ["relu", "conv3", "conv1", "conv7", "conv5"]) == \
+        "did you mean 'conv1', 'conv3', 'conv5' or 'conv7'?"
+    assert did_you_mean("AA", ["A", "B", "eta"]) == "did you mean 'A'?"
+    assert did_you_mean("zzz", ["A", "B"]) is None

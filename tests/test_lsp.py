@@ -369,3 +369,47 @@ def test_without_pygls_mgdsl_lsp_says_how_to_install_it(capsys, monkeypatch):
     assert main(["lsp"]) == 2
     err = capsys.readouterr().err
     assert "mgdsl lsp needs pygls" in err and "pip install 'mgdsl[lsp]'" in err and "Traceback" not in err
+
+
+def test_a_misspelt_keyword_gets_checks_did_you_mean_and_a_quick_fix():
+    """`gridz 4` in the editor says what `mgdsl check` says (unknown keyword, did you mean 'grids'?), not the
+    parser's "unexpected number", and the quick fix rewrites the keyword."""
+    from mgdsl.lsp import analyse, code_actions, to_lsp
+    text = MGNET.replace("  grids 4", "  gridz 4")
+    a = analyse(text, "x.mg")
+    assert [(d.message, d.hint) for d in a.diagnostics][:1] == [e[:2] for e in expected(text)][:1]
+    assert a.diagnostics[0].message == "unknown keyword 'gridz'"
+    actions = code_actions("file:///x.mg", text, [to_lsp(d, text.split("\n")) for d in a.diagnostics])
+    assert [e.new_text for act in actions for e in act.edit.changes["file:///x.mg"]] == ["grids"]
+
+
+def test_hover_on_an_operator_whose_definition_does_not_parse_claims_no_scope():
+    """With `A[l] = conv3(u -> f` unclosed, hover on A said `sharing scope: one instance for the whole model`
+    (A is one per grid) under an empty definition block; it now says the definition does not parse."""
+    from mgdsl.lsp import analyse, hover_op
+    good = analyse(MGNET, "x.mg")
+    a = analyse(MGNET.replace("A[l]    = conv3(u -> f)", "A[l]    = conv3(u -> f"), "x.mg")
+    text = hover_op(a, "A", ir=good.ir)
+    assert "its definition does not parse now" in text
+    assert "whole model" not in text and "```mg\n```" not in text and "| A[1] |" in text
+    assert "sharing scope: `[l]`" in hover_op(good, "A")
+
+
+def test_defines_given_as_one_string_are_applied_not_ignored():
+    """`defines = "width=32"` (a string where a list is expected, easy in a Helix or Neovim config) was silently
+    ignored, so the previous -D values stayed in force."""
+    pytest.importorskip("pygls")
+    from mgdsl.lsp import MgServer
+    srv = MgServer()
+    srv.set_defines({"mgdsl": {"defines": ["width=8"]}})
+    srv.set_defines({"mgdsl": {"defines": "width=16 nu=1"}})
+    assert srv.params() == ({"width": 16, "nu": 1}, [])
+
+
+def test_a_did_you_mean_with_several_names_offers_one_quick_fix_each_none_preferred():
+    from mgdsl.lsp import analyse, code_actions, to_lsp
+    text = MGNET.replace("A[l]    = conv3(u -> f)", "A[l]    = conv(u -> f)")
+    a = analyse(text, "x.mg")
+    actions = code_actions("file:///x.mg", text, [to_lsp(d, text.split("\n")) for d in a.diagnostics])
+    assert [act.title for act in actions] == [f"Change 'conv' to 'conv{k}'" for k in (1, 3, 5, 7)]
+    assert not any(act.is_preferred for act in actions)

@@ -133,3 +133,17 @@ def test_every_missing_extra_hint_is_the_one_that_names_all():
            for n, line in enumerate(p.read_text().splitlines(), 1)
            if "pip install" in line and p.name != "diagnostics.py" and "help=" not in line]
     assert own == []
+
+
+def test_the_readme_names_what_the_dev_extra_installs():
+    """README's `dev` = ... line said `+ export, highlight, train`, while pyproject's dev also installs lsp and
+    pytest-lsp: the README names every package and extra of dev."""
+    import re
+    import tomllib
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    line = re.search(r"`dev` = ([^.]+)\.", (ROOT / "README.md").read_text()).group(1)
+    named = set(re.findall(r"[\w-]+", line))
+    for req in extras["dev"]:
+        m = re.fullmatch(r"mgdsl\[([\w,-]+)\]", req)
+        wanted = m.group(1).split(",") if m else [re.match(r"[\w-]+", req).group(0)]
+        assert set(wanted) <= named, (req, line)

@@ -190,3 +190,15 @@ def test_macs_do_not_import_torch():
                         "macs(mgdsl.compile_ir('specs/multigrid/poisson-v11.mg')); "
                         "assert 'torch' not in sys.modules, 'torch imported'"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_inverse_too_large_on_the_coarsest_grid_hints_at_more_grids_not_at_the_coarsest_grid():
+    """`grids 2` at n = 129: inverse(A[J]) is already on the coarsest grid; the hint used to say 'use it on the
+    coarsest grid only', which it is. It now says how many grids would make that grid small."""
+    from mgdsl import SpecError, compile_spec
+    text = open("specs/multigrid/poisson-v11.mg").read().replace("grids auto", "grids 2")
+    with pytest.raises(SpecError) as e:
+        compile_spec("t.mg", {"n": 129}, text=text)
+    (d,) = e.value.diagnostics
+    assert d.message == "inverse() on 4225 unknowns is too large (limit 4096)"
+    assert d.hint == "grids auto (or more than 2) makes grid 2, the coarsest, small enough"

@@ -201,3 +201,12 @@ def test_the_dot_file_is_the_same_bytes_under_any_hash_seed(tmp_path):
                        check=True, capture_output=True, env={**__import__("os").environ, "PYTHONHASHSEED": seed})
         outs.append(out.read_bytes())
     assert outs[0] == outs[1] == outs[2]
+
+
+def test_an_output_that_cannot_be_written_is_exit_2_not_an_internal_error(tmp_path, capsys):
+    """-o in a missing folder, a folder, or with a suffix render cannot write: one line, exit 2, nothing written."""
+    from mgdsl.cli import main
+    for out in (tmp_path / "no" / "m.svg", tmp_path, tmp_path / "m.txt"):
+        assert main(["render", "specs/mgnet.mg", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("mgdsl: error: -o ") == 3 and "internal error" not in err and not list(tmp_path.iterdir())

@@ -36,3 +36,14 @@ def test_two_causes_stay_two_errors():
     ds = _errors(text, width=0)
     assert sorted(d.message for d in ds) == ["channels of f must be positive, got 0",
                                              "channels of u must be positive, got 0"]
+
+
+@pytest.mark.parametrize("n, message", [("abc", "input size must be a number, but param n is 'abc'"),
+                                        (0, "input size must be positive, got 0")])
+def test_a_bad_n_in_both_input_sizes_is_one_error(n, message):
+    """`input f : 1 x n x n` with -D n=abc gave the same error twice (once per n); now once, spanning both."""
+    text = open("specs/multigrid/poisson-v11.mg").read()
+    (d,) = _errors(text, n=n)
+    assert d.message == message and d.hint == f"n = {n} comes from -D n={n}"
+    line = text.splitlines()[d.span.line - 1]
+    assert line[d.span.col - 1:d.span.end_col - 1] == "n x n"

@@ -207,3 +207,20 @@ def test_solve_refuses_a_scheme_that_is_not_linear(tmp_path, capsys):
     spec.write_text(text.replace(out_line, "  output  relu(u)"))
     assert main(["solve", str(spec), "--n", "17"]) == 2
     assert "the scheme applies relu, which is not linear" in capsys.readouterr().err
+
+
+def test_a_plot_that_cannot_be_written_is_refused_before_solving(tmp_path, capsys):
+    """A missing folder or an unknown suffix is exit 2 and one line naming the file, not an internal error (70)."""
+    spec = "specs/multigrid/poisson-v11.mg"
+    assert main(["solve", spec, "--n", "17", "--plot", str(tmp_path / "no" / "r.png")]) == 2
+    assert main(["solve", spec, "--n", "17", "--plot", str(tmp_path / "r.txt")]) == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "cannot write '.txt' files" in err and "internal error" not in err
+    assert "cycle" not in capsys.readouterr().out and not list(tmp_path.iterdir())
+
+
+def test_d_n_is_refused_not_silently_replaced_by_the_default_n(capsys):
+    """`-D n=17` used to be dropped for --n's default 65 (and `-D n=abc` passed): it now says to use --n."""
+    assert main(["solve", "specs/multigrid/poisson-v11.mg", "-D", "n=17"]) == 2
+    err = capsys.readouterr().err
+    assert "-D n=17: solve sets the points per side with --n" in err and "--n 17" in err

@@ -106,3 +106,34 @@ def test_a_trial_the_spec_refuses_fails_with_its_reason_and_the_sweep_goes_on(tm
     assert "| 0 | 5 | failed: " in (tmp_path / "sw" / "table.md").read_text()
     err = capsys.readouterr().err
     assert "mgdsl: trial 0 width=5: failed:" in err and "Traceback" not in err
+
+
+def test_every_sweep_example_sweeps_params_its_spec_has():
+    """`mgdsl sweep --help` showed `-p lr=0.02:0.2:log`, which every spec refuses (lr is a training flag, not a
+    param): each example's -p must name params of its spec, and the -p hint's examples must parse as axes."""
+    import shlex
+
+    from mgdsl.cli import EXAMPLES, build_parser
+    from mgdsl.sweep import EXAMPLES as HINT
+    for example in EXAMPLES["sweep"]:
+        args = build_parser().parse_args(shlex.split(example)[1:])
+        parse_axes(args.axes, mgdsl.compile_ir(args.spec).params)  # raises SpecError for an unknown param
+    hinted = [w for w in HINT.split() if "=" in w]
+    assert [parse_axis(w, {w.split("=")[0]: "1"}).name for w in hinted] == ["width", "omega", "nu"]
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--storage", "bogus://x"], "--storage bogus://x: cannot open it"),
+    (["--storage", "notaurl"], "--storage notaurl: cannot open it"),
+    (["--train", "nosuch.npz"], "--train nosuch.npz: no such file or folder"),
+    (["--train", "digits", "--test", "nosuch.npz"], "--test nosuch.npz: no such file or folder"),
+])
+def test_a_storage_or_data_that_cannot_be_opened_is_exit_2_before_any_trial(tmp_path, capsys, flags, words):
+    """A bad --storage URL was an internal error (70); missing data ran every trial to the same failure, wrote the
+    sweep folder and exited 1. Both are one line and exit 2 now, with nothing written."""
+    flags = flags if "--train" in flags else ["--train", "digits", *flags]
+    out = tmp_path / "sw"
+    assert main(["sweep", "specs/mgnet.mg", "-p", "width=4:6", *flags, "--epochs", "1", "--trials", "1",
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert words in err and "internal error" not in err and "trial" not in err and not out.exists()

@@ -43,3 +43,44 @@ def test_a_model_scope_convolution_landing_on_a_grid_of_other_channels_is_still_
     with pytest.raises(SpecError) as e:
         mgdsl.compile_spec("a.mg", text=text)
     assert "A gives 4 channels of f, but f on grid 2 has 8" in str(e.value)
+
+
+def test_a_smoother_inverting_another_grids_operator_is_one_error_at_it():
+    """`S[l] = inverse(A[J], f -> u)` (meant as S[J]) gave nine errors about P[6] and a prolongation at other lines,
+    each with a wrong hint (index P, which is indexed); now one error at the inverse, saying which grid A[J] is."""
+    from mgdsl import SpecError, compile_spec
+    text = open("specs/multigrid/poisson-v11.mg").read()
+    text = text.replace("  S[l] = jacobi(A[l], f -> u, omega omega)\n", "").replace("S[J] = inverse", "S[l] = inverse")
+    with pytest.raises(SpecError) as e:
+        compile_spec("t.mg", {}, text=text)
+    (d,) = e.value.diagnostics
+    assert d.message == "inverse(A[5]) is applied on another grid than A[5]'s, grid 5, and A[5] cannot act there"
+    assert text.splitlines()[d.span.line - 1].strip().startswith("S[l] = inverse(A[J]")
+    assert "S[l] = inverse(A[l], ...)" in d.hint
+
+
+@pytest.mark.parametrize("smoother", ["jacobi", "rbgs", "inverse"])
+def test_the_example_in_a_smoothers_hint_has_the_signature_it_needs(smoother):
+    """`S[l] = rbgs(f -> u)` was told `e.g. rbgs(A[l], u -> f)`; written so, it fails (S maps u -> f but is
+    applied to f). The example is now f -> u, and the spec it suggests compiles."""
+    from mgdsl import SpecError, compile_spec
+    text = open("specs/multigrid/poisson-v11-rbgs.mg").read()
+    line = "  S[l] = rbgs(A[l], f -> u)"
+    with pytest.raises(SpecError) as e:
+        compile_spec("t.mg", {}, text=text.replace(line, f"  S[l] = {smoother}(f -> u)"))
+    (d,) = e.value.diagnostics
+    assert d.hint == f"e.g. {smoother}(A[l], f -> u)"
+    if smoother != "inverse":  # inverse on every grid is too large; jacobi and rbgs compile as suggested
+        compile_spec("t.mg", {}, text=text.replace(line, f"  S[l] = {d.hint[5:]}"))
+
+
+def test_a_bad_restrict_option_is_one_error_at_r_not_again_at_its_transpose():
+    """`R[l] = restrict(f -> f, bilnear)` with `P[l] = transpose(R[l])` was reported at R and again at P's line
+    (one cause, two errors); now once, at R."""
+    from mgdsl import SpecError, compile_spec
+    text = open("specs/multigrid/poisson-v11.mg").read().replace("restrict(f -> f, kr)", "restrict(f -> f, bilnear)")
+    with pytest.raises(SpecError) as e:
+        compile_spec("t.mg", {}, text=text)
+    (d,) = e.value.diagnostics
+    assert d.message == "restrict has no option 'bilnear'" and d.hint == "did you mean 'bilinear'?"
+    assert text.splitlines()[d.span.line - 1].strip().startswith("R[l] = restrict")
