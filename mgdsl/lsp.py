@@ -212,7 +212,7 @@ class _Walker:
         from .prims import PRIMS
         if isinstance(t, S.OpRef):
             self.add("prim" if t.name in PRIMS and t.name not in self.ops else "op", t.name, t.span, index=t.index)
-        elif isinstance(t, S.Prim):
+        elif isinstance(t, S.PrimApp):
             self.add("prim", t.name, t.span)
             for a in t.args:
                 self.arg(a)

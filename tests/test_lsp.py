@@ -18,7 +18,7 @@ from mgdsl.diagnostics import SpecError  # noqa: E402
 
 on_server = pytest.mark.asyncio(loop_scope="module")  # every async test talks to the module's one server
 
-MGNET = (ROOT / "specs/mgnet.mg").read_text()
+MGNET = (ROOT / "specs/table2/mgnet-256-256-pi1.mg").read_text()  # the reading with Ar[l] = A[l] and an untied Ar[1]
 RESNET18 = (ROOT / "specs/table2/resnet18.mg").read_text()
 ENV = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
@@ -277,7 +277,7 @@ async def test_document_symbols_formatting_and_did_you_mean_code_action(client):
     doc = Doc(client, "edit.mg")
     await doc.open(MGNET)
     syms = await client.text_document_document_symbol_async(T.DocumentSymbolParams(doc.ident()))
-    assert [s.name for s in syms] == ["mgnet"]
+    assert [s.name for s in syms] == ["mgnet_256_256_pi1"]
     kids = {(c.name, c.kind) for c in syms[0].children}
     assert {("width", T.SymbolKind.Constant), ("A[l]", T.SymbolKind.Function), ("Ar[1]", T.SymbolKind.Function),
             ("step", T.SymbolKind.Event), ("coarsen", T.SymbolKind.Event), ("output", T.SymbolKind.Event)} <= kids

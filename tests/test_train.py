@@ -261,11 +261,11 @@ def test_a_run_folder_with_the_old_field_names_resumes_and_its_times_are_read(ti
 def test_the_epoch_line_shows_the_lr_range_the_epoch_ran_and_the_last_ends_near_zero(tiny_npz, tmp_path, capsys):
     # budget recipe, 2 epochs of 8 steps: a warm-up epoch up to the peak, then a linear decay to 0 after the
     # last batch; each line shows the lr of its first and of its last batch
-    from mgdsl.training.recipes import Config, lr_at, resolve
+    from mgdsl.training.recipes import Config, fill_defaults, lr_at
     out = tmp_path / "run"
     capsys.readouterr()
     assert _train(tiny_npz, out, "--epochs", "2") == 0
-    cfg = resolve(Config(epochs=2, batch_size=16), False)
+    cfg = fill_defaults(Config(epochs=2, batch_size=16), False)
     ms = _metrics(out)
     assert [(m["lr_start"], m["lr_end"]) for m in ms] == [(lr_at(cfg, 0, 8), lr_at(cfg, 7, 8)),
                                                           (lr_at(cfg, 8, 8), lr_at(cfg, 15, 8))]
