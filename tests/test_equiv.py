@@ -103,6 +103,18 @@ def test_a_resnet_with_xi_per_step_is_not_mg_resnet_after_lemma_8_2():
     assert stem["counterexample"]["first_difference"]["step"] == 0
 
 
+@pytest.mark.parametrize("spec,target", [("mgnet-base.mg", "mg-iresnet"), ("resnet-base.mg", "mg-resnet")])
+def test_every_trial_checks_the_transition_into_the_coarser_grid(monkeypatch, spec, target):
+    """A relation hands its target's transitions to the next (Theorem 8.1: R becomes D); each trial must start
+    again from the spec's, else trials after the first restart grid 2 from the spec's state unchecked."""
+    from mgdsl import numerics as X
+    seen, real = set(), X.Outcome.see
+    monkeypatch.setattr(X.Outcome, "see", lambda self, e, **w: (seen.add((w["trial"], w["grid"], w["step"])),
+                                                                real(self, e, **w))[1])
+    equiv(f"tests/equiv_corpus/{spec}", target, trials=2)
+    assert {(0, 2, 0), (1, 2, 0)} <= seen
+
+
 @pytest.mark.parametrize("defines", [{"omega": 0.5}, {"nu": 1}, {"kr": "linear"}])
 def test_theorem_6_1_against_a_target_file_fails_when_the_mg0_side_differs(defines):
     out = equiv("specs/multigrid/mgnet-linear.mg", "specs/multigrid/mg0.mg", params=defines)
