@@ -12,6 +12,7 @@ relations of the paper are the whole algorithm, and the derivation log is what t
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import sys
@@ -80,6 +81,18 @@ def relu_input_premise(ir, rd: Reading) -> Premise:
     return Premise(text, "ok")
 
 
+def tied_xi_premise(ir, rd: Reading) -> Premise:
+    """(8.6), (8.7): the Mg- forms hold one ξ^l per grid, shared by its steps; a spec whose ξ^{l,i} differ is freer."""
+    text = "ξ is one operator per grid, shared by its steps (8.6), (8.7)"
+    pair = forms._untied(rd.roles, "xi")
+    if pair is None:
+        return Premise(text, "ok")
+    xi = rd.roles[pair[0]]["xi"]
+    return Premise(text, "failed", forms.where(ir, (xi.owners() or [""])[0]),
+                   f"grid {pair[0][0]}: step {pair[0][1]} uses {xi.show()}, step {pair[1][1]} uses "
+                   f"{rd.roles[pair[1]]['xi'].show()}", Witness("tied", rd.state, pair, "xi"))
+
+
 # ------------------------------------------------------------------ the relations of the paper, one record each
 
 @dataclass(frozen=True)
@@ -135,7 +148,11 @@ RELATIONS = [
              (Step("pre-activation state", "(8.4)", "f̃^{l,i} = f^{l,i−1} − ξση(f^{l,i−1}), f^{l,i} = σ(f̃^{l,i})"),
               Step("substitute f^{l,i−1} = σ(f̃^{l,i−1})", "(8.5)", "f̃^{l,i} = σ(f̃^{l,i−1}) − ξσησ(f̃^{l,i−1})"),
               Step("σ-ResNet form", "(8.3)", "with f̃^{l,0} := f^{l,0}, a ReLU output")),
-             (relu_input_premise,), terminal=True),
+             (relu_input_premise,)),
+    Relation("sigma-resnet", "mg-resnet", "equivalent", "definition (8.6)",
+             "a σ-ResNet whose ξ^{l,i} = ξ^l for every step is an Mg-ResNet", "same",
+             (Step("definition of Mg-ResNet", "(8.6)", "σ-ResNet with one ξ^l per grid, shared by its steps"),),
+             (tied_xi_premise,)),
     Relation("sigma-resnet", "resnet", "equivalent", "Lemma 8.2, read backwards", "f^{l,i} = σ(f̃^{l,i}) (8.4)",
              "lemma82_back",
              (Step("f^{l,i} := σ(f̃^{l,i})", "(8.4)",
@@ -183,6 +200,16 @@ def relate(src: str, tgt: str) -> list[Relation] | None:
 
 def combine(path: list[Relation]) -> str:
     return "special-case" if any(e.ties for e in path) else "equivalent"
+
+
+def _guarded(path: list[Relation]) -> list[int]:
+    """For each premise edge_premises lists, in its order: how many relations of the chain, from its start,
+    that premise guards (up to the first relation that adds it)."""
+    first: dict = {}
+    for k, e in enumerate(path or []):
+        for fn in e.premises:
+            first.setdefault(fn, k + 1)
+    return list(first.values())
 
 
 def edge_premises(ir, rd: Reading, path: list[Relation]) -> list[Premise]:
@@ -313,6 +340,9 @@ class Result:
         }
 
 
+SWAP_TEXT = "(8.7) replaces σ(f) by f between Mg-ResNet and Mg-iResNet: the same function only where f ≥ 0"
+
+
 def _check(ir, tfam, tir, trd, res: Result, trials: int, seed: int, stack: contextlib.ExitStack) -> None:
     rd = forms.read(ir)
     res.source_family = rd.family
@@ -337,18 +367,18 @@ def _check(ir, tfam, tir, trd, res: Result, trials: int, seed: int, stack: conte
     if rd.shape:
         res.derivation.append(Step("normal form of the step", "", _normal_text(ir, rd)))
     path = relate(rd.family, tfam)
-    premises = list(rd.premises)
-    swap = None
+    premises, swap = list(rd.premises), None
     if path is None:
         path, extra, swap = _narrowing(ir, rd, tfam)
         premises += extra
         if path is None and swap is None:
             res.reason = f"no relation of the paper leads from {rd.family} to {tfam}"
             return
-    res.relation = "; ".join(f"{e.src} → {e.dst}: {e.relation} [{e.rule}]" for e in path) if path else \
-        (f"both have the {tfam} form ({rd.shape})" if swap is None else
-         "(8.7) replaces σ(f) by f between Mg-ResNet and Mg-iResNet: the same function only where f ≥ 0")
-    premises += edge_premises(ir, rd, path)
+        path = path or []  # a swap alone: no relation before it
+    res.relation = "; ".join([f"{e.src} → {e.dst}: {e.relation} [{e.rule}]" for e in path] +
+                             ([] if swap is None else [SWAP_TEXT])) or f"both have the {tfam} form ({rd.shape})"
+    chained = edge_premises(ir, rd, path)  # a relation's premise guards the chain up to that relation
+    premises, guards = premises + chained, {id(p): k for p, k in zip(chained, _guarded(path))}
     if trd is not None:
         premises.append(Premise(f"the target {tir.path} has the {tfam} form ({trd.shape})", "ok"))
     small, res.note = _small(ir)
@@ -363,10 +393,10 @@ def _check(ir, tfam, tir, trd, res: Result, trials: int, seed: int, stack: conte
         res.premises.append(p)
         if p.status == "ok":
             continue
-        _refute(spec, srd, p, path, swap, trials, tfam, small, res)
+        _refute(spec, srd, p, path, swap, trials, tfam, small, res, guards.get(id(p)))
         return
     if swap is not None:
-        _swap(spec, srd, swap, trials, tfam, small, res)
+        _swap(spec, srd, path, swap, trials, tfam, small, res)
         return
     res.derivation += derive(rd, path)
     file_target = tir if (trd is not None and path and path[-1].numerics == "thm61") or \
@@ -404,9 +434,11 @@ def _too_large(small, premises: list, res: Result) -> bool:
     return True
 
 
-def _swap(spec, srd: Reading, swap, trials: int, tfam: str, small, res: Result) -> None:
-    """Mg-ResNet ↔ Mg-iResNet: the same weights with σ(f) replaced by f (8.7), run on the same inputs."""
-    err, where = _numerics(spec, srd, [], swap, trials, tfam, small, None, None)
+def _swap(spec, srd: Reading, path, swap, trials: int, tfam: str, small, res: Result) -> None:
+    """Mg-ResNet ↔ Mg-iResNet: the same weights with σ(f) replaced by f (8.7), run on the same inputs (after the
+    chain that leads to a σ-ResNet, e.g. Lemma 8.2 from a ResNet)."""
+    err, where = _numerics(spec, srd, path, swap, trials, tfam, small, None, None)
+    res.derivation += derive(srd, path)
     res.max_error = err
     res.derivation.append(Step("replace σ(f) by f", "(8.7)", "the same weights in the other form"))
     if err > TOL:
@@ -444,18 +476,21 @@ def _tied(path: list[Edge], res: Result) -> None:
                                + "grid or step: " + ", ".join(sorted(res.ties, key=_label_key))))
 
 
-def _refute(spec, srd: Reading, p: Premise, path, swap, trials: int, tfam: str, small, res: Result) -> None:
+def _refute(spec, srd: Reading, p: Premise, path, swap, trials: int, tfam: str, small, res: Result,
+            upto: int | None = None) -> None:
     """A premise failed or is not proved: run the relation it guards on the networks' own states (both
     networks from the same inputs through every grid, step and transition). A difference there, in what the
     relation equates, is `not-equivalent`; none is `undecided`, naming the premise (a premise that fails
     only off the states the network reaches is no counterexample). The premise's own witness, which may
-    leave those states (a linearity test on other inputs), is reported, never a verdict."""
+    leave those states (a linearity test on other inputs), is reported, never a verdict. A premise of a relation
+    on the chain (`upto`) runs the chain up to that relation; one of the reading runs its first relation."""
     from . import numerics as X
     res.derivation.append(Step("stopped", "", f"the premise “{p.text}” {'fails' if p.status == 'failed' else 'is not proved'}"
                                f"{': ' + p.detail if p.detail else ''}; the rule is not applied"))
     err, where, skipped = 0.0, {}, ""
     try:
-        err, where = _numerics(spec, srd, path[:1] if path else [], swap, trials, tfam, small, None, None)
+        chain, sw = (path[:upto], None) if upto else (path[:1] if path else [], swap)
+        err, where = _numerics(spec, srd, chain, sw, trials, tfam, small, None, None)
     except X.Uncarried as e:
         skipped = f"; the relation's numerics could not run: {e}"
     res.max_error = err
@@ -528,18 +563,14 @@ def _same_premise(srd: Reading, p: Premise) -> Premise | None:
 
 def _narrowing(ir, rd: Reading, tfam: str):
     """No chain from the spec's form: one premise away from a form that has one? (path, premises, swap)"""
-    if rd.family in ("iresnet", "sigma-resnet"):
-        tied = "mg-iresnet" if rd.family == "iresnet" else "mg-resnet"
-        path = relate(tied, tfam)
+    if rd.family == "iresnet":  # (σ-ResNet → Mg-ResNet is a relation: the definition (8.6))
+        path = relate("mg-iresnet", tfam)
         if path is not None:
-            pair = forms._untied(rd.roles, "xi")
-            if pair is None or not rd.ok:
-                return path, [], None
-            xi = rd.roles[pair[0]]["xi"]
-            return path, [Premise("ξ is one operator per grid, shared by its steps (8.6), (8.7)", "failed",
-                                  forms.where(ir, (xi.owners() or [""])[0]),
-                                  f"grid {pair[0][0]}: step {pair[0][1]} uses {xi.show()}, step {pair[1][1]} uses "
-                                  f"{rd.roles[pair[1]]['xi'].show()}", Witness("tied", rd.state, pair, "xi"))], None
+            return path, ([tied_xi_premise(ir, rd)] if rd.ok else []), None
+    if rd.family == "resnet":  # Lemma 8.2 first: its image is a σ-ResNet with the same roles
+        path, extra, swap = _narrowing(ir, dataclasses.replace(rd, family="sigma-resnet"), tfam)
+        if path is not None or swap is not None:
+            return relate("resnet", "sigma-resnet") + (path or []), extra, swap
     if rd.family == "mgnet" and tfam in ("linear-mgnet", "mg0"):
         extra = forms.linear_mgnet_premises(ir, rd)
         return relate("linear-mgnet", tfam), extra, None
@@ -556,15 +587,18 @@ def _numerics(spec, rd: Reading, path: list[Edge], swap, trials: int, tfam: str,
     run = X.Run(spec, small.grids, max(small.nu))
     names = (rd.state, rd.data) if rd.family in X.FEATURE else (rd.state,)
     roles0 = _carried(spec, rd)
-    run.trans = _carried_transitions(spec, rd)
+    trans0 = _carried_transitions(spec, rd)
     out = X.Outcome()
     tying: dict = {}
     with X.default_dtype(torch.float64), torch.no_grad():
         for t in range(trials):
+            run.trans = trans0  # a relation hands its target's transitions to the next: each trial starts afresh
             st = spec.states(t)
             traj = X.trajectory(small, st, names)
             roles, nm = roles0, names
             if swap is not None:
+                for e in path:
+                    traj, roles, nm = e.runner(run)(traj, roles, out, t, nm)
                 run.sigma_swap(traj, roles, out, t, nm)
                 continue
             if not path:

@@ -436,21 +436,26 @@ class Run:
 
     # ---- Lemma 8.2: f^{l,i} = σ(f̃^{l,i}); forwards from a ResNet, backwards from a σ-ResNet
     def lemma82(self, traj, roles, out: Outcome, trial: int, names):
-        """Ends every chain it is in (equiv.RELATIONS: terminal): compares only. The σ-ResNet's D is the ResNet's D∘σ, so
-        that f̃^{l+1,0} = D(f^{l,ν}) = f^{l+1,0}."""
+        """The σ-ResNet's D is the ResNet's D∘σ, so that f̃^{l+1,0} = D(f^{l,ν}) = f^{l+1,0}. Hands on the
+        σ-ResNet's own states f̃^{l,i} (same roles, transitions D∘σ) to a next relation of the chain, e.g. the
+        definition of Mg-ResNet (8.6)."""
         (s,) = names
-        t = self.target("sigma-resnet", roles,
-                        {lv: {"D": Seq(Prim("relu"), ops["D"])} for lv, ops in self.trans.items() if "D" in ops})
+        trans = {lv: {"D": Seq(Prim("relu"), ops["D"])} for lv, ops in self.trans.items() if "D" in ops}
+        t = self.target("sigma-resnet", roles, trans)
         relu = torch.nn.functional.relu
-        g = None
+        g, new_traj = None, {}
         for level, its in sorted(traj.items()):
             nxt = self.coarsen(t, {"f": g}, level - 1) if g is not None else None
             g = nxt["f"] if nxt is not None else its[0][s]  # f̃^{l,0} := f^{l,0}: needs f^{l,0} = σ(f^{l,0})
             out.see(_err(relu(g), its[0][s]), grid=level, step=0, trial=trial)
+            seq = [{"f": g}]
             for i in range(1, len(its)):
                 g = t.step({"f": g}, level, i)["f"]
                 out.see(_err(relu(g), its[i][s]), grid=level, step=i, trial=trial)
-        return None, None, None
+                seq.append({"f": g})
+            new_traj[level] = seq
+        self.trans = trans
+        return new_traj, roles, ("f",)
 
     def lemma82_back(self, traj, roles, out: Outcome, trial: int, names):
         """Ends every chain it is in (equiv.RELATIONS: terminal): compares only. Each grid starts from σ of the spec's state

@@ -69,6 +69,23 @@ def test_lemma_8_2_compares_every_step_not_only_the_grid_input():
     assert run_path("resnet-base.mg", ("lemma82",), first_step("xi")) > 1e-6  # f^{l,0} is a ReLU output here
 
 
+def test_lemma_8_2_hands_the_sigma_resnet_states_to_the_definition_of_mg_resnet():
+    """resnet → sigma-resnet → mg-resnet: Lemma 8.2's f̃ (and D∘σ) feed the Mg-ResNet, which holds step 1's ξ."""
+    def chain(spec):
+        ir = mgdsl.compile_ir(f"tests/equiv_corpus/{spec}")
+        rd, sr = forms.read(ir), X.SpecRun(ir, 0)
+        run, out = X.Run(sr, ir.grids, max(ir.nu)), X.Outcome()
+        run.trans = {lv: {n: sr.carry(op) for n, op in ops.items()} for lv, ops in rd.trans.items()}
+        with X.default_dtype(torch.float64), torch.no_grad():
+            traj, roles, names = run.lemma82(X.trajectory(ir, sr.states(0), ("f",)), _carried(sr, rd), out, 0, ("f",))
+            lemma = out.error
+            run.same("mg-resnet")(traj, roles, out, 0, names)
+        return lemma, out.error, out.first
+    assert max(chain("resnet-xi-tied.mg")[:2]) <= TOL
+    lemma, err, first = chain("resnet-base.mg")
+    assert lemma <= TOL < 1e-6 < err and (first["grid"], first["step"]) == (1, 2)
+
+
 def test_theorem_6_1_compares_the_coarsest_grid_iterates():
     """B doubled on the last grid only: no later f depends on it, only that grid's u iterates show it."""
     from mgdsl.equiv import _thm61

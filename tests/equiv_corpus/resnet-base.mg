@@ -1,5 +1,5 @@
 # ResNet (7.8)
-# expect: resnet=equivalent sigma-resnet=equivalent mg-resnet=undecided
+# expect: resnet=equivalent sigma-resnet=equivalent mg-resnet=not-equivalent mg-iresnet=not-equivalent
 model resnet_base {
   param width = 4
   input x : 3 x 16 x 16
