@@ -455,11 +455,50 @@ def _write_predictions(args, p, rows: list[dict]) -> None:
     atomic_write(args.csv, buf.getvalue())
 
 
+def _check_equiv(ir, args) -> int:
+    """`check SPEC --equiv TARGET`: the verdict, its derivation and premises, naming both specs as the user did."""
+    from .equiv import EXIT, check_equiv
+    out = check_equiv(ir, args.equiv, args.trials, args.seed)
+    if args.json:
+        print(json.dumps(out, indent=2, ensure_ascii=False))
+        return EXIT[out["verdict"]]
+    paths = {ir.path: str(args.spec), out["target"]: str(args.equiv)}
+
+    def given(text: str) -> str:  # a bundled spec as the user named it (`mgnet`), not its installed path
+        for path, name in paths.items():
+            text = text.replace(path, name) if text and path and path != name else text
+        return text
+    print(f"{given(out['spec'])} ({out['source_family']}) vs {given(out['target'])} ({out['target_family']}): "
+          f"{out['verdict']}")
+    if out["reason"]:
+        print(f"  reason: {given(out['reason'])}")
+    if out["relation"]:
+        print(f"  relation: {out['relation']}")
+    if out["tying"]:
+        print("  tying: " + ", ".join(f"{k} := {v}" for k, v in out["tying"].items()))
+    if out["derivation"]:
+        print("  derivation:")
+        for k, s in enumerate(out["derivation"], 1):
+            eq = f" {s['equation']}" if s["equation"] else ""
+            print(f"    {k}. [{s['rule']}{eq}]  {s['term']}")
+    for p in out["premises"]:
+        mark = {"ok": "ok", "failed": "FAILED", "unproved": "NOT PROVED"}[p["status"]]
+        extra = f" — {p['detail']}" if p["detail"] else ""
+        where = f" ({given(p['where'])})" if p["where"] else ""
+        print(f"  premise {mark}: {given(p['premise'])}{where}{extra}")
+    if out["max_error"] is not None:
+        n = out["numerics"]
+        print(f"  numerics: max error {out['max_error']:.3g} over {n['trials']} float64 trials, seed {n['seed']}"
+              + (f" ({n['note']})" if n["note"] else ""))
+    if out["counterexample"]:
+        print("  counterexample: " + ", ".join(f"{k} {v}" for k, v in out["counterexample"].items()))
+    return EXIT[out["verdict"]]
+
+
 def cmd_check(args) -> int:
     ir = _ir(args)
     if args.equiv:
-        from .equiv import main as equiv_main
-        return equiv_main(ir, args)
+        return _check_equiv(ir, args)
     rows = summary(ir)["operators"]
     if args.json:
         print(json.dumps({"name": ir.name, "ok": True, "params": ir.total_params, "operators": rows}, indent=2))

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
-import sys
 from dataclasses import dataclass
 
 from . import forms
@@ -240,7 +238,12 @@ def _small(ir):
 def _target(target: str):
     """A family name or a spec file -> (family, target IR or None, its reading or None)."""
     from .diagnostics import Diagnostic, SpecError, did_you_mean
-    if target not in FAMILIES and (target.endswith(".mg") or "/" in target):  # a file, or a bundled spec by name
+    from pathlib import Path
+
+    from .library import bundled
+    named = target.endswith(".mg") or "/" in target or Path(target).exists() or \
+        target in {s.name for s in bundled()}  # a file, or a bundled spec by name (a family's name means the family)
+    if target not in FAMILIES and named:
         from . import compile_ir
         tir = compile_ir(target)
         return None, tir, forms.read(tir)
@@ -700,40 +703,3 @@ def _thm61(run, spec, rd, traj, roles, out, trial, names, small, file_target):
             raise X.Uncarried(f"the transition to grid {level + 1} does not apply one operator R to {rd.data}")
         t.slots[X.slot_label(t.ir, "R", level, 0)] = spec.carry(direct[0])
     X.thm61(traj, roles, out, trial, names, t, ("u", "f"), small.nu)
-
-
-# ------------------------------------------------------------------ the command
-
-def main(ir, args) -> int:
-    out = check_equiv(ir, args.equiv, args.trials, args.seed)
-    if args.json:
-        print(json.dumps(out, indent=2, ensure_ascii=False))
-    else:
-        def given(text: str) -> str:  # the spec as the user named it (`mgnet`), not its installed path
-            return text.replace(ir.path, str(args.spec)) if text else text
-        print(f"{given(out['spec'])} ({out['source_family']}) vs {out['target']} ({out['target_family']}): "
-              f"{out['verdict']}")
-        if out["reason"]:
-            print(f"  reason: {out['reason']}")
-        if out["relation"]:
-            print(f"  relation: {out['relation']}")
-        if out["tying"]:
-            print("  tying: " + ", ".join(f"{k} := {v}" for k, v in out["tying"].items()))
-        if out["derivation"]:
-            print("  derivation:")
-            for k, s in enumerate(out["derivation"], 1):
-                eq = f" {s['equation']}" if s["equation"] else ""
-                print(f"    {k}. [{s['rule']}{eq}]  {s['term']}")
-        for p in out["premises"]:
-            mark = {"ok": "ok", "failed": "FAILED", "unproved": "NOT PROVED"}[p["status"]]
-            extra = f" — {p['detail']}" if p["detail"] else ""
-            where = f" ({given(p['where'])})" if p["where"] else ""
-            print(f"  premise {mark}: {p['premise']}{where}{extra}")
-        if out["max_error"] is not None:
-            n = out["numerics"]
-            print(f"  numerics: max error {out['max_error']:.3g} over {n['trials']} float64 trials, seed {n['seed']}"
-                  + (f" ({n['note']})" if n["note"] else ""))
-        if out["counterexample"]:
-            print(f"  counterexample: {out['counterexample']}")
-    sys.stdout.flush()
-    return EXIT[out["verdict"]]

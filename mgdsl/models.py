@@ -68,7 +68,10 @@ def _kind_text(m: M.Match) -> str:
 
 def _verdict(res: Result, m: M.Match, err: float, where: dict, out_err: float) -> None:
     """From the kind of match and the runs' largest difference (where: its first location)."""
-    runs = f"max difference {err:.3g} over {res.trials} float64 trials"
+    shapes = (where or {}).get("shapes")
+    runs = (f"its shape is {'x'.join(map(str, shapes['spec']))} in the spec and "
+            f"{'x'.join(map(str, shapes['target']))} in the target; -D applies to the spec only, the target is read "
+            "with its own params" if shapes else f"max difference {err:.3g} over {res.trials} float64 trials")
     if m.kind in ("tied", "spec-ties") and err > TOL:
         res.verdict, res.counterexample = "undecided", where
         res.reason = (f"{_kind_text(m)}, but the runs differ at {_where_text(where)} ({runs})" +

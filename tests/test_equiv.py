@@ -471,3 +471,12 @@ def test_premise_lines_show_the_spec_as_the_user_named_it(tmp_path, monkeypatch,
     assert premises and installed not in out
     assert out.startswith("equiv/mgnet-A-bias (mgnet) vs iresnet")
     assert "(equiv/mgnet-A-bias)" in premises[0] and any("(equiv/mgnet-A-bias:" in p for p in premises)
+
+
+def test_a_bundled_spec_without_a_slash_is_a_target_and_a_family_name_stays_the_family(capsys):
+    """`--equiv mgnet-official` (a bundled spec, top level) was 'unknown equivalence target' (a new-user report)."""
+    assert main(["check", "specs/mgnet.mg", "-D", "width=8", "--equiv", "mgnet-official", "--json"]) in (0, 1, 3)
+    out = json.loads(capsys.readouterr().out)
+    assert "unknown" not in out.get("reason", "") and out["target"].endswith("mgnet-official.mg")
+    assert main(["check", "specs/mgnet.mg", "--equiv", "mgnett"]) == 2
+    assert "did you mean 'mgnet'" in capsys.readouterr().err
