@@ -713,7 +713,7 @@ def cmd_solve(args) -> int:
         print(f"cycle {k:3d}  residual {r:.3e}{fac}")
     print(f"{ir.name}: n = {args.n}, {out['grids']} grids, asymptotic factor {out['convergence_factor']:.3f}, "
           f"{out['cycles']} cycles, setup {out['setup_seconds']:.3f} s, solve {out['solve_seconds']:.3f} s, "
-          f"{'converged' if out['converged'] else 'NOT converged'}", file=sys.stderr)
+          f"{'converged' if out['converged'] else 'diverged' if out['diverged'] else 'NOT converged'}", file=sys.stderr)
     hint = divergence_hint(ir, out)
     if hint:
         print(f"hint: {hint}", file=sys.stderr)

@@ -66,6 +66,9 @@ def check_solve_options(n: int, tol: float, max_cycles: int) -> None:
         raise SpecError([Diagnostic(f"--max-cycles {max_cycles}: must be at least 1", None)])
 
 
+DIVERGED = 1e8  # a residual this many times the first: the cycle diverges, and more cycles only reach inf
+
+
 def solve(ir, n: int, tol: float = 1e-8, max_cycles: int = 100, rhs_kind: str = "random",
           dtype: str = "float64", device: str = "cpu") -> dict:
     """Residual history of the cycle; the cycle is the lowered module, A the operator of its grid-1 residual."""
@@ -91,7 +94,7 @@ def solve(ir, n: int, tol: float = 1e-8, max_cycles: int = 100, rhs_kind: str = 
                 u = u + cycle(r)  # residual correction: u <- u + M(f - A u)
                 r = f - A(u)
                 res.append(r.norm().item())
-                if res[-1] <= tol * r0:
+                if res[-1] <= tol * r0 or not res[-1] <= DIVERGED * r0:  # converged, or diverged (or NaN)
                     break
         if device == "cuda":
             torch.cuda.synchronize()
@@ -101,7 +104,7 @@ def solve(ir, n: int, tol: float = 1e-8, max_cycles: int = 100, rhs_kind: str = 
     conv = math.exp(sum(map(math.log, tail)) / len(tail)) if tail else float("nan")
     return {"n": n, "grids": ir.grids, "cycles": len(res) - 1, "residuals": res, "factors": factors,
             "convergence_factor": conv, "setup_seconds": setup, "solve_seconds": secs,
-            "converged": res[-1] <= tol * r0, "operator": a_label, "u": u}
+            "converged": res[-1] <= tol * r0, "diverged": not res[-1] <= DIVERGED * r0, "operator": a_label, "u": u}
 
 
 def rediscretised(ir) -> list[str]:

@@ -224,3 +224,14 @@ def test_d_n_is_refused_not_silently_replaced_by_the_default_n(capsys):
     assert main(["solve", "specs/multigrid/poisson-v11.mg", "-D", "n=17"]) == 2
     err = capsys.readouterr().err
     assert "-D n=17: solve sets the points per side with --n" in err and "--n 17" in err
+
+
+def test_a_diverging_cycle_stops_early_and_says_diverged(capsys):
+    """omega = 3 makes Jacobi amplify: the solve stopped only after 100 cycles at an infinite residual."""
+    import json
+    assert main(["solve", "multigrid/poisson-v11", "-D", "omega=3", "--n", "33", "--json"]) == 1
+    out = json.loads(capsys.readouterr().out)  # strict JSON: no Infinity
+    assert out["diverged"] and not out["converged"] and out["cycles"] < 100
+    assert out["residuals"][-1] > 1e8 * out["residuals"][0] and out["convergence_factor"] > 1
+    assert main(["solve", "multigrid/poisson-v11", "-D", "omega=3", "--n", "33"]) == 1
+    assert "diverged" in capsys.readouterr().err
