@@ -192,9 +192,8 @@ def _report_once(rep: Reporter, bad: list, overrides: dict) -> None:
         rep.error(message, span, hint)
 
 
-def resolve(model: S.Model, rep: Reporter, overrides: dict) -> Resolved:
-    """Params (with -D overrides), settings, the input, grids, spaces, definitions and equations."""
-    items = model.items
+def _params(items, rep: Reporter, overrides: dict) -> dict:
+    """The spec's params, each -D override applied (a -D of no param is an error with a did-you-mean)."""
     params: dict = {}
     for it in items:
         if isinstance(it, S.Param):
@@ -208,12 +207,39 @@ def resolve(model: S.Model, rep: Reporter, overrides: dict) -> Resolved:
             rep.error(f"-D {name}: the spec has no param '{name}'", None, hint)
         else:
             params[name] = value
+    return params
+
+
+def _settings(items, rep: Reporter) -> dict[str, S.Setting]:
+    """The settings lines (classes, grids, smooth, cycle, ...) by key; each may be given once."""
     settings: dict[str, S.Setting] = {}
     for it in items:
         if isinstance(it, S.Setting):
             if it.key in settings:
                 rep.error(f"'{it.key}' is given twice", it.span)
             settings[it.key] = it
+    return settings
+
+
+def _grids(rep: Reporter, params: dict, g: S.Setting | None, h: int, w: int, span) -> tuple[int, dict]:
+    """The number of grids J (`grids auto`: halve down to 3 pixels) and each grid's size."""
+    if g is None or g.values[0] == "auto":
+        J, n = 1, min(h, w)
+        while n > 3 and J < MAX_GRIDS:
+            n, J = ceil_half(n), J + 1
+    else:
+        J = rep.guard(_count, params, g.values[0], "grids", MAX_GRIDS) or 1
+    sizes = grid_sizes(h, w, J)
+    if min(sizes[J]) < 1:
+        rep.error("too many grids for the input size", g.span if g else span)
+    return J, sizes
+
+
+def resolve(model: S.Model, rep: Reporter, overrides: dict) -> Resolved:
+    """Params (with -D overrides), settings, the input, grids, spaces, definitions and equations."""
+    items = model.items
+    params = _params(items, rep, overrides)
+    settings = _settings(items, rep)
     inputs = [it for it in items if isinstance(it, S.Input)]
     if not inputs:
         raise SpecError([Diagnostic("the model has no `input` line", model.span,
@@ -236,16 +262,7 @@ def resolve(model: S.Model, rep: Reporter, overrides: dict) -> Resolved:
         cycle = "none"
     if None in (c, h, w):
         rep.stop_if_any()
-    g = settings.get("grids")
-    if g is None or g.values[0] == "auto":
-        J, n = 1, min(h, w)
-        while n > 3 and J < MAX_GRIDS:
-            n, J = ceil_half(n), J + 1
-    else:
-        J = rep.guard(_count, params, g.values[0], "grids", MAX_GRIDS) or 1
-    sizes = grid_sizes(h, w, J)
-    if min(sizes[J]) < 1:
-        rep.error("too many grids for the input size", g.span if g else inp.span)
+    J, sizes = _grids(rep, params, settings.get("grids"), h, w, inp.span)
     nu = _per_level(rep, params, settings.get("smooth"), "smooth", J, default=0)
     post = _per_level(rep, params, settings.get("postsmooth"), "postsmooth", J, default=0)
     spaces = _spaces(rep, params, items, J, overrides)
