@@ -405,8 +405,8 @@ def export(ir: IR, out: str, weights: str | None = None, formats: str = "all", n
         onnx_path = base.with_name(base.name + ".onnx")
         if preprocess and not raw:
             c, h, w = ir.input_ty.shape
-            to_onnx(WithPreprocessing(model, preprocess["mean"], preprocess["std"], preprocess["tta"], (h, w)), onnx_path,
-                    torch.randint(0, 256, (2, h, w, c), dtype=torch.uint8))
+            pre = WithPreprocessing(model, preprocess["mean"], preprocess["std"], preprocess["tta"], (h, w))
+            to_onnx(pre, onnx_path, torch.randint(0, 256, (2, h, w, c), dtype=torch.uint8))
         else:
             to_onnx(model, onnx_path)
         written.append(onnx_path)

@@ -343,7 +343,7 @@ def test_export_to_a_py_name_writes_that_file_whose_class_starts_from_mgdsls_ini
 
 
 def test_an_exported_runs_load_refuses_grey_float_or_other_size_images(tmp_path, capsys):
-    """OUT.py's load() takes only the run's uint8 N x H x W x C: a grey, float or 16x16 image is an error, not a guess."""
+    """OUT.py's load() takes only the run's uint8 N x H x W x C: grey, float or 16x16 is an error, not a guess."""
     rng = np.random.default_rng(0)
     for name, n in (("train", 16), ("test", 8)):
         np.savez(tmp_path / f"{name}.npz", x=(rng.random((n, 12, 12, 3)) * 255).astype(np.uint8),
