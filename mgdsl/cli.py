@@ -954,13 +954,15 @@ def _diagnostic_json(d, source) -> dict:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
+    as_json = "--json" in argv  # a flag, except for predict, whose --json FILE is where predictions go
     try:
         args = _parse(parser, argv)
+        as_json = getattr(args, "json", None) is True
         return args.fn(args)
     except SpecError as e:
         try:
             print(str(e), file=sys.stderr)
-            if "--json" in argv:  # a script reading stdout gets the errors as data too
+            if as_json:  # a script reading stdout gets the errors as data too
                 print(json.dumps({"ok": False, "errors": [_diagnostic_json(d, e.source) for d in e.diagnostics]}))
         except BrokenPipeError:  # `mgdsl ... 2>&1 | head`: the status still says "bad input", never 1 ("no")
             pass

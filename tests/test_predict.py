@@ -139,7 +139,9 @@ def test_bad_input_is_one_line_naming_the_file_exit_2_and_nothing_written(runs, 
         capsys.readouterr()
         assert main(["predict", str(run), str(tmp_path / "good.png"), str(tmp_path / culprit), out,
                      str(tmp_path / "p.out")]) == 2
-        err = capsys.readouterr().err.strip()
+        cap = capsys.readouterr()
+        err = cap.err.strip()
+        assert cap.out == ""  # --json FILE names the output file: no JSON error object on stdout
         assert len(err.splitlines()) == 1 and words in err and str(tmp_path / culprit) in err, err
         assert not list(tmp_path.glob("p.out*"))
 
