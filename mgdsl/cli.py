@@ -414,12 +414,15 @@ def cmd_eval(args) -> int:
 def cmd_predict(args) -> int:
     from .training.data import DataError
     from .training.predict import load_run, open_inputs, predict_inputs
-    if args.top_k < 1 or args.batch_size < 1:
-        raise DataError(f"--top-k {args.top_k} --batch-size {args.batch_size}: both must be at least 1")
+    for flag, v in (("--top-k", args.top_k), ("--batch-size", args.batch_size)):
+        if v < 1:
+            raise DataError(f"{flag} {v}: must be at least 1")
     to_file = args.json or args.csv
     if to_file and not os.path.isdir(os.path.dirname(to_file) or "."):
         raise DataError(f"{to_file}: the folder {os.path.dirname(to_file)} does not exist")
     p = load_run(args.run, args.weights)
+    if args.top_k > len(p.classes):
+        raise DataError(f"--top-k {args.top_k}: the run has {len(p.classes)} classes", f"use --top-k {len(p.classes)}")
     inputs = open_inputs(args.inputs, p.preprocess.input_shape[0])  # every input checked before any is predicted
     rows, resized = [], [0]
     for r in predict_inputs(p, inputs, args.top_k, args.batch_size, resized):

@@ -146,6 +146,16 @@ def test_bad_input_is_one_line_naming_the_file_exit_2_and_nothing_written(runs, 
         assert not list(tmp_path.glob("p.out*"))
 
 
+@pytest.mark.parametrize("k, words", [("0", "--top-k 0: must be at least 1"), ("11", "--top-k 11: the run has 10 classes")])
+def test_a_top_k_of_zero_or_more_than_the_classes_is_an_error_and_nothing_written(runs, k, words, tmp_path, capsys):
+    run, x, _ = runs["digits"]
+    Image.fromarray(x[0][..., 0]).save(tmp_path / "a.png")
+    capsys.readouterr()
+    assert main(["predict", str(run), str(tmp_path / "a.png"), "--top-k", k, "--csv", str(tmp_path / "p.csv")]) == 2
+    cap = capsys.readouterr()
+    assert words in cap.err and "batch-size" not in cap.err and cap.out == "" and not (tmp_path / "p.csv").exists()
+
+
 def test_a_missing_run_folder_is_one_line_exit_2(tmp_path, capsys):
     Image.new("L", (8, 8)).save(tmp_path / "a.png")
     assert main(["predict", str(tmp_path / "no-run"), str(tmp_path / "a.png"), "--json", str(tmp_path / "p.json")]) == 2
