@@ -146,7 +146,8 @@ def test_bad_input_is_one_line_naming_the_file_exit_2_and_nothing_written(runs, 
         assert not list(tmp_path.glob("p.out*"))
 
 
-@pytest.mark.parametrize("k, words", [("0", "--top-k 0: must be at least 1"), ("11", "--top-k 11: the run has 10 classes")])
+@pytest.mark.parametrize("k, words", [("0", "--top-k 0: must be at least 1"),
+                                      ("11", "--top-k 11: the run has 10 classes")])
 def test_a_top_k_of_zero_or_more_than_the_classes_is_an_error_and_nothing_written(runs, k, words, tmp_path, capsys):
     run, x, _ = runs["digits"]
     Image.fromarray(x[0][..., 0]).save(tmp_path / "a.png")
