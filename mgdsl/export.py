@@ -33,6 +33,9 @@ def _error(message: str, hint: str | None = None) -> SpecError:
 def weights_file(weights: str) -> Path:
     """FILE, or RUN_DIR/model.pt (the best weights of a training run)."""
     p = Path(weights)
+    if p.is_dir() and not (p / "model.pt").is_file():
+        raise _error(f"{p / 'model.pt'}: no such weights file (in the folder {weights})",
+                     "pass a state_dict (model.pt) or a run folder that has one")
     if p.is_dir():
         p = p / "model.pt"
     if not p.is_file():

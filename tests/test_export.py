@@ -226,13 +226,14 @@ def test_export_cli_round_trips_a_training_run(tmp_path, capsys):
 
 @pytest.mark.parametrize("args,words", [
     (["--weights", "no/such/model.pt"], "no such file"),
+    (["--weights", "{tmp}"], "model.pt: no such weights file (in the folder"),  # a folder without model.pt
     (["-D", "width=8", "--weights", "{pt}"], "does not fit this model"),
     (["-o", "no/such/folder/out"], "does not exist"),
 ])
 def test_export_errors_are_located_exit_2_and_write_nothing(args, words, tmp_path, capsys):
     pt = tmp_path / "w4.pt"
     torch.save(mgdsl.load("mgnet", width=4).state_dict(), pt)
-    args = [a.replace("{pt}", str(pt)) for a in args]
+    args = [a.replace("{pt}", str(pt)).replace("{tmp}", str(tmp_path)) for a in args]
     if "-o" not in args:
         args += ["-o", str(tmp_path / "out")]
     assert main(["export", "mgnet", "--format", "py", *args]) == 2
