@@ -420,6 +420,8 @@ def cmd_predict(args) -> int:
     to_file = args.json or args.csv
     if to_file and not os.path.isdir(os.path.dirname(to_file) or "."):
         raise DataError(f"{to_file}: the folder {os.path.dirname(to_file)} does not exist")
+    if to_file and os.path.isdir(to_file):
+        raise DataError(f"{to_file}: is a folder", "name the output file, e.g. predictions.json or .csv")
     p = load_run(args.run, args.weights)
     if args.top_k > len(p.classes):
         raise DataError(f"--top-k {args.top_k}: the run has {len(p.classes)} classes", f"use --top-k {len(p.classes)}")

@@ -157,6 +157,18 @@ def test_a_top_k_of_zero_or_more_than_the_classes_is_an_error_and_nothing_writte
     assert words in cap.err and "batch-size" not in cap.err and cap.out == "" and not (tmp_path / "p.csv").exists()
 
 
+def test_an_output_file_that_is_a_folder_is_one_line_exit_2(runs, tmp_path, capsys):
+    run, x, _ = runs["digits"]
+    Image.fromarray(x[0][..., 0]).save(tmp_path / "a.png")
+    (tmp_path / "out").mkdir()
+    for flag in ("--json", "--csv"):
+        capsys.readouterr()
+        assert main(["predict", str(run), str(tmp_path / "a.png"), flag, str(tmp_path / "out")]) == 2
+        cap = capsys.readouterr()
+        assert cap.err.startswith(f"mgdsl: error: {tmp_path / 'out'}: is a folder") and cap.out == "", cap.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "out"] and not any((tmp_path / "out").iterdir())
+
+
 def test_a_missing_run_folder_is_one_line_exit_2(tmp_path, capsys):
     Image.new("L", (8, 8)).save(tmp_path / "a.png")
     assert main(["predict", str(tmp_path / "no-run"), str(tmp_path / "a.png"), "--json", str(tmp_path / "p.json")]) == 2
