@@ -169,6 +169,13 @@ def test_an_output_file_that_is_a_folder_is_one_line_exit_2(runs, tmp_path, caps
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "out"] and not any((tmp_path / "out").iterdir())
 
 
+def test_an_image_given_where_the_run_folder_goes_says_so(tmp_path, capsys):
+    Image.new("L", (8, 8)).save(tmp_path / "a.png")
+    assert main(["predict", str(tmp_path / "a.png"), str(tmp_path / "a.png")]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'a.png'}: a file, not a run folder" in err and "RUN_DIR INPUT" in err
+
+
 def test_a_missing_run_folder_is_one_line_exit_2(tmp_path, capsys):
     Image.new("L", (8, 8)).save(tmp_path / "a.png")
     assert main(["predict", str(tmp_path / "no-run"), str(tmp_path / "a.png"), "--json", str(tmp_path / "p.json")]) == 2
