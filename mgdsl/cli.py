@@ -414,12 +414,17 @@ def cmd_eval(args) -> int:
 def cmd_predict(args) -> int:
     from .training.data import DataError
     from .training.predict import load_run, open_inputs, predict_inputs
-    if args.top_k < 1 or args.batch_size < 1:
-        raise DataError(f"--top-k {args.top_k} --batch-size {args.batch_size}: both must be at least 1")
+    for flag, v in (("--top-k", args.top_k), ("--batch-size", args.batch_size)):
+        if v < 1:
+            raise DataError(f"{flag} {v}: must be at least 1")
     to_file = args.json or args.csv
     if to_file and not os.path.isdir(os.path.dirname(to_file) or "."):
         raise DataError(f"{to_file}: the folder {os.path.dirname(to_file)} does not exist")
+    if to_file and os.path.isdir(to_file):
+        raise DataError(f"{to_file}: is a folder", "name the output file, e.g. predictions.json or .csv")
     p = load_run(args.run, args.weights)
+    if args.top_k > len(p.classes):
+        raise DataError(f"--top-k {args.top_k}: the run has {len(p.classes)} classes", f"use --top-k {len(p.classes)}")
     inputs = open_inputs(args.inputs, p.preprocess.input_shape[0])  # every input checked before any is predicted
     rows, resized = [], [0]
     for r in predict_inputs(p, inputs, args.top_k, args.batch_size, resized):
@@ -954,13 +959,15 @@ def _diagnostic_json(d, source) -> dict:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
+    as_json = "--json" in argv  # a flag, except for predict, whose --json FILE is where predictions go
     try:
         args = _parse(parser, argv)
+        as_json = getattr(args, "json", None) is True
         return args.fn(args)
     except SpecError as e:
         try:
             print(str(e), file=sys.stderr)
-            if "--json" in argv:  # a script reading stdout gets the errors as data too
+            if as_json:  # a script reading stdout gets the errors as data too
                 print(json.dumps({"ok": False, "errors": [_diagnostic_json(d, e.source) for d in e.diagnostics]}))
         except BrokenPipeError:  # `mgdsl ... 2>&1 | head`: the status still says "bad input", never 1 ("no")
             pass

@@ -33,6 +33,9 @@ def _error(message: str, hint: str | None = None) -> SpecError:
 def weights_file(weights: str) -> Path:
     """FILE, or RUN_DIR/model.pt (the best weights of a training run)."""
     p = Path(weights)
+    if p.is_dir() and not (p / "model.pt").is_file():
+        raise _error(f"{p / 'model.pt'}: no such weights file (in the folder {weights})",
+                     "pass a state_dict (model.pt) or a run folder that has one")
     if p.is_dir():
         p = p / "model.pt"
     if not p.is_file():
@@ -294,13 +297,17 @@ class WithPreprocessing(nn.Module):
     """A trained network with its run's preprocessing: uint8 images N x H x W x C (as numpy and PIL hold them)
     in, logits out; float [0, 1], (x - mean) / std per channel, and the mean over the mirror image if tta."""
 
-    def __init__(self, net: nn.Module, mean, std, tta: bool = False):
+    def __init__(self, net: nn.Module, mean, std, tta: bool = False, size: tuple[int, int] | None = None):
         super().__init__()
-        self.net, self.tta = net, tta
+        self.net, self.tta, self.hwc = net, tta, None if size is None else (*size, len(mean))
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
 
     def forward(self, images):
+        if images.dtype != torch.uint8 or images.dim() != 4 or (self.hwc and tuple(images.shape[1:]) != self.hwc):
+            want = "N x {} x {} x {}".format(*self.hwc) if self.hwc else "N x H x W x C"
+            raise ValueError(f"expected uint8 images {want}, got {images.dtype} {tuple(images.shape)}: "
+                             "convert, resize and centre-crop them first")
         x = images.permute(0, 3, 1, 2).float().div(255)
         x = (x - self.mean) / self.std
         y = self.net(x)
@@ -319,12 +326,13 @@ def preprocessing(cfg: dict) -> dict | None:
             "tta": bool((cfg.get("config") or {}).get("tta")), "classes": class_names(cfg)}
 
 
-def _preprocessing_source(cls: str, pre: dict, stem: str, raw: bool) -> str:
+def _preprocessing_source(cls: str, pre: dict, stem: str, raw: bool, size: tuple[int, int]) -> str:
     """The .py's class names, statistics and load(): the run's preprocessing unless raw."""
     text = f"\n\nCLASSES = {json.dumps(pre['classes'])}  # the class of output k is CLASSES[k]\n"
     if raw:
         return text
-    return (text + f"MEAN = {tuple(pre['mean'])!r}\nSTD = {tuple(pre['std'])!r}\nTTA = {pre['tta']!r}"
+    return (text + f"MEAN = {tuple(pre['mean'])!r}\nSTD = {tuple(pre['std'])!r}\nSIZE = {tuple(size)!r}\n"
+            f"TTA = {pre['tta']!r}"
             "  # True: the logits are the mean over each image and its mirror\n\n\n"
             + inspect.getsource(WithPreprocessing).rstrip() + "\n\n\n"
             f"WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), {stem + '.pt'!r})\n\n\n"
@@ -334,7 +342,7 @@ def _preprocessing_source(cls: str, pre: dict, stem: str, raw: bool) -> str:
             f"    net = {cls}()\n"
             f"    if weights is not None:\n"
             f"        net.load_state_dict(torch.load(weights, map_location=\"cpu\", weights_only=True))\n"
-            f"    return WithPreprocessing(net, MEAN, STD, TTA).eval()\n")
+            f"    return WithPreprocessing(net, MEAN, STD, TTA, SIZE).eval()\n")
 
 
 def to_onnx(model: nn.Module, path: Path, example: torch.Tensor | None = None) -> None:
@@ -388,7 +396,7 @@ def export(ir: IR, out: str, weights: str | None = None, formats: str = "all", n
         text = source(ir, model, note)
         if preprocess:
             text = text.replace("\nimport torch\n", "\nimport os\n\nimport torch\n", 1) if not raw else text
-            text += _preprocessing_source(class_name(ir.name), preprocess, base.name, raw)
+            text += _preprocessing_source(class_name(ir.name), preprocess, base.name, raw, ir.input_ty.shape[1:])
         py = base.with_name(base.name + ".py")
         atomic_write(py, text)
         written.append(py)
@@ -400,8 +408,8 @@ def export(ir: IR, out: str, weights: str | None = None, formats: str = "all", n
         onnx_path = base.with_name(base.name + ".onnx")
         if preprocess and not raw:
             c, h, w = ir.input_ty.shape
-            to_onnx(WithPreprocessing(model, preprocess["mean"], preprocess["std"], preprocess["tta"]), onnx_path,
-                    torch.randint(0, 256, (2, h, w, c), dtype=torch.uint8))
+            pre = WithPreprocessing(model, preprocess["mean"], preprocess["std"], preprocess["tta"], (h, w))
+            to_onnx(pre, onnx_path, torch.randint(0, 256, (2, h, w, c), dtype=torch.uint8))
         else:
             to_onnx(model, onnx_path)
         written.append(onnx_path)

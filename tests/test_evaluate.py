@@ -116,3 +116,14 @@ def test_class_names_come_from_an_image_folder_or_an_npz_and_digits_have_none(tm
     np.savez(tmp_path / "k.npz", x=np.zeros((1, 2, 2, 1), np.uint8), y=np.zeros(1, int), classes=4)
     assert names_of(str(tmp_path / "k.npz"), str(tmp_path)) is None  # a count, not names
     assert names_of("digits", str(tmp_path)) is None
+
+
+def test_weights_that_are_not_a_pytorch_file_say_so_in_one_line(run, tmp_path, capsys):
+    """A text file given as --weights is not a spec/-D mismatch (it was 'Memo value not found at index 101')."""
+    bad = tmp_path / "x.pt"
+    bad.write_text("hello\n")
+    capsys.readouterr()
+    assert main(["eval", str(run), "--weights", str(bad), "--out", str(tmp_path / "r.json")]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}: not a PyTorch weights file" in err and "Memo" not in err and "Traceback" not in err
+    assert not (tmp_path / "r.json").exists()

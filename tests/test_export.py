@@ -1,6 +1,7 @@
 """mgdsl export: standalone PyTorch source and ONNX that compute what mgdsl.load computes; pickling; torch.export."""
 import ast
 import copy
+import importlib.util
 import io
 import json
 import pickle
@@ -225,13 +226,14 @@ def test_export_cli_round_trips_a_training_run(tmp_path, capsys):
 
 @pytest.mark.parametrize("args,words", [
     (["--weights", "no/such/model.pt"], "no such file"),
+    (["--weights", "{tmp}"], "model.pt: no such weights file (in the folder"),  # a folder without model.pt
     (["-D", "width=8", "--weights", "{pt}"], "does not fit this model"),
     (["-o", "no/such/folder/out"], "does not exist"),
 ])
 def test_export_errors_are_located_exit_2_and_write_nothing(args, words, tmp_path, capsys):
     pt = tmp_path / "w4.pt"
     torch.save(mgdsl.load("mgnet", width=4).state_dict(), pt)
-    args = [a.replace("{pt}", str(pt)) for a in args]
+    args = [a.replace("{pt}", str(pt)).replace("{tmp}", str(tmp_path)) for a in args]
     if "-o" not in args:
         args += ["-o", str(tmp_path / "out")]
     assert main(["export", "mgnet", "--format", "py", *args]) == 2
@@ -339,3 +341,26 @@ def test_export_to_a_py_name_writes_that_file_whose_class_starts_from_mgdsls_ini
     torch.manual_seed(0)
     w = mod.Mgnet().state_dict()["f_in.0.weight"]  # 16 x 3 x 3 x 3
     assert w.std().item() == pytest.approx((2 / (16 * 9)) ** 0.5, rel=0.15)
+
+
+def test_an_exported_runs_load_refuses_grey_float_or_other_size_images(tmp_path, capsys):
+    """OUT.py's load() takes only the run's uint8 N x H x W x C: grey, float or 16x16 is an error, not a guess."""
+    rng = np.random.default_rng(0)
+    for name, n in (("train", 16), ("test", 8)):
+        np.savez(tmp_path / f"{name}.npz", x=(rng.random((n, 12, 12, 3)) * 255).astype(np.uint8),
+                 y=rng.integers(0, 3, n))
+    run, out = tmp_path / "run", tmp_path / "m"
+    assert main(["compile", "mgnet", "-D", "width=4", "-D", "nu=1", "--train", str(tmp_path / "train.npz"), "--test",
+                 str(tmp_path / "test.npz"), "--epochs", "1", "--batch-size", "8", "--threads", "1",
+                 "--out", str(run)]) == 0
+    assert main(["export", str(run), "-o", str(out), "--format", "py"]) == 0
+    capsys.readouterr()
+    spec = importlib.util.spec_from_file_location("m_exported", f"{out}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    model = mod.load()
+    assert model(torch.zeros(2, 12, 12, 3, dtype=torch.uint8)).shape == (2, 3)
+    for bad in (torch.zeros(1, 12, 12, 1, dtype=torch.uint8), torch.rand(1, 12, 12, 3),
+                torch.zeros(1, 16, 16, 3, dtype=torch.uint8)):
+        with pytest.raises(ValueError, match=r"expected uint8 images N x 12 x 12 x 3"):
+            model(bad)

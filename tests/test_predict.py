@@ -139,9 +139,41 @@ def test_bad_input_is_one_line_naming_the_file_exit_2_and_nothing_written(runs, 
         capsys.readouterr()
         assert main(["predict", str(run), str(tmp_path / "good.png"), str(tmp_path / culprit), out,
                      str(tmp_path / "p.out")]) == 2
-        err = capsys.readouterr().err.strip()
+        cap = capsys.readouterr()
+        err = cap.err.strip()
+        assert cap.out == ""  # --json FILE names the output file: no JSON error object on stdout
         assert len(err.splitlines()) == 1 and words in err and str(tmp_path / culprit) in err, err
         assert not list(tmp_path.glob("p.out*"))
+
+
+@pytest.mark.parametrize("k, words", [("0", "--top-k 0: must be at least 1"),
+                                      ("11", "--top-k 11: the run has 10 classes")])
+def test_a_top_k_of_zero_or_more_than_the_classes_is_an_error_and_nothing_written(runs, k, words, tmp_path, capsys):
+    run, x, _ = runs["digits"]
+    Image.fromarray(x[0][..., 0]).save(tmp_path / "a.png")
+    capsys.readouterr()
+    assert main(["predict", str(run), str(tmp_path / "a.png"), "--top-k", k, "--csv", str(tmp_path / "p.csv")]) == 2
+    cap = capsys.readouterr()
+    assert words in cap.err and "batch-size" not in cap.err and cap.out == "" and not (tmp_path / "p.csv").exists()
+
+
+def test_an_output_file_that_is_a_folder_is_one_line_exit_2(runs, tmp_path, capsys):
+    run, x, _ = runs["digits"]
+    Image.fromarray(x[0][..., 0]).save(tmp_path / "a.png")
+    (tmp_path / "out").mkdir()
+    for flag in ("--json", "--csv"):
+        capsys.readouterr()
+        assert main(["predict", str(run), str(tmp_path / "a.png"), flag, str(tmp_path / "out")]) == 2
+        cap = capsys.readouterr()
+        assert cap.err.startswith(f"mgdsl: error: {tmp_path / 'out'}: is a folder") and cap.out == "", cap.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "out"] and not any((tmp_path / "out").iterdir())
+
+
+def test_an_image_given_where_the_run_folder_goes_says_so(tmp_path, capsys):
+    Image.new("L", (8, 8)).save(tmp_path / "a.png")
+    assert main(["predict", str(tmp_path / "a.png"), str(tmp_path / "a.png")]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'a.png'}: a file, not a run folder" in err and "RUN_DIR INPUT" in err
 
 
 def test_a_missing_run_folder_is_one_line_exit_2(tmp_path, capsys):

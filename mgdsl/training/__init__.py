@@ -86,6 +86,10 @@ def load_state(model, wpath: Path, name: str) -> None:
     from .data import DataError
     try:
         state = torch.load(wpath, map_location="cpu", weights_only=False)
+    except Exception as e:  # a text file, a truncated download: not a mismatch of spec and -D values
+        raise DataError(f"{wpath}: not a PyTorch weights file ({type(e).__name__})",
+                        "pass a model.pt, best.pt or last.pt that mgdsl wrote") from None
+    try:
         model.load_state_dict(state["model"] if isinstance(state, dict) and "model" in state else state)
     except Exception as e:
         lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]

@@ -166,6 +166,8 @@ def load_run(run_dir, weights: str = "last") -> Predictor:
     from . import load_state, run_ir
     from .recipes import Config
     run = Path(run_dir)
+    if run.exists() and not run.is_dir():  # `mgdsl predict photo.png ...`: the run folder left out
+        raise DataError(f"{run_dir}: a file, not a run folder", "the run folder comes first: RUN_DIR INPUT...")
     if not run.is_dir():
         raise DataError(f"{run_dir}: no such run folder")
     rec = read_config(str(run))
