@@ -248,7 +248,8 @@ def _paper_names(ir: IR, code: str) -> str:
         name = f"{state}_{level}_{step}" + ("" if phase == "down" else f"_{phase}")
         if name.isidentifier() and not keyword.iskeyword(name) and name not in RESERVED | set(names.values()):
             names[f"v{nid}"] = name
-    return re.sub(r"(?<![.\w])v\d+\b", lambda m: names.get(m.group(0), m.group(0)), code)  # not self.v2
+    # string literals (getattr(self, "A'v1"): an operator's own name) are kept whole; so is self.v2
+    return re.sub(r"\"[^\"\n]*\"|'[^'\n]*'|(?<![.\w])v\d+\b", lambda m: names.get(m.group(0), m.group(0)), code)
 
 
 def source(ir: IR, model: nn.Module, note: str = "") -> str:

@@ -234,11 +234,14 @@ def test_a_name_that_would_replace_a_module_attribute_is_a_located_error(name, t
 
 
 def test_every_name_the_grammar_accepts_survives(tmp_path_factory):
-    from hypothesis import HealthCheck, given, settings, strategies as st
+    from hypothesis import HealthCheck, example, given, settings, strategies as st
     name = st.from_regex(_grammar_name_regex(), fullmatch=True).filter(lambda s: len(s) <= 12)
 
-    @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+    # derandomized: CI runs the same names every time; the example is what a random CI run found (export
+    # renamed v1 inside the operator name "A'v1" of getattr(self, "A'v1"))
+    @settings(max_examples=12, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.filter_too_much])
     @given(st.lists(name, min_size=len(ROLES), max_size=len(ROLES), unique=True))
+    @example(["A", "B", "C", "D", "E", "F", "G", "H", "I", "P", "B0", "A'v1"])
     def prop(names):
         _survives(dict(zip(ROLES, names)), tmp_path_factory.mktemp("names"), must_check=False)
 
