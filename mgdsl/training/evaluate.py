@@ -119,7 +119,9 @@ def _memory_test_set(rec: dict, cfg: Config, name: str, test: str | None, root: 
     yt = torch.from_numpy(y)
     batches = ((xt[s:s + 512], yt[s:s + 512]) for s in range(0, len(xt), 512))
     # the model's outputs are the training set's classes: its names first, else the scored set's
-    names = next((n for n in (names_of(cfg.train, root), names_of(name, root)) if n and len(n) == classes), None)
+    saved = rec.get("class_names")  # what the run saved from its data (runs made before that: read the data again)
+    names = saved if saved and len(saved) == classes else \
+        next((n for n in (names_of(cfg.train, root), names_of(name, root)) if n and len(n) == classes), None)
     return batches, shape, classes, names
 
 
